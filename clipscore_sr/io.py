@@ -1,0 +1,368 @@
+"""Reading images (PNG, JPEG, BMP, TIFF/GeoTIFF incl. LZW/deflate), data ranges, band selection,
+Sentinel-2 strips, GT/SR pairing and masks.
+
+Conventions
+-----------
+* :func:`read_image` returns ``float32 [C, H, W]`` values in ``[0, 1]`` (file values divided by the
+  data range) plus that data range.
+* Data range: 255 for uint8, 65535 for uint16, 1.0 for float and bool, unless the caller passes
+  ``data_range`` (e.g. 4095 for 12-bit data stored in uint16, 10000 for S2 L2A reflectance).
+* ``bands`` are **1-based** (as in GDAL/rasterio): ``bands=(3, 2, 1)`` picks the third, second and first
+  band in that order. RGBA and gray+alpha drop the alpha band when no bands are given.
+* Grayscale stays one channel.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ImageReadError, PairingError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: ``data`` float32 ``[C,H,W]`` in [0,1], the ``data_range`` it was divided by,
+    and the storage dtype of the file (``uint8``, ``uint16``, ``float32``...)."""
+
+    data: np.ndarray
+    data_range: float
+    dtype: str
+    path: str = ""
+
+    def tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.data)
+
+
+def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``'3,2,1'`` -> ``(3, 2, 1)`` (1-based band numbers)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, str):
+        try:
+            bands = tuple(int(t) for t in text.split(",") if t.strip())
+        except ValueError:
+            raise ImageReadError(f"--bands '{text}': expected comma-separated 1-based band numbers like 3,2,1") from None
+    else:
+        bands = tuple(int(b) for b in text)
+    if not bands or any(b < 1 for b in bands):
+        raise ImageReadError(f"--bands {text}: band numbers are 1-based and must be >= 1")
+    return bands
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """Decode a TIFF to ``[H, W, C]`` (or ``[H, W]``), whatever its planar configuration."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        arr = series.asarray()
+        axes = series.axes
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3:
+        # 'YXS' (contiguous samples) is already HWC; 'SYX'/'CYX'/'QYX'/'IYX' are band-first.
+        if axes[-1] in "SC" and axes[0] == "Y":
+            return arr
+        if axes[1:] == "YX":
+            return np.moveaxis(arr, 0, -1)
+        raise ImageReadError(f"{path}: unsupported TIFF axes '{axes}' (expected YX, YXS or band-first ?YX)")
+    squeezed = np.squeeze(arr)
+    if squeezed.ndim in (2, 3) and squeezed.ndim < arr.ndim:
+        return _read_tiff_array_fallback(squeezed, path)
+    raise ImageReadError(f"{path}: TIFF has {arr.ndim} dimensions (axes '{axes}'); expected a single 2-D image")
+
+
+def _read_tiff_array_fallback(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[0] < min(arr.shape[1:]) and arr.shape[0] <= 32:
+        return np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def _read_pil(path: Path) -> tuple[np.ndarray, bool]:
+    """Decode with Pillow; returns ``[H,W]`` or ``[H,W,C]`` and whether the last band is alpha."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            mode = im.mode
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGB")
+            mode = "RGB"
+        elif mode == "1":
+            im = im.convert("L")
+            mode = "L"
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+            arr = np.asarray(im, dtype=np.uint16)
+        elif mode == "I":
+            arr = np.asarray(im)
+            if arr.min() >= 0 and arr.max() <= 65535:
+                arr = arr.astype(np.uint16)
+        else:
+            arr = np.asarray(im)
+    return arr, mode in ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
+    """Decode a file to its stored values ``[H, W]`` or ``[H, W, C]``; second item: last band is alpha."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in _TIFF_EXTENSIONS:
+            arr = _read_tiff(path)
+            alpha = False
+            if arr.ndim == 3 and arr.shape[-1] in (2, 4) and arr.dtype == np.uint8:
+                alpha = True  # 8-bit gray+alpha / RGBA TIFFs
+            return arr, alpha
+        return _read_pil(path)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # decoder errors differ per library; report them uniformly
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
+
+
+def default_data_range(dtype: np.dtype, path: str | os.PathLike = "") -> float:
+    """255 for uint8, 65535 for uint16, 1.0 for float/bool; other integer types need an explicit range."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype == np.bool_ or dtype.kind == "f":
+        return 1.0
+    raise ImageReadError(f"{path}: pixel type {dtype} has no default data range; pass --data-range")
+
+
+def to_chw(arr: np.ndarray, *, alpha: bool = False, bands: Sequence[int] | None = None,
+           path: str | os.PathLike = "") -> np.ndarray:
+    """``[H,W]``/``[H,W,C]`` -> ``[C,H,W]``, selecting 1-based ``bands`` or dropping alpha."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImageReadError(f"{path}: expected a 2-D image, got array of shape {arr.shape}")
+    n = arr.shape[-1]
+    if bands is not None:
+        bad = [b for b in bands if b > n]
+        if bad:
+            raise ImageReadError(f"{path}: --bands {','.join(map(str, bands))} asks for band {bad[0]} but the image has {n}")
+        arr = arr[:, :, [b - 1 for b in bands]]
+    elif alpha:
+        arr = arr[:, :, : n - 1]
+    return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+
+
+def read_image(path: str | os.PathLike, *, bands: Sequence[int] | None = None,
+               data_range: float | None = None) -> LoadedImage:
+    """Read any supported image as float32 ``[C,H,W]`` scaled to [0,1] by its data range."""
+    arr, alpha = read_array(path)
+    if arr.dtype.kind not in "uifb":
+        raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
+    rng = float(data_range) if data_range is not None else default_data_range(arr.dtype, path)
+    if not rng > 0:
+        raise ImageReadError(f"{path}: data range must be > 0, got {rng}")
+    chw = to_chw(arr, alpha=alpha, bands=bands, path=path)
+    data = chw.astype(np.float32) if chw.dtype != np.float64 else chw
+    data = (data / rng).astype(np.float32)
+    return LoadedImage(data=data, data_range=rng, dtype=str(arr.dtype), path=str(path))
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A clear-pixel mask ``[H, W]`` bool: nonzero = clear (PROBA-V ``SM.png``/``QM*.png`` style)."""
+    arr, _ = read_array(path)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr != 0
+
+
+def file_digest(path: str | os.PathLike, extra: str = "") -> str:
+    """SHA-1 of the file's bytes (plus ``extra``, e.g. band selection): the identity used by caches."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    if extra:
+        h.update(b"\0" + extra.encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Sentinel-2 strips (S2-NAIP layout)
+
+def decode_s2_strip(strip: np.ndarray | torch.Tensor, frame_size: int = 32):
+    """Split a strip of T frames stacked vertically, ``[T*S, S, C]`` (or ``[T*S, S]``), into ``[T, C, S, S]``.
+
+    Frames are cut along the height axis; channels are never mixed (a plain ``reshape(T, C, S, S)`` of
+    the HWC array would interleave rows and channels).
+    """
+    is_tensor = isinstance(strip, torch.Tensor)
+    arr = strip if is_tensor else np.asarray(strip)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImageReadError(f"S2 strip: expected [T*{frame_size}, {frame_size}, C], got shape {tuple(arr.shape)}")
+    h, w, c = arr.shape
+    if w != frame_size or h % frame_size != 0:
+        raise ImageReadError(
+            f"S2 strip: shape {tuple(arr.shape)} is not T frames of {frame_size}x{frame_size} stacked vertically")
+    t = h // frame_size
+    frames = arr.reshape(t, frame_size, frame_size, c)  # split height only: [T, S, S, C]
+    if is_tensor:
+        return frames.permute(0, 3, 1, 2).contiguous()
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairing
+
+@dataclass
+class Pair:
+    """One GT/SR pair; ``key`` is the relative path without extension (posix separators)."""
+
+    key: str
+    gt: str
+    sr: str
+    mask: str | None = None
+
+
+@dataclass
+class Pairing:
+    pairs: list[Pair]
+    unmatched_gt: list[str] = field(default_factory=list)
+    unmatched_sr: list[str] = field(default_factory=list)
+
+    def warning(self) -> str | None:
+        if not self.unmatched_gt and not self.unmatched_sr:
+            return None
+        def show(items: list[str]) -> str:
+            head = ", ".join(items[:5])
+            return head + (f", ... (+{len(items) - 5} more)" if len(items) > 5 else "")
+        parts = []
+        if self.unmatched_gt:
+            parts.append(f"{len(self.unmatched_gt)} GT file(s) without SR: {show(self.unmatched_gt)}")
+        if self.unmatched_sr:
+            parts.append(f"{len(self.unmatched_sr)} SR file(s) without GT: {show(self.unmatched_sr)}")
+        return f"{len(self.pairs)} pairs matched; " + "; ".join(parts)
+
+
+def index_images(root: str | os.PathLike) -> dict[str, Path]:
+    """Map key (relative path without extension) -> file, recursively, for supported image files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PairingError(f"{root}: not a directory")
+    index: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        key = path.relative_to(root).with_suffix("").as_posix()
+        if key in index:
+            raise PairingError(f"{root}: two images share the key '{key}' ({index[key].name}, {path.name})")
+        index[key] = path
+    return index
+
+
+def pair_folders(gt_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict: bool = False,
+                 mask_dir: str | os.PathLike | None = None) -> Pairing:
+    """Pair files by relative path without extension: ``gt/a/x.png`` pairs with ``out/a/x.tif``.
+
+    No match at all is an error; unmatched files are reported (an error with ``strict``). Masks in
+    ``mask_dir`` are paired by the same key; every pair must have one.
+    """
+    gt_index, sr_index = index_images(gt_dir), index_images(sr_dir)
+    if not gt_index:
+        raise PairingError(f"{gt_dir}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    if not sr_index:
+        raise PairingError(f"{sr_dir}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    keys = sorted(gt_index.keys() & sr_index.keys())
+    pairing = Pairing(
+        pairs=[Pair(k, str(gt_index[k]), str(sr_index[k])) for k in keys],
+        unmatched_gt=sorted(gt_index.keys() - sr_index.keys()),
+        unmatched_sr=sorted(sr_index.keys() - gt_index.keys()),
+    )
+    if not keys:
+        raise PairingError(
+            f"no GT/SR pairs: none of the {len(gt_index)} files in {gt_dir} has a counterpart in {sr_dir} "
+            "(files pair by relative path without extension)")
+    if strict and (pairing.unmatched_gt or pairing.unmatched_sr):
+        raise PairingError(f"--strict: {pairing.warning()}")
+    if mask_dir is not None:
+        attach_masks(pairing.pairs, mask_dir)
+    return pairing
+
+
+def attach_masks(pairs: Iterable[Pair], mask_dir: str | os.PathLike) -> None:
+    mask_index = index_images(mask_dir)
+    missing = [p.key for p in pairs if p.key not in mask_index]
+    if missing:
+        raise PairingError(f"{mask_dir}: no mask for {len(missing)} pair(s), e.g. '{missing[0]}'")
+    for p in pairs:
+        p.mask = str(mask_index[p.key])
+
+
+def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
+    """A manifest CSV with columns ``gt,sr`` (optional ``key``, ``mask``); relative paths are relative to
+    the CSV's folder. Missing files are an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise PairingError(f"{path}: pairs file not found")
+    base = path.parent
+    pairs: list[Pair] = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or [])
+        if not {"gt", "sr"} <= cols:
+            raise PairingError(f"{path}: needs columns 'gt' and 'sr' (found: {', '.join(sorted(cols)) or 'none'})")
+        seen: set[str] = set()
+        for line, row in enumerate(reader, start=2):
+            gt, sr = (row.get("gt") or "").strip(), (row.get("sr") or "").strip()
+            if not gt or not sr:
+                raise PairingError(f"{path}:{line}: empty 'gt' or 'sr'")
+            gt_p, sr_p = base / gt, base / sr
+            mask = (row.get("mask") or "").strip() or None
+            key = (row.get("key") or "").strip() or Path(sr).with_suffix("").as_posix()
+            if key in seen:
+                raise PairingError(f"{path}:{line}: duplicate key '{key}' (add a 'key' column)")
+            seen.add(key)
+            if strict:
+                for name, p in (("gt", gt_p), ("sr", sr_p)):
+                    if not p.is_file():
+                        raise PairingError(f"{path}:{line}: {name} file not found: {p}")
+            pairs.append(Pair(key, str(gt_p), str(sr_p), str(base / mask) if mask else None))
+    if not pairs:
+        raise PairingError(f"{path}: no pairs listed")
+    return Pairing(pairs=pairs)
+
+
+def write_image(path: str | os.PathLike, chw: np.ndarray | torch.Tensor, *, dtype: str = "uint8") -> None:
+    """Write ``[C,H,W]`` values in [0,1] as an 8- or 16-bit PNG/TIFF (rounded, clipped)."""
+    if isinstance(chw, torch.Tensor):
+        chw = chw.detach().float().cpu().numpy()
+    scale = 255.0 if dtype == "uint8" else 65535.0
+    arr = np.clip(np.rint(np.asarray(chw, dtype=np.float64) * scale), 0, scale).astype(dtype)
+    hwc = np.moveaxis(arr, 0, -1)
+    if hwc.shape[-1] == 1:
+        hwc = hwc[..., 0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in _TIFF_EXTENSIONS:
+        import tifffile
+
+        tifffile.imwrite(path, hwc, compression="zlib")
+    else:
+        from PIL import Image
+
+        Image.fromarray(hwc).save(path)
