@@ -1,0 +1,121 @@
+"""``srmetrics score GT_DIR SR_DIR``: per-image and summary metrics for a folder of SR outputs."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from .. import io
+from ..errors import SRMetricsError
+from ..metrics.base import get_metric_class, parse_metric_list, split_metric_id
+from ..pipeline import score_pairs
+from ..results import format_summary, summarize, write_table
+from . import main
+
+DEFAULT_METRICS = "psnr,ssim,cpsnr"
+
+
+def common_scoring_options(func):
+    """Options shared by every command that scores images (score, agreement, demo)."""
+    options = [
+        click.option("--bands", default=None, help="1-based band numbers to use, e.g. 3,2,1 for multi-band images."),
+        click.option("--data-range", type=float, default=None,
+                     help="Value of full scale (default: 255 for 8-bit, 65535 for 16-bit, 1.0 for float)."),
+        click.option("--crop-border", type=int, default=0, show_default=True,
+                     help="Pixels removed from every side before pixel metrics."),
+        click.option("--batch-size", type=int, default=16, show_default=True),
+        click.option("--workers", type=int, default=2, show_default=True, help="Image-decoding threads."),
+        click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N|mps"),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                     help="Model precision for learned metrics (autocast on GPU)."),
+        click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+                     help="On-disk embedding cache folder for learned metrics."),
+        click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
+                     help="Segment Anything checkpoint for samscore."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or table; errors only."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint: str | None) -> dict:
+    opts: dict = {"crop_border": crop_border}
+    if cache_dir:
+        opts["cache_dir"] = cache_dir
+    if sam_checkpoint:
+        opts["sam_checkpoint"] = sam_checkpoint
+    return opts
+
+
+def directions(metric_ids: list[str]) -> dict[str, bool]:
+    return {m: get_metric_class(split_metric_id(m)[0]).higher_is_better for m in metric_ids}
+
+
+@main.command("score")
+@click.argument("gt_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.argument("sr_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--metrics", "-m", default=DEFAULT_METRICS, show_default=True,
+              help="Comma list of metric ids (see 'srmetrics metrics').")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Per-pair results: .csv, .json or .parquet (written incrementally).")
+@click.option("--summary", "summary_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the summary table (mean, std, 95% CI, count) to this .csv/.json/.parquet.")
+@click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV manifest with columns gt,sr (optional key, mask) instead of two folders.")
+@click.option("--mask-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Clear-pixel masks (nonzero = clear) paired by key, used by cpsnr.")
+@click.option("--strict", is_flag=True, help="Unmatched files are an error instead of a warning.")
+@click.option("--resume", is_flag=True, help="Skip pairs already scored in --out.")
+@common_scoring_options
+def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, bands,
+                  data_range, crop_border, batch_size, workers, device, precision, cache_dir, sam_checkpoint,
+                  quiet) -> None:
+    """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
+
+    Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
+    """
+    metric_ids = parse_metric_list(metrics)
+    for mid in metric_ids:
+        get_metric_class(split_metric_id(mid)[0])  # unknown ids fail before any work
+    if resume and not out:
+        raise SRMetricsError("--resume needs --out (the file to resume)")
+    if pairs_csv:
+        if gt_dir or sr_dir:
+            raise SRMetricsError("give either GT_DIR SR_DIR or --pairs, not both")
+        pairing = io.read_pairs_csv(pairs_csv)
+        if mask_dir:
+            io.attach_masks(pairing.pairs, mask_dir)
+    else:
+        if not (gt_dir and sr_dir):
+            raise SRMetricsError("missing GT_DIR and SR_DIR (or use --pairs pairs.csv)")
+        pairing = io.pair_folders(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
+    warning = pairing.warning()
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        df = score_pairs(
+            pairing.pairs, metric_ids, out=out, resume=resume, batch_size=batch_size, workers=workers,
+            bands=bands, data_range=data_range, device=device, precision=precision,
+            metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint), progress=not quiet,
+        )
+    summary = summarize(df, metric_ids)
+    if summary_out:
+        write_table(summary, summary_out)
+    if not quiet:
+        click.echo(format_summary(summary, directions(metric_ids)))
+        if out:
+            click.echo(f"per-pair results: {Path(out)}")
+    n_failed = int((df["error"] != "").sum())
+    if n_failed:
+        first = df.loc[df["error"] != "", ["key", "error"]].iloc[0]
+        where = f" (see the 'error' column in {out})" if out else ""
+        click.echo(f"Error: {n_failed} of {len(df)} pairs failed{where}; first: {first.key}: {first.error}",
+                   err=True)
+        sys.exit(1)

@@ -1,0 +1,231 @@
+"""Result tables: incremental, atomic writing (CSV/JSON/Parquet by extension), resume, and summaries.
+
+A run appends each finished batch of rows to a journal (``<out>.journal.jsonl``, one JSON object per line,
+flushed and fsynced) and rewrites the output file atomically (temporary file + ``os.replace``) at most every
+``snapshot_every`` seconds and at the end, so a crash never leaves a truncated output and loses at most the
+batch in flight. ``--resume`` reads the output file and the journal (ignoring a torn last line).
+
+Non-finite values: CSV writes ``inf``/``-inf`` (and an empty cell for a missing value), JSON writes the strings
+``"inf"``/``"-inf"`` and ``null``, Parquet stores IEEE floats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SRMetricsError
+
+FORMATS = (".csv", ".json", ".parquet")
+
+
+def output_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise SRMetricsError(f"{path}: unsupported output format '{suffix}' (use .csv, .json or .parquet)")
+    return suffix
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _from_json_value(v: Any) -> Any:
+    if v == "inf":
+        return math.inf
+    if v == "-inf":
+        return -math.inf
+    return v
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``df`` atomically to ``path`` in the format its extension names."""
+    path = Path(path)
+    fmt = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == ".csv":
+            df.to_csv(tmp, index=False)
+        elif fmt == ".json":
+            records = [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+            with open(tmp, "w") as fh:
+                json.dump(records, fh, indent=1, allow_nan=False)
+        else:
+            try:
+                df.to_parquet(tmp, index=False)
+            except ImportError as exc:
+                raise SRMetricsError(f"{path}: writing Parquet needs pyarrow (pip install pyarrow): {exc}") from None
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` (CSV ``inf`` cells come back as floats)."""
+    path = Path(path)
+    fmt = output_format(path)
+    try:
+        if fmt == ".csv":
+            return pd.read_csv(path, keep_default_na=True, dtype={"key": str, "gt": str, "sr": str, "error": str})
+        if fmt == ".json":
+            with open(path) as fh:
+                records = json.load(fh)
+            return pd.DataFrame([{k: _from_json_value(v) for k, v in r.items()} for r in records])
+        return pd.read_parquet(path)
+    except (ValueError, json.JSONDecodeError, OSError) as exc:
+        raise SRMetricsError(f"{path}: cannot read results file ({exc})") from None
+
+
+class ResultWriter:
+    """Collects rows, journals them as they arrive and keeps ``out`` valid on disk at all times."""
+
+    def __init__(self, out: str | os.PathLike | None, columns: Sequence[str], *,
+                 previous: pd.DataFrame | None = None, snapshot_every: float = 30.0,
+                 journal_suffix: str = ".journal.jsonl") -> None:
+        self.out = Path(out) if out is not None else None
+        self.columns = list(columns)
+        self.rows: list[dict[str, Any]] = []
+        if previous is not None and len(previous):
+            self.rows.extend(previous.reindex(columns=self.columns).to_dict(orient="records"))
+        self.snapshot_every = snapshot_every
+        self._last_snapshot = time.monotonic()
+        self._journal = None
+        if self.out is not None:
+            output_format(self.out)
+            self.journal_path = self.out.with_name(self.out.name + journal_suffix)
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._journal = open(self.journal_path, "a")
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        self.rows.extend(rows)
+        if self._journal is not None:
+            for row in rows:
+                self._journal.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+            if time.monotonic() - self._last_snapshot >= self.snapshot_every:
+                self.snapshot()
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=self.columns)
+        df = df.drop_duplicates(subset="key", keep="last").sort_values("key", kind="stable").reset_index(drop=True)
+        df["error"] = df["error"].fillna("")
+        return df
+
+    def snapshot(self) -> None:
+        if self.out is not None:
+            write_table(self.frame(), self.out)
+        self._last_snapshot = time.monotonic()
+
+    def close(self, *, final: bool = True) -> pd.DataFrame:
+        """Write the final table; the journal is removed only once the output holds every row."""
+        df = self.frame()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+            if final:
+                write_table(df, self.out)
+                os.unlink(self.journal_path)
+        return df
+
+
+def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a journal file; a torn (partially written) last line is ignored."""
+    rows = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rows.append({k: _from_json_value(v) for k, v in json.loads(line).items()})
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def load_previous(out: str | os.PathLike, columns: Sequence[str], journal_paths: Iterable[str | os.PathLike] = ()
+                  ) -> pd.DataFrame:
+    """Rows already computed for ``--resume``: the output file plus any journals; checks the metric columns."""
+    out = Path(out)
+    frames = []
+    if out.exists():
+        prev = read_table(out)
+        missing = [c for c in columns if c not in prev.columns]
+        if missing:
+            raise SRMetricsError(
+                f"{out}: --resume needs the same metrics, but the file has no column(s) {', '.join(missing)} "
+                "(use another --out)")
+        frames.append(prev[list(columns)])
+    for jp in [out.with_name(out.name + ".journal.jsonl"), *journal_paths]:
+        rows = read_journal(jp)
+        if rows:
+            frames.append(pd.DataFrame(rows).reindex(columns=list(columns)))
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    df = pd.concat(frames, ignore_index=True)
+    df["error"] = df["error"].fillna("").astype(str)
+    df["key"] = df["key"].astype(str)
+    return df.drop_duplicates(subset="key", keep="last").reset_index(drop=True)
+
+
+def summarize(df: pd.DataFrame, metric_ids: Sequence[str]) -> pd.DataFrame:
+    """Per metric: mean, std (ddof=1), 95% CI of the mean (Student t), count, and non-finite count.
+
+    Only finite values enter the statistics (a PSNR of ``inf`` for identical images is counted in
+    ``n_nonfinite``); rows with an error are excluded.
+    """
+    from scipy import stats
+
+    ok = df[df["error"].fillna("") == ""] if "error" in df else df
+    out = []
+    for mid in metric_ids:
+        values = pd.to_numeric(ok[mid], errors="coerce").to_numpy(dtype=float) if mid in ok else np.array([])
+        finite = values[np.isfinite(values)]
+        n = len(finite)
+        mean = float(finite.mean()) if n else math.nan
+        std = float(finite.std(ddof=1)) if n > 1 else math.nan
+        half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+        out.append({"metric": mid, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half,
+                    "count": n, "n_nonfinite": int(np.sum(~np.isfinite(values) & ~np.isnan(values)))})
+    return pd.DataFrame(out)
+
+
+def format_summary(summary: pd.DataFrame, directions: dict[str, bool] | None = None) -> str:
+    """Human-readable summary table."""
+    lines = [f"{'metric':<28} {'mean':>10} {'std':>9} {'95% CI':>23} {'n':>6}"]
+    for r in summary.itertuples(index=False):
+        arrow = ""
+        if directions is not None and r.metric in directions:
+            arrow = " (↑)" if directions[r.metric] else " (↓)"
+        ci = f"[{r.ci95_low:.4f}, {r.ci95_high:.4f}]"
+        extra = f"  +{r.n_nonfinite} inf" if r.n_nonfinite else ""
+        lines.append(f"{(r.metric + arrow):<28} {r.mean:>10.4f} {r.std:>9.4f} {ci:>23} {r.count:>6}{extra}")
+    return "\n".join(lines)
