@@ -46,3 +46,118 @@ def missing_weights(what: str, looked_in: Sequence[str | os.PathLike], how: str)
     """The one message format for missing weights: which weights, where we looked, how to provide them."""
     places = ", ".join(str(p) for p in looked_in) or "nowhere"
     return WeightsNotFoundError(f"weights for {what} not found (looked in: {places}); {how}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hugging Face / open_clip caches and downloads
+# ---------------------------------------------------------------------------------------------------------
+
+#: seconds before an online metadata request gives up (``CLIPSCORE_SR_NET_TIMEOUT`` overrides)
+DEFAULT_NET_TIMEOUT = 10.0
+
+
+def net_timeout() -> float:
+    """Timeout in seconds for any network request we make (``$CLIPSCORE_SR_NET_TIMEOUT``, default 10)."""
+    try:
+        return float(os.environ.get("CLIPSCORE_SR_NET_TIMEOUT", DEFAULT_NET_TIMEOUT))
+    except ValueError:
+        return DEFAULT_NET_TIMEOUT
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time.
+
+    ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else
+    ``~/.cache/huggingface/hub`` (the same order ``huggingface_hub`` uses; we re-read it on every call so
+    changing ``HF_HOME`` after import still takes effect).
+    """
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    home = os.environ.get("HF_HOME")
+    if home:
+        return Path(home).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def openclip_url_cache() -> Path:
+    """Where open_clip itself stores weights downloaded from plain URLs (``~/.cache/clip``)."""
+    return Path.home() / ".cache" / "clip"
+
+
+def hf_repo_dir(repo_id: str) -> Path:
+    """``<hub cache>/models--ORG--REPO``: the folder the hub cache uses for a model repository."""
+    return hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
+
+
+def hf_cached_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+    """Path of ``filename`` of ``repo_id`` in the local hub cache, or None. Never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hf_hub_cache()), revision=revision)
+    except Exception:  # malformed cache folder, invalid repo id: treat as absent
+        return None
+    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[str | os.PathLike],
+                how: str) -> Path:
+    """Download one file of a hub repository into the hub cache (respects ``HF_HOME``/``HF_HUB_CACHE``).
+
+    Offline (``HF_HUB_OFFLINE``/``CLIPSCORE_SR_OFFLINE``) this never touches the network and raises the
+    missing-weights error at once; online, metadata requests time out after :func:`net_timeout` seconds.
+    """
+    if is_offline():
+        raise missing_weights(what, looked_in, how + " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=str(hf_hub_cache()), etag_timeout=net_timeout(),
+                                    library_name="clipscore-sr"))
+    except Exception as exc:  # network error, 404, gated repo...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise missing_weights(what, [*looked_in, f"https://huggingface.co/{repo_id} ({reason})"], how) from None
+
+
+def url_download(url: str, dest: Path, *, what: str, looked_in: Sequence[str | os.PathLike], how: str,
+                 sha256_prefix: str = "") -> Path:
+    """Download ``url`` to ``dest`` atomically (temp file + ``os.replace``), checking a SHA-256 prefix if given."""
+    if is_offline():
+        raise missing_weights(what, looked_in, how + " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)")
+    import hashlib
+    import tempfile
+    import urllib.request
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=net_timeout()) as src, os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix):
+            raise OSError(f"SHA-256 mismatch for {url}")
+        os.replace(tmp, dest)
+    except Exception as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise missing_weights(what, [*looked_in, f"{url} ({type(exc).__name__}: {exc})"], how) from None
+    return dest
+
+
+def file_fingerprint(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Cheap content fingerprint of a (possibly multi-GB) weights file: SHA-256 of its size and of its first,
+    middle and last ``chunk`` bytes, as 16 hex digits. Used in cache keys and result provenance."""
+    import hashlib
+
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as f:
+        for offset in sorted({0, max(0, size // 2 - chunk // 2), max(0, size - chunk)}):
+            f.seek(offset)
+            h.update(f.read(chunk))
+    return h.hexdigest()[:16]
