@@ -150,3 +150,14 @@ def test_registry_entries() -> None:
         info = infos[name]
         assert not info.higher_is_better and info.needs_weights
         assert "[-1,1]" in info.description and info.units and info.value_range
+
+
+def test_pipeline_passes_precision_and_bf16_is_close(torch_home, images) -> None:
+    from clipscore_sr.pipeline import build_metrics
+
+    sr, gt = images
+    (metric,) = build_metrics(["lpips-squeeze"], device=torch.device("cpu"), precision="bf16",
+                              metric_options={"crop_border": 4, "sam_checkpoint": "x.pth"})
+    assert metric.precision == "bf16" and metric.provenance()["precision"] == "bf16"
+    fp32 = get_metric("lpips-squeeze")(sr, gt)
+    torch.testing.assert_close(metric(sr, gt), fp32, rtol=0.05, atol=0.01)

@@ -174,9 +174,11 @@ class _LPIPSMetric(Metric):
     value_range = "[0, ~1]; 0 = identical"
     needs_weights = True
 
-    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
+    def __init__(
+        self, spec: str | None = None, *, device: str | torch.device = "cpu", precision: str = "fp32", **options: Any
+    ) -> None:
         super().__init__(spec, device=device, **options)
-        self.precision = resolve_precision(options.get("precision"), self.device)
+        self.precision = resolve_precision(precision, self.device)
         self._model: torch.nn.Module | None = None
 
     def check_weights(self) -> Path:
