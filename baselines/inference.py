@@ -1,0 +1,222 @@
+"""Batch inference over a folder of low-resolution scenes (the engine of ``srmetrics generate``).
+
+What an input is
+----------------
+* ``layout="strip"`` (default): every image file under the input folder (recursively; PNG, JPEG, TIFF...)
+  is one scene holding T frames of ``frame_size x W`` stacked vertically, as S2-NAIP ``tci.png`` strips
+  (``frame_size="auto"``: square frames, T = H / W; a file of one square image is one frame). Decoded with
+  :func:`clipscore_sr.io.read_array` + :func:`clipscore_sr.io.decode_s2_strip`. Output: ``OUT/<relative
+  path without extension>.png``.
+* ``layout="folder"``: every folder directly holding image files is one scene; its images (natural name
+  order) are the frames and must share one size (any size, e.g. WorldStrat revisits). Output:
+  ``OUT/<relative folder path>.png``.
+
+Values are divided by the data range (by dtype unless given); ``bands`` are 1-based. When a scene has more
+frames than the model takes, frames are chosen as in the dataset readers (frames without black no-data
+pixels first, seeded per scene); fewer frames are repeated cyclically (reported).
+
+Scenes up to ``tile`` LR pixels on each side run whole, batched with other scenes of the same size;
+larger scenes run in overlapping tiles blended by :func:`~clipscore_sr.baselines.tiling.tiled_forward`.
+Stochastic generators (SR3) draw their noise from one generator per scene (and per tile) seeded from
+``seed`` and the scene key, so outputs do not depend on batch size or order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from clipscore_sr.errors import ImageReadError, InputMismatchError, SRMetricsError
+from clipscore_sr.io import IMAGE_EXTENSIONS, decode_s2_strip, read_array, to_chw, write_image
+
+from .datasets import black_fraction, select_frames
+from .sr3 import SR3
+from .tiling import tiled_forward
+
+
+@dataclass
+class Scene:
+    """One input scene: ``key`` = output path without extension, ``paths`` = its file(s)."""
+
+    key: str
+    paths: list[Path]
+
+
+@dataclass
+class GenerateReport:
+    written: list[str] = field(default_factory=list)
+    skipped_existing: list[str] = field(default_factory=list)
+    repeated_frames: list[str] = field(default_factory=list)
+    tiled: list[str] = field(default_factory=list)
+
+
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def find_scenes(input_dir: str | os.PathLike, layout: str = "strip") -> list[Scene]:
+    """Scenes under ``input_dir`` for the given ``layout`` (see module docstring), sorted by key."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise SRMetricsError(f"--input {root}: not a directory")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                   key=lambda p: _natural(p.relative_to(root).as_posix()))
+    if layout == "strip":
+        scenes = [Scene(p.relative_to(root).with_suffix("").as_posix(), [p]) for p in files]
+        keys = [s.key for s in scenes]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup is not None:
+            raise SRMetricsError(f"--input {root}: two files share the output name '{dup}.png'")
+    elif layout == "folder":
+        groups: dict[Path, list[Path]] = {}
+        for p in files:
+            groups.setdefault(p.parent, []).append(p)
+        scenes = []
+        for folder, paths in sorted(groups.items(), key=lambda kv: _natural(kv[0].as_posix())):
+            key = folder.relative_to(root).as_posix()
+            scenes.append(Scene(key if key != "." else root.name, paths))
+    else:
+        raise SRMetricsError(f"--layout {layout}: expected 'strip' or 'folder'")
+    if not scenes:
+        raise SRMetricsError(f"--input {root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    return scenes
+
+
+def _scale(chw: np.ndarray, data_range: float | None, path: Path) -> np.ndarray:
+    if data_range is None:
+        kind = chw.dtype
+        data_range = 255.0 if kind == np.uint8 else 65535.0 if kind == np.uint16 else 1.0 if kind.kind == "f" else None
+        if data_range is None:
+            raise ImageReadError(f"{path}: pixel type {kind} has no default data range; pass --data-range")
+    return (chw.astype(np.float32) / np.float32(data_range)).astype(np.float32)
+
+
+def load_scene(scene: Scene, *, layout: str = "strip", frame_size: int | str = "auto",
+               bands: Sequence[int] | None = None, data_range: float | None = None) -> np.ndarray:
+    """All frames of a scene, float32 ``[T, C, h, w]`` in [0, 1]."""
+    if layout == "strip":
+        path = scene.paths[0]
+        arr, alpha = read_array(path)
+        chw = to_chw(arr, alpha=alpha, bands=bands, path=path)
+        c, h, w = chw.shape
+        s = w if frame_size == "auto" else int(frame_size)
+        if s != w or h % s:
+            raise ImageReadError(f"{path}: a {h}x{w} image is not a vertical strip of {w}x{w} frames "
+                                 "(use --layout folder for one frame per file)")
+        return _scale(decode_s2_strip(np.moveaxis(chw, 0, -1), s), data_range, path)
+    frames = []
+    for p in scene.paths:
+        arr, alpha = read_array(p)
+        chw = _scale(to_chw(arr, alpha=alpha, bands=bands, path=p), data_range, p)
+        if frames and chw.shape != frames[0].shape:
+            raise ImageReadError(f"{p}: frame shape {chw.shape} differs from {scene.paths[0].name} {frames[0].shape}")
+        frames.append(chw)
+    return np.stack(frames)
+
+
+def scene_seed(seed: int, key: str, part: int = 0) -> int:
+    """A 63-bit seed derived from the run seed, the scene key and a part (tile) number."""
+    digest = hashlib.sha256(f"{seed}\0{key}\0{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def run_model(model: nn.Module, lr: torch.Tensor, seeds: Sequence[int] | None = None) -> torch.Tensor:
+    """Forward a batch; SR3 samples with one CPU generator per item seeded from ``seeds``."""
+    if isinstance(model, SR3):
+        gens = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
+        return model.sample(lr, generator=gens)
+    return model(lr)
+
+
+def choose_frames(frames: np.ndarray, n: int, seed: int, key: str) -> tuple[np.ndarray, bool]:
+    """``n`` frames of a scene (seeded per scene); second item: frames had to be repeated."""
+    rng = np.random.default_rng(scene_seed(seed, key, -1))
+    idx = select_frames(black_fraction(frames), n, rng)
+    return frames[idx], frames.shape[0] < n
+
+
+def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+             layout: str = "strip", frame_size: int | str = "auto", batch_size: int = 8,
+             device: str | torch.device = "cpu", tile: int | None = 32, overlap: int = 8, seed: int = 0,
+             bands: Sequence[int] | None = None, data_range: float | None = None, bit_depth: int = 8,
+             skip_existing: bool = False, progress: bool = True) -> GenerateReport:
+    """Super-resolve every scene of ``input_dir`` into ``out_dir`` (PNG, same relative paths).
+
+    ``tile``: LR window size for scenes larger than it (``None`` or 0: never tile); ``overlap`` in LR px.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise SRMetricsError(f"--batch-size must be >= 1, got {batch_size}")
+    if bit_depth not in (8, 16):
+        raise SRMetricsError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    out_root = Path(out_dir)
+    scenes = find_scenes(input_dir, layout)
+    report = GenerateReport()
+    n_frames, in_ch, scale = model.n_frames, model.in_channels, model.scale
+    dtype = "uint8" if bit_depth == 8 else "uint16"
+    pending: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+    bar = tqdm(total=len(scenes), desc="generate", unit="scene", disable=not progress)
+
+    def write(key: str, img: torch.Tensor) -> None:
+        write_image(out_root / f"{key}.png", img.clamp(0, 1), dtype=dtype)
+        report.written.append(key)
+        bar.update(1)
+
+    def flush(shape: tuple[int, ...]) -> None:
+        items = pending.pop(shape, [])
+        if not items:
+            return
+        lr = torch.from_numpy(np.stack([a for _, a in items])).to(device)
+        with torch.inference_mode():
+            sr = run_model(model, lr, [scene_seed(seed, k) for k, _ in items])
+        for (key, _), img in zip(items, sr):
+            write(key, img)
+
+    try:
+        for scene in scenes:
+            if skip_existing and (out_root / f"{scene.key}.png").is_file():
+                report.skipped_existing.append(scene.key)
+                bar.update(1)
+                continue
+            frames = load_scene(scene, layout=layout, frame_size=frame_size, bands=bands, data_range=data_range)
+            if frames.shape[1] != in_ch:
+                raise InputMismatchError(
+                    f"{scene.paths[0]}: frames have {frames.shape[1]} channels but the model takes {in_ch} (see --bands)")
+            frames, repeated = choose_frames(frames, n_frames, seed, scene.key)
+            if repeated:
+                report.repeated_frames.append(scene.key)
+            h, w = frames.shape[-2:]
+            if tile and (h > tile or w > tile):
+                report.tiled.append(scene.key)
+                counter = itertools.count(1)
+                key = scene.key
+
+                def fn(x: torch.Tensor, key: str = key, counter: itertools.count = counter) -> torch.Tensor:
+                    return run_model(model, x, [scene_seed(seed, key, next(counter)) for _ in range(x.shape[0])])
+
+                lr = torch.from_numpy(frames)[None].to(device)
+                with torch.inference_mode():
+                    sr = tiled_forward(fn, lr, scale, tile, overlap, batch_size)
+                write(scene.key, sr[0])
+                continue
+            shape = tuple(frames.shape)
+            pending.setdefault(shape, []).append((scene.key, frames))
+            if len(pending[shape]) >= batch_size:
+                flush(shape)
+        for shape in list(pending):
+            flush(shape)
+    finally:
+        bar.close()
+    return report
