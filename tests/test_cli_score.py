@@ -123,7 +123,7 @@ def test_bad_pairs_reported_and_exit_nonzero(tmp_path: Path) -> None:
     assert "2 of 4 pairs failed" in res.output
     df = pd.read_csv(out, keep_default_na=False)
     assert (df["error"] != "").sum() == 2
-    assert df.set_index("key").loc["img00", "psnr"] > 0
+    assert float(df.set_index("key").loc["img00", "psnr"]) > 0
 
 
 def test_pairs_manifest_and_usage_errors(tmp_path: Path, pair_folders) -> None:
