@@ -9,6 +9,10 @@ Environment variables
 ``CLIPSCORE_SR_OFFLINE`` / ``HF_HUB_OFFLINE``  never try the network (fail fast instead)
 ``HF_HOME`` / ``HF_HUB_CACHE``  Hugging Face cache (used by open_clip ``hf-hub:`` and pretrained tags)
 ``TORCH_HOME``  torchvision / torch.hub cache (LPIPS backbones, VGG)
+``CLIPSCORE_SR_NET_TIMEOUT``  seconds before a connection/metadata request gives up (default 10)
+
+Online, a host that cannot be reached is detected with one TCP connection attempt (``net_timeout`` seconds)
+before any download client (with its own retries) is started, so a machine without internet fails in seconds.
 """
 
 from __future__ import annotations
@@ -111,6 +115,10 @@ def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[s
     """
     if is_offline():
         raise missing_weights(what, looked_in, how + " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    problem = unreachable(endpoint)
+    if problem:
+        raise missing_weights(what, [*looked_in, f"{endpoint}/{repo_id} ({problem})"], how)
     from huggingface_hub import hf_hub_download
 
     try:
@@ -119,6 +127,29 @@ def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[s
     except Exception as exc:  # network error, 404, gated repo...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise missing_weights(what, [*looked_in, f"https://huggingface.co/{repo_id} ({reason})"], how) from None
+
+
+_REACHABLE: dict[str, str] = {}
+
+
+def unreachable(url: str) -> str:
+    """'' when a TCP connection to ``url``'s host can be opened within :func:`net_timeout` seconds, else the
+    reason. Checked once per host and process, so a machine without internet fails in seconds, not minutes
+    of client retries."""
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    key = f"{host}:{port}"
+    if key not in _REACHABLE:
+        try:
+            with socket.create_connection((host, port), timeout=net_timeout()):
+                _REACHABLE[key] = ""
+        except OSError as exc:
+            _REACHABLE[key] = f"cannot reach {host}: {exc.strerror or exc}"
+    return _REACHABLE[key]
 
 
 def url_download(url: str, dest: Path, *, what: str, looked_in: Sequence[str | os.PathLike], how: str,
@@ -130,6 +161,9 @@ def url_download(url: str, dest: Path, *, what: str, looked_in: Sequence[str | o
     import tempfile
     import urllib.request
 
+    problem = unreachable(url)
+    if problem:
+        raise missing_weights(what, [*looked_in, f"{url} ({problem})"], how)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.sha256()

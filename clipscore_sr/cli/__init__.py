@@ -45,4 +45,5 @@ def user_errors(func: Callable) -> Callable:
 
 from . import metrics_cmd  # noqa: E402,F401  (registers `srmetrics metrics`)
 from . import score  # noqa: E402,F401  (registers `srmetrics score`)
+from . import models  # noqa: E402,F401  (registers `srmetrics models`)
 from . import agreement  # noqa: E402,F401  (registers `srmetrics agreement`, `judgements`, `figure3`)

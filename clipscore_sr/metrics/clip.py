@@ -713,8 +713,10 @@ def _build(resolved: ResolvedClip) -> torch.nn.Module:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    """A one-line summary of an exception (the first two non-empty lines, shortened)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines[:2])
+    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
 
 
 def load_clip(spec: ClipSpec | str | None = None, *, device: str | torch.device = "cpu", download: bool = True,

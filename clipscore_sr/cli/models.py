@@ -1,0 +1,64 @@
+"""``srmetrics models``: the CLIP aliases, their sizes and whether their weights are here; ``--fetch`` downloads.
+
+Listing never downloads anything (parameter counts come from building the architecture on the ``meta`` device).
+``srmetrics models --fetch clipa-v2-bigg`` fills the Hugging Face cache (``HF_HOME``) ahead of time, for
+clusters whose compute nodes have no internet: run it on a login node, then run offline with
+``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import main
+
+
+def _fmt_params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+@main.command("models")
+@click.option("--fetch", "fetch", multiple=True, metavar="ALIAS|SPEC",
+              help="Download these weights into the cache now (repeatable); needs internet.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-params", is_flag=True, help="Skip the parameter count (faster).")
+def models_command(fetch: tuple[str, ...], as_json: bool, no_params: bool) -> None:
+    """List the CLIP aliases (model/tag, image-tower parameters, input size, weights present locally)."""
+    from ..metrics import clip
+
+    if fetch:
+        for spec in fetch:
+            parsed = clip.parse_clip_spec(spec)
+            path = clip.resolve_clip(parsed, download=True).checkpoint
+            click.echo(f"{spec}: {path}")
+        return
+    rows = []
+    for name, alias in clip.CLIP_ALIASES.items():
+        if no_params:
+            local = clip.weights_present(name)
+            info = {"alias": name, "model": alias.model, "pretrained": alias.pretrained, "image_params": None,
+                    "input_size": alias.image_size, "weights": str(local) if local else None,
+                    "preprocess": f"{alias.interpolation}/{alias.resize_mode}", "description": alias.description}
+        else:
+            info = clip.spec_summary(name)
+        info["default"] = name == clip.DEFAULT_ALIAS
+        rows.append(info)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    head = ("alias", "model/pretrained", "params", "input", "preprocess", "weights")
+    table = [(r["alias"] + (" *" if r["default"] else ""), f"{r['model']}/{r['pretrained']}",
+              _fmt_params(r["image_params"]), f"{r['input_size']}px", r["preprocess"] or "",
+              "present" if r["weights"] else "missing") for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
+    for line in (head, *table):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    click.echo("* default for plain 'clipscore'. params = image tower. Also accepted: MODEL/PRETRAINED "
+               "(open_clip.list_pretrained()), hf-hub:ORG/REPO, local-dir:PATH, MODEL[/TAG]@/path/to/weights.")
+    if not any(r["weights"] for r in rows):
+        click.echo("No weights present locally: 'srmetrics models --fetch ALIAS' downloads them (needs internet).")
+
