@@ -136,6 +136,8 @@ class EmbeddingCache:
         value = _MEMORY.get(key)
         if value is not None:
             self.stats.memory_hits += 1
+            if self.dir is not None and not self._path(key).exists():
+                self._write(key, value)  # computed earlier in this process for a run without this cache_dir
             return value
         if self.dir is not None:
             value = self._read(key, expected_shape)
