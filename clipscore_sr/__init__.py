@@ -8,6 +8,7 @@ Public API (small on purpose)::
 from __future__ import annotations
 
 from .metrics import Metric, get_metric, list_metrics
+from .training import ClipLoss, clip_score  # noqa: F401  (public API: clip_score, ClipLoss)
 
 __version__ = "0.1.0"
 
