@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +73,8 @@ def find_scenes(input_dir: str | os.PathLike, layout: str = "strip") -> list[Sce
                    key=lambda p: _natural(p.relative_to(root).as_posix()))
     if layout == "strip":
         scenes = [Scene(p.relative_to(root).with_suffix("").as_posix(), [p]) for p in files]
-        keys = [s.key for s in scenes]
-        dup = next((k for k in keys if keys.count(k) > 1), None)
+        counts = Counter(s.key for s in scenes)
+        dup = next((k for k, n in counts.items() if n > 1), None)
         if dup is not None:
             raise SRMetricsError(f"--input {root}: two files share the output name '{dup}.png'")
     elif layout == "folder":
@@ -149,7 +150,8 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
              device: str | torch.device = "cpu", tile: int | None = 32, overlap: int = 8, seed: int = 0,
              bands: Sequence[int] | None = None, data_range: float | None = None, bit_depth: int = 8,
              skip_existing: bool = False, progress: bool = True) -> GenerateReport:
-    """Super-resolve every scene of ``input_dir`` into ``out_dir`` (PNG, same relative paths).
+    """Super-resolve every scene of ``input_dir`` into ``out_dir`` (same relative paths): 8-bit PNG, or
+    with ``bit_depth=16`` a 16-bit TIFF (``.tif``; Pillow has no 16-bit RGB PNG).
 
     ``tile``: LR window size for scenes larger than it (``None`` or 0: never tile); ``overlap`` in LR px.
     """
@@ -169,8 +171,10 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
     pending: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
     bar = tqdm(total=len(scenes), desc="generate", unit="scene", disable=not progress)
 
+    ext = ".png" if bit_depth == 8 else ".tif"  # Pillow cannot write or read 16-bit RGB PNGs
+
     def write(key: str, img: torch.Tensor) -> None:
-        write_image(out_root / f"{key}.png", img.clamp(0, 1), dtype=dtype)
+        write_image(out_root / f"{key}{ext}", img.clamp(0, 1), dtype=dtype)
         report.written.append(key)
         bar.update(1)
 
@@ -186,7 +190,7 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
 
     try:
         for scene in scenes:
-            if skip_existing and (out_root / f"{scene.key}.png").is_file():
+            if skip_existing and (out_root / f"{scene.key}{ext}").is_file():
                 report.skipped_existing.append(scene.key)
                 bar.update(1)
                 continue

@@ -32,7 +32,8 @@ from . import main
 @click.option("--tile", type=int, default=None,
               help="LR tile size for larger scenes (default: the checkpoint's training tile, else 32; 0 = never tile).")
 @click.option("--overlap", type=int, default=8, show_default=True, help="Tile overlap in LR pixels.")
-@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="8: PNG; 16: 16-bit TIFF (.tif).")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist.")
 @click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default="ddim", show_default=True,
               help="SR3 only: ancestral DDPM over all steps, or DDIM.")
