@@ -123,6 +123,10 @@ def test_identical_images_and_batch_invariance(small) -> None:
     torch.testing.assert_close(metric(gt, gt), torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-6)
     single = torch.cat([metric(sr[i : i + 1], gt[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(metric(sr, gt), single, rtol=0, atol=1e-5)
+    whole = _metric(path, encoder_batch=6)(sr, gt)  # one encoder pass for all 6 images instead of chunks of 2
+    torch.testing.assert_close(metric(sr, gt), whole, rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="encoder_batch"):
+        _metric(path, encoder_batch=0)
     assert metric.load() is metric.load()
     assert not metric.load().training and not any(p.requires_grad for p in metric.load().parameters())
 
@@ -219,3 +223,11 @@ def test_pipeline_passes_sam_options(small) -> None:
     assert str(metric.checkpoint) == path and metric.provenance()["checkpoint"] == path
     sr, gt = _pair((1, 3, 24, 24), seed=7)
     torch.testing.assert_close(metric(sr, gt), _direct(sam, sr, gt), rtol=0, atol=TOL)
+
+
+def test_bf16_precision_is_close_to_fp32(small) -> None:
+    sam, path = small
+    sr, gt = _pair((2, 3, 32, 32), seed=9)
+    metric = _metric(path, precision="bf16")
+    assert metric.provenance()["precision"] == "bf16"
+    torch.testing.assert_close(metric(sr, gt), _direct(sam, sr, gt), rtol=0, atol=0.02)
