@@ -114,7 +114,7 @@ def figure3(
     has_ci = {"ci_low", "ci_high"} <= set(table.columns)
     n_d = len(datasets)
     width = 0.8 / n_d
-    fig = Figure(figsize=(max(6.0, 0.9 * len(order) * max(1, n_d) / 2 + 2.5), 4.2))
+    fig = Figure(figsize=(max(7.0, 0.45 * len(order) * max(2, n_d) + 4.0), 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     bars: list[dict[str, Any]] = []
@@ -164,9 +164,11 @@ def figure3(
     ax.set_ylabel("agreement with human judgements (%)")
     ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=7, loc="upper left", frameon=False, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0)
     if title:
-        ax.set_title(title, fontsize=10)
+        import textwrap
+
+        ax.set_title(textwrap.fill(title, 80), fontsize=9)
     fig.tight_layout()
     path = save_figure(fig, out_path, dpi=dpi)
     return {"metric_order": order, "datasets": datasets, "average": avg, "ylim": (lo_lim, hi_lim),

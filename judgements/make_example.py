@@ -86,7 +86,7 @@ def build(source: Path, out: Path) -> dict[str, int]:
     rows: list[dict[str, str]] = []
     n_images = 0
     for d_index, (dataset, kinds) in enumerate(DESIGN.items()):
-        for t_index, (y, x) in enumerate(tiles[d_index * TILES_PER_DATASET:(d_index + 1) * TILES_PER_DATASET]):
+        for y, x in tiles[d_index * TILES_PER_DATASET:(d_index + 1) * TILES_PER_DATASET]:
             name = f"y{y:03d}x{x:03d}"
             tile = rgb[y:y + TILE, x:x + TILE]
             gt_rel = f"images/{dataset}/{name}/gt.png"
