@@ -6,7 +6,8 @@ Conventions
   registry): preference ``p = 1`` for ``a``, ``0`` for ``b``, ``0.5`` when the two values are equal
   (within ``tie_tol``).
 * Human votes: ``h = n_a / (n_a + n_b)``; ``tie`` votes are excluded from accuracy and counted
-  (``n_tie_votes``); a pair with only tie votes is left out (``n_tie_only_pairs``).
+  (``n_tie_votes``); a pair with only tie votes is left out (``n_tie_only_pairs``). With
+  ``human_ties="half"`` a tie vote counts half for each side instead.
 * Per-pair agreement is the 2AFC score of LPIPS/BAPPS, ``p*h + (1-p)*(1-h)`` = the fraction of the
   pair's votes the metric agrees with. A dataset's ``accuracy`` is the mean over its pairs, in [0, 1];
   the pooled row (dataset ``all``) is the mean over all pairs of all datasets.
@@ -163,6 +164,7 @@ def agreement_from_scores(
     seed: int = 0,
     confidence: float = 0.95,
     tie_tol: float = 0.0,
+    human_ties: str = "exclude",
 ) -> pd.DataFrame:
     """2AFC agreement of each metric with human votes, from per-pair metric values (no images needed).
 
@@ -171,6 +173,8 @@ def agreement_from_scores(
     human vote counts per pair; ``datasets``: dataset name per pair (default: one dataset ``default``).
     Returns one row per (metric, dataset) plus a pooled ``all`` row per metric, with the columns of
     :data:`RESULT_COLUMNS` (see the module docstring for every definition). ``bootstrap=0`` skips CIs.
+    ``human_ties="half"`` counts each tie vote as half a vote for a and half for b instead of excluding it
+    (``n_votes`` then includes them; ``n_tie_votes`` still counts them).
     """
     va, names = _as_matrix(scores_a, metrics)
     vb, names_b = _as_matrix(scores_b, metrics if metrics is not None else names)
@@ -195,6 +199,10 @@ def agreement_from_scores(
         raise SRMetricsError(f"vote counts ({len(na)}, {len(nb)}, {len(nt)}) do not match {n_pairs_all} pairs")
     if (na < 0).any() or (nb < 0).any() or (nt < 0).any():
         raise SRMetricsError("vote counts must be >= 0")
+    if human_ties not in ("exclude", "half"):
+        raise SRMetricsError(f"human_ties must be 'exclude' or 'half', got {human_ties!r}")
+    if human_ties == "half":
+        na, nb = na + 0.5 * nt, nb + 0.5 * nt
     ds = (np.full(n_pairs_all, "default", dtype=object) if datasets is None
           else np.asarray(datasets, dtype=object))
     if len(ds) != n_pairs_all:
@@ -232,7 +240,7 @@ def agreement_from_scores(
             boot = bootstrap_sums(x, idx)
         stats[g] = dict(
             n=n, sums=x.sum(axis=0), boot=boot,
-            n_votes=int(tot[sel].sum()), n_tie=int(nt[gmask].sum()),
+            n_votes=int(round(tot[sel].sum())), n_tie=int(nt[gmask].sum()),
             n_tie_only=int((gmask & ~voted).sum()), n_unscored=int((gmask & voted & ~scored).sum()),
             n_metric_ties=(pref[sel] == 0.5).sum(axis=0),
         )
@@ -413,6 +421,7 @@ def run_agreement(
     skip_invalid: bool = False,
     check_images: bool = True,
     tie_tol: float = 0.0,
+    human_ties: str = "exclude",
     pairs_out: str | os.PathLike | None = None,
     scores_out: str | os.PathLike | None = None,
     batch_size: int = 16,
@@ -453,12 +462,14 @@ def run_agreement(
     table = agreement_from_scores(
         va, vb, votes["n_a"].to_numpy(), votes["n_b"].to_numpy(), n_tie=votes["n_tie"].to_numpy(),
         datasets=votes["dataset"].to_numpy(), higher_is_better=dict(zip(metric_ids, directions)),
-        metrics=metric_ids, bootstrap=bootstrap, seed=seed, confidence=confidence, tie_tol=tie_tol)
+        metrics=metric_ids, bootstrap=bootstrap, seed=seed, confidence=confidence, tie_tol=tie_tol,
+        human_ties=human_ties)
 
     per_pair = votes[["pair_id", "dataset", "gt", "a", "b", "n_a", "n_b", "n_tie"]].copy()
     per_pair.attrs = {}
+    half = 0.5 * votes["n_tie"].to_numpy() if human_ties == "half" else 0.0
     agree = pair_agreement(metric_preference(va, vb, np.array(directions), tie_tol=tie_tol),
-                           votes["n_a"].to_numpy(), votes["n_b"].to_numpy())
+                           votes["n_a"].to_numpy() + half, votes["n_b"].to_numpy() + half)
     extra = {}
     for j, mid in enumerate(metric_ids):
         extra[f"a:{mid}"] = va[:, j]
@@ -493,6 +504,7 @@ def agreement(
     returns :func:`agreement_from_scores`'s table (one row per metric and dataset plus pooled ``all``
     rows). Keyword arguments are those of :func:`run_agreement`: ``root`` (image paths are relative to it;
     default the CSV's folder), ``bootstrap=1000``, ``seed=0``, ``confidence=0.95``, ``tie_tol``,
+    ``human_ties`` (``exclude`` or ``half``), ``skip_invalid``, ``check_images``,
     ``pairs_out`` (per-pair table file), ``scores_out``, and the scoring options ``batch_size``,
     ``workers``, ``bands``, ``data_range``, ``device``, ``precision``, ``metric_options``, ``progress``.
     """

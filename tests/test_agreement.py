@@ -74,6 +74,19 @@ def test_metric_tie_counts_half_and_human_ties_are_excluded_and_counted() -> Non
     assert r["human_ceiling"] == pytest.approx((2 / 3 + 1.0) / 2, abs=1e-15)
 
 
+def test_human_ties_as_half_votes() -> None:
+    # pair 1: metric prefers a, votes 1a 0b 2tie -> h = (1 + 1) / 3 ; pair 2: only 2 tie votes, metric prefers b
+    # -> h = 1/2 -> agreement 1/2 (included now, not left out)
+    t = agreement_from_scores({"m": [2.0, 0.0]}, {"m": [1.0, 1.0]}, [1, 0], [0, 0], n_tie=[2, 2],
+                              higher_is_better=True, bootstrap=0, human_ties="half")
+    r = _row(t, "m")
+    assert r["accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2, abs=1e-15)
+    assert (r["n_pairs"], r["n_votes"], r["n_tie_votes"], r["n_tie_only_pairs"]) == (2, 5, 4, 0)
+    assert r["human_ceiling"] == pytest.approx((2 / 3 + 1 / 2) / 2, abs=1e-15)
+    with pytest.raises(SRMetricsError, match="human_ties"):
+        agreement_from_scores([1.0], [0.0], [1], [0], higher_is_better=True, human_ties="ignore")
+
+
 def test_lower_is_better_flips_the_preference() -> None:
     va, vb = [0.1, 0.5, 0.3], [0.2, 0.4, 0.3]
     na, nb = [1, 1, 0], [0, 0, 1]

@@ -34,10 +34,12 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid judgement rows (reported) instead of stopping.")
+@click.option("--human-ties", type=click.Choice(["exclude", "half"]), default="exclude", show_default=True,
+              help="Human 'tie' votes: excluded from accuracy (counted), or half a vote for each side.")
 @common_scoring_options
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
-                      skip_invalid, bands, data_range, crop_border, batch_size, workers, device, precision,
-                      cache_dir, sam_checkpoint, quiet) -> None:
+                      skip_invalid, human_ties, bands, data_range, crop_border, batch_size, workers, device,
+                      precision, cache_dir, sam_checkpoint, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
     JUDGEMENTS_CSV has one row per human vote: pair_id,dataset,gt,a,b,choice[,annotator,a_method,b_method].
@@ -59,9 +61,10 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
             warnings.simplefilter("ignore")
         result = run_agreement(
             judgements_csv, metric_ids, root=root, bootstrap=bootstrap, seed=seed, confidence=confidence,
-            skip_invalid=skip_invalid, pairs_out=pairs_out, scores_out=scores_out, batch_size=batch_size,
-            workers=workers, bands=bands, data_range=data_range, device=device, precision=precision,
-            metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint), progress=not quiet)
+            skip_invalid=skip_invalid, human_ties=human_ties, pairs_out=pairs_out, scores_out=scores_out,
+            batch_size=batch_size, workers=workers, bands=bands, data_range=data_range, device=device,
+            precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint),
+            progress=not quiet)
     if result.n_invalid:
         click.echo(f"Warning: --skip-invalid: skipped {result.n_invalid} of {result.n_rows} judgement row(s) "
                    f"({len(result.problems)} problem(s); first: {result.problems[0]})", err=True)
