@@ -21,6 +21,7 @@ import csv
 import os
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,17 @@ def _image_shape(path: str) -> tuple[int, int, int]:
     return int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]) - int(alpha)
 
 
+def _probe_image(path: str) -> tuple[int, int, int] | str:
+    """(H, W, C) of an image file, or the problem: ``image not found`` / ``unreadable image (...)``."""
+    if not os.path.isfile(path):
+        return "image not found"
+    try:
+        return _image_shape(path)
+    except ImageReadError as exc:
+        msg = str(exc)
+        return "unreadable image (" + (msg[len(path) + 2:] if msg.startswith(path) else msg) + ")"
+
+
 def _resolve(value: str, root: Path) -> str:
     p = Path(value).expanduser()
     return os.path.normpath(str(p if p.is_absolute() else root / p))
@@ -223,61 +235,63 @@ def validate_judgements(
         return ValidationReport(src, str(base), n_rows, _empty_frame(df), problems)
 
     bad: set[int] = set()  # row positions that are invalid
+    cells = {c: df[c].tolist() for c in df.columns}  # plain lists: per-cell pandas access is slow
 
     def flag(pos: int, column: str | None, message: str) -> None:
-        problems.append(Problem(int(df["line"].iat[pos]), column, message))
+        problems.append(Problem(int(cells["line"][pos]), column, message))
         bad.add(pos)
 
     lines = df["line"].to_numpy()
     has_annot = "annotator" in df.columns
-    choices = [str(c).strip().lower() for c in df["choice"]]
+    choices = [str(c).strip().lower() for c in cells["choice"]]
 
     # --- field-level checks
     for pos in range(n_rows):
-        if _EXTRA in df.columns and df[_EXTRA].iat[pos]:
-            flag(pos, None, f"{df[_EXTRA].iat[pos]} more field(s) than the header has columns")
+        if _EXTRA in df.columns and cells[_EXTRA][pos]:
+            flag(pos, None, f"{cells[_EXTRA][pos]} more field(s) than the header has columns")
         for col in ("pair_id", "dataset", "gt", "a", "b"):
-            if not df[col].iat[pos]:
+            if not cells[col][pos]:
                 flag(pos, col, f"empty '{col}'")
         if choices[pos] not in CHOICES:
-            shown = df["choice"].iat[pos]
+            shown = cells["choice"][pos]
             flag(pos, "choice", f"unknown choice '{shown}' (expected one of: {', '.join(CHOICES)})"
                  if shown else "empty 'choice' (expected one of: a, b, tie)")
-        if df["dataset"].iat[pos].lower() == OVERALL:
+        if cells["dataset"][pos].lower() == OVERALL:
             flag(pos, "dataset", f"dataset name '{OVERALL}' is reserved for the pooled rows of agreement tables")
 
-    gt_abs = [_resolve(v, base) if v else "" for v in df["gt"]]
-    a_abs = [_resolve(v, base) if v else "" for v in df["a"]]
-    b_abs = [_resolve(v, base) if v else "" for v in df["b"]]
+    resolved: dict[str, str] = {"": ""}
+
+    def res(v: str) -> str:
+        r = resolved.get(v)
+        if r is None:
+            r = resolved[v] = _resolve(v, base)
+        return r
+
+    gt_abs = [res(v) for v in cells["gt"]]
+    a_abs = [res(v) for v in cells["a"]]
+    b_abs = [res(v) for v in cells["b"]]
     for pos in range(n_rows):
         if a_abs[pos] and a_abs[pos] == b_abs[pos]:
-            flag(pos, "b", f"'a' and 'b' name the same file ({df['a'].iat[pos]})")
+            flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]})")
         elif a_abs[pos] and b_abs[pos] and os.path.exists(a_abs[pos]) and os.path.exists(b_abs[pos]):
             if os.path.samefile(a_abs[pos], b_abs[pos]):
-                flag(pos, "b", f"'a' and 'b' name the same file ({df['a'].iat[pos]} and {df['b'].iat[pos]})")
+                flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]} and {cells['b'][pos]})")
 
     # --- images: exist, decode, sizes agree within each row
     if check_images:
-        shapes: dict[str, tuple[int, int, int] | str] = {}
+        unique_paths = [p for p in dict.fromkeys([*gt_abs, *a_abs, *b_abs]) if p]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoders release the GIL
+            shapes = dict(zip(unique_paths, pool.map(_probe_image, unique_paths)))
         for pos in range(n_rows):
             row_shapes: dict[str, tuple[int, int, int]] = {}
             for col, paths in (("gt", gt_abs), ("a", a_abs), ("b", b_abs)):
                 p = paths[pos]
                 if not p:
                     continue
-                if p not in shapes:
-                    if not os.path.isfile(p):
-                        shapes[p] = "image not found"
-                    else:
-                        try:
-                            shapes[p] = _image_shape(p)
-                        except ImageReadError as exc:
-                            msg = str(exc)
-                            shapes[p] = "unreadable image (" + (msg[len(p) + 2:] if msg.startswith(p) else msg) + ")"
                 got = shapes[p]
                 if isinstance(got, str):
-                    flag(pos, col, f"{got}: {df[col].iat[pos]} (resolved to {p})"
-                         if got == "image not found" else f"{got}: {df[col].iat[pos]}")
+                    flag(pos, col, f"{got}: {cells[col][pos]} (resolved to {p})"
+                         if got == "image not found" else f"{got}: {cells[col][pos]}")
                 else:
                     row_shapes[col] = got
             if "gt" in row_shapes:
@@ -287,10 +301,10 @@ def validate_judgements(
                     if s is None:
                         continue
                     if s[:2] != ref[:2]:
-                        flag(pos, col, f"image size {s[1]}x{s[0]} of '{col}' ({df[col].iat[pos]}) differs from "
-                                       f"gt {ref[1]}x{ref[0]} ({df['gt'].iat[pos]}) (W x H)")
+                        flag(pos, col, f"image size {s[1]}x{s[0]} of '{col}' ({cells[col][pos]}) differs from "
+                                       f"gt {ref[1]}x{ref[0]} ({cells['gt'][pos]}) (W x H)")
                     elif s[2] != ref[2]:
-                        flag(pos, col, f"'{col}' ({df[col].iat[pos]}) has {s[2]} band(s), gt has {ref[2]}")
+                        flag(pos, col, f"'{col}' ({cells[col][pos]}) has {s[2]} band(s), gt has {ref[2]}")
             elif "a" in row_shapes and "b" in row_shapes and row_shapes["a"][:2] != row_shapes["b"][:2]:
                 sa, sb = row_shapes["a"], row_shapes["b"]
                 flag(pos, "b", f"image sizes differ: a {sa[1]}x{sa[0]}, b {sb[1]}x{sb[0]} (W x H)")
@@ -302,30 +316,30 @@ def validate_judgements(
     for pos in range(n_rows):
         if pos in bad:
             continue
-        pid = df["pair_id"].iat[pos]
+        pid = cells["pair_id"][pos]
         ref = first_of_pair.get(pid)
         if ref is None:
             first_of_pair[pid] = pos
         else:
             ref_line = int(lines[ref])
-            if df["dataset"].iat[pos] != df["dataset"].iat[ref]:
-                flag(pos, "dataset", f"pair_id '{pid}' has dataset '{df['dataset'].iat[pos]}' here but "
-                                     f"'{df['dataset'].iat[ref]}' on line {ref_line}")
+            if cells["dataset"][pos] != cells["dataset"][ref]:
+                flag(pos, "dataset", f"pair_id '{pid}' has dataset '{cells['dataset'][pos]}' here but "
+                                     f"'{cells['dataset'][ref]}' on line {ref_line}")
                 continue
             if gt_abs[pos] != gt_abs[ref]:
-                flag(pos, "gt", f"pair_id '{pid}' names gt '{df['gt'].iat[pos]}' here but "
-                                f"'{df['gt'].iat[ref]}' on line {ref_line}")
+                flag(pos, "gt", f"pair_id '{pid}' names gt '{cells['gt'][pos]}' here but "
+                                f"'{cells['gt'][ref]}' on line {ref_line}")
                 continue
             same = (a_abs[pos], b_abs[pos]) == (a_abs[ref], b_abs[ref])
             swapped = (a_abs[pos], b_abs[pos]) == (b_abs[ref], a_abs[ref])
             if not (same or swapped):
-                flag(pos, "a", f"pair_id '{pid}' compares '{df['a'].iat[pos]}' vs '{df['b'].iat[pos]}' here but "
-                               f"'{df['a'].iat[ref]}' vs '{df['b'].iat[ref]}' on line {ref_line}")
+                flag(pos, "a", f"pair_id '{pid}' compares '{cells['a'][pos]}' vs '{cells['b'][pos]}' here but "
+                               f"'{cells['a'][ref]}' vs '{cells['b'][ref]}' on line {ref_line}")
                 continue
             if swapped and votes[pos] != "tie":
                 votes[pos] = "b" if votes[pos] == "a" else "a"
-        if has_annot and df["annotator"].iat[pos]:
-            key = (pid, df["annotator"].iat[pos])
+        if has_annot and cells["annotator"][pos]:
+            key = (pid, cells["annotator"][pos])
             if key in seen_vote:
                 flag(pos, "annotator", f"annotator '{key[1]}' already voted on pair '{pid}' "
                                        f"(line {int(lines[seen_vote[key]])})")
