@@ -114,7 +114,7 @@ def figure3(
     has_ci = {"ci_low", "ci_high"} <= set(table.columns)
     n_d = len(datasets)
     width = 0.8 / n_d
-    fig = Figure(figsize=(max(7.0, 0.45 * len(order) * max(2, n_d) + 4.0), 4.2))
+    fig = Figure(figsize=(max(7.0, 0.35 * len(order) * max(2, n_d) + 4.0), 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     bars: list[dict[str, Any]] = []
