@@ -494,7 +494,25 @@ def run_agreement(
 def agreement(
     judgements: pd.DataFrame | str | os.PathLike,
     metrics: Sequence[Any] | str = ("psnr", "ssim"),
-    **kwargs: Any,
+    *,
+    root: str | os.PathLike | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    skip_invalid: bool = False,
+    check_images: bool = True,
+    tie_tol: float = 0.0,
+    human_ties: str = "exclude",
+    pairs_out: str | os.PathLike | None = None,
+    scores_out: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    workers: int = 2,
+    bands: Sequence[int] | str | None = None,
+    data_range: float | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    metric_options: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Agreement of each metric with the human judgements in ``judgements`` (CSV path or DataFrame).
 
@@ -502,13 +520,19 @@ def agreement(
     ``skip_invalid=True``), scores each unique (gt, image) combination once with
     :func:`clipscore_sr.pipeline.score_pairs` (so embedding metrics embed each image once per model), and
     returns :func:`agreement_from_scores`'s table (one row per metric and dataset plus pooled ``all``
-    rows). Keyword arguments are those of :func:`run_agreement`: ``root`` (image paths are relative to it;
-    default the CSV's folder), ``bootstrap=1000``, ``seed=0``, ``confidence=0.95``, ``tie_tol``,
-    ``human_ties`` (``exclude`` or ``half``), ``skip_invalid``, ``check_images``,
-    ``pairs_out`` (per-pair table file), ``scores_out``, and the scoring options ``batch_size``,
-    ``workers``, ``bands``, ``data_range``, ``device``, ``precision``, ``metric_options``, ``progress``.
+    rows). ``metrics`` are ids (``psnr``, ``clipscore:clip-rn50``) or :class:`Metric` instances.
+    ``root``: image paths are relative to it (default: the CSV's folder; the current folder for a
+    DataFrame). ``bootstrap``/``seed``/``confidence``: the percentile bootstrap over pairs. ``tie_tol``:
+    metric values closer than this are a tie. ``human_ties``: ``exclude`` (default) or ``half``.
+    ``pairs_out``/``scores_out``: write the per-pair / per-image tables. The remaining options go to
+    :func:`~clipscore_sr.pipeline.score_pairs`. :func:`run_agreement` also returns the per-pair table.
     """
-    return run_agreement(judgements, metrics, **kwargs).table
+    return run_agreement(
+        judgements, metrics, root=root, bootstrap=bootstrap, seed=seed, confidence=confidence,
+        skip_invalid=skip_invalid, check_images=check_images, tie_tol=tie_tol, human_ties=human_ties,
+        pairs_out=pairs_out, scores_out=scores_out, batch_size=batch_size, workers=workers, bands=bands,
+        data_range=data_range, device=device, precision=precision, metric_options=metric_options,
+        progress=progress).table
 
 
 def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
