@@ -21,6 +21,7 @@ import statistics
 import time
 
 import torch
+
 from clipscore_sr.baselines import build_discriminator, build_generator, count_parameters, list_generators
 
 

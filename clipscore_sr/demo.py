@@ -13,7 +13,8 @@ The bundle (``clipscore_sr/data/demo``, built by :func:`build_demo_data`) holds
 :func:`run_demo` scores every method with every metric whose weights are on disk (learned metrics without
 weights are skipped with the one-line missing-weights message), runs the agreement study on the judgement
 set, draws Figure 3, and writes ``scores.csv``, ``summary.csv``, ``agreement.csv``, ``agreement_pairs.csv``
-and ``figure3.png`` into the output folder.
+and ``figure3.png`` into the output folder, plus a copy of the example data in ``data/`` (``data/scene``,
+``data/judgements``) to try ``srmetrics score`` and ``srmetrics agreement`` on.
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
             raise SRMetricsError(f"--clip {mid[len('clipscore:'):]}: {reason}")
         echo(f"skipped {mid}: {reason}")
     result = DemoResult(out_dir=out, metrics=metrics, skipped=skipped)
+    # a copy of the example data, so the README's next commands (score, agreement) have inputs to run on
+    for sub in ("scene", "judgements"):
+        if not (out / "data" / sub).exists():
+            shutil.copytree(data_dir / sub, out / "data" / sub)
+    result.files["data"] = out / "data"
 
     from .pipeline import score_pairs
 

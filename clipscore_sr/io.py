@@ -116,6 +116,23 @@ def _read_pil(path: Path) -> tuple[np.ndarray, bool]:
     return arr, mode in ("RGBA", "LA", "PA", "La", "RGBa")
 
 
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR chunk, or None if the file is not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _read_png16(path: Path, colour_type: int) -> tuple[np.ndarray, bool]:
+    """16-bit PNGs (Pillow would truncate 16-bit RGB to 8 bits): decoded with imagecodecs."""
+    import imagecodecs
+
+    arr = imagecodecs.png_decode(path.read_bytes())
+    return arr, colour_type in (4, 6)  # gray+alpha, RGBA
+
+
 def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """Decode a file to its stored values ``[H, W]`` or ``[H, W, C]``; second item: last band is alpha."""
     path = Path(path)
@@ -128,6 +145,10 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
             if arr.ndim == 3 and arr.shape[-1] in (2, 4) and arr.dtype == np.uint8:
                 alpha = True  # 8-bit gray+alpha / RGBA TIFFs
             return arr, alpha
+        if path.suffix.lower() == ".png":
+            header = _png_header(path)
+            if header is not None and header[0] == 16:
+                return _read_png16(path, header[1])
         return _read_pil(path)
     except ImageReadError:
         raise
@@ -362,6 +383,10 @@ def write_image(path: str | os.PathLike, chw: np.ndarray | torch.Tensor, *, dtyp
         import tifffile
 
         tifffile.imwrite(path, hwc, compression="zlib")
+    elif dtype == "uint16" and path.suffix.lower() == ".png" and hwc.ndim == 3:
+        import imagecodecs  # Pillow cannot write 16-bit RGB(A) PNGs
+
+        path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(hwc)))
     else:
         from PIL import Image
 

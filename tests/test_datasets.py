@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
 from clipscore_sr.baselines import (
     DatasetError,
     OLI2MSIDataset,
@@ -18,8 +21,6 @@ from clipscore_sr.baselines import (
     WorldStratDataset,
     select_frames,
 )
-from PIL import Image
-from torch.utils.data import DataLoader
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

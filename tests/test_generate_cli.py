@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from clipscore_sr.baselines import build_generator, save_checkpoint, tiled_forward
 from PIL import Image
 
+from clipscore_sr.baselines import build_generator, save_checkpoint, tiled_forward
 from clipscore_sr.cli import main
 
 TOL = 1.0 / 255 + 1e-6

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+
 from clipscore_sr.baselines import (
     CheckpointError,
     RRDBNet,
@@ -22,7 +23,6 @@ from clipscore_sr.baselines import (
     tiled_forward,
 )
 from clipscore_sr.baselines.tiling import tile_starts
-
 from clipscore_sr.errors import ConfigError, InputMismatchError
 
 TINY = {

@@ -162,3 +162,16 @@ def test_pairs_csv(tmp_path: Path) -> None:
     (tmp_path / "cols.csv").write_text("a,b\n1,2\n")
     with pytest.raises(PairingError, match="needs columns 'gt' and 'sr'"):
         io.read_pairs_csv(tmp_path / "cols.csv")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16bit_png_keeps_full_precision(tmp_path: Path, channels: int) -> None:
+    """Pillow reads 16-bit RGB PNGs as 8-bit; ours must not lose the low byte."""
+    rng = np.random.default_rng(5)
+    chw = rng.integers(0, 65536, (channels, 9, 11)).astype(np.float64) / 65535.0
+    io.write_image(tmp_path / "a.png", chw, dtype="uint16")
+    img = io.read_image(tmp_path / "a.png")
+    assert img.data_range == 65535.0
+    expect = chw[:3] if channels == 4 else chw  # alpha dropped
+    np.testing.assert_allclose(img.data, expect, atol=1e-6)
+    assert np.any(np.rint(img.data * 65535) % 256 != 0)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from clipscore_sr.baselines import SR3, GaussianDiffusion, build_generator, linear_beta_schedule
 
+from clipscore_sr.baselines import SR3, GaussianDiffusion, build_generator, linear_beta_schedule
 from clipscore_sr.errors import ConfigError
 
 T = 20
