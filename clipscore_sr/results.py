@@ -56,6 +56,12 @@ def _from_json_value(v: Any) -> Any:
     return v
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``df`` atomically to ``path`` in the format its extension names."""
     path = Path(path)
@@ -77,6 +83,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
                 raise SRMetricsError(f"{path}: writing Parquet needs pyarrow (pip install pyarrow): {exc}") from None
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -210,3 +210,14 @@ def test_torchrun_two_processes_gloo_matches_single_process(tmp_path: Path) -> N
     assert list(dist_df["key"]) == list(single["key"])
     np.testing.assert_allclose(dist_df["mad-test"].to_numpy(float), single["mad-test"].to_numpy(float))
     assert not list(tmp_path.glob("*.journal.jsonl"))
+
+
+def test_written_tables_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from clipscore_sr.results import write_table
+
+    write_table(pd.DataFrame({"key": ["a"], "error": [""]}), tmp_path / "t.csv")
+    mode = stat.S_IMODE(os.stat(tmp_path / "t.csv").st_mode)
+    assert mode & 0o044  # readable by group/others under the usual umask, not mkstemp's 0600
