@@ -1,0 +1,382 @@
+"""Pixel metrics: ``psnr``, ``ssim`` and ``ssim-gray``, plus small helpers other metrics reuse.
+
+Every metric is a functional core (``psnr(sr, gt) -> Tensor[B]``) and a thin registered class.
+Inputs are float tensors ``[B, C, H, W]`` (values in ``[0, 1]`` after dividing by the file's data range,
+see :mod:`clipscore_sr.metrics.base`); everything is computed in float64 and one value per image is returned.
+
+Conventions
+-----------
+* ``psnr``: ``10*log10(R^2 / MSE)`` with the MSE over all channels and pixels, identical to
+  ``skimage.metrics.peak_signal_noise_ratio(gt, sr, data_range=R)``. Identical images give ``+inf``.
+* ``ssim``: per-channel SSIM (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5), K1=0.01,
+  K2=0.03, population (co)variances, averaged over the valid region (the filtered maps cropped by 5 pixels
+  on every side, which is exactly skimage's crop) and then over channels. Identical to
+  ``structural_similarity(gt, sr, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=R, channel_axis=-1)``.
+* ``ssim-gray``: Wang et al.'s reference MATLAB ``ssim_index.m`` applied to ``rgb2gray`` output: MATLAB's
+  luminance weights (0.298936021293775, 0.587043074451121, 0.114020904255103); for integer files
+  (``data_range`` an integer > 1, e.g. 255 for 8-bit) the gray image is rounded to integer levels like
+  MATLAB's ``uint8(...)`` conversion (round half away from zero); then ``filter2(window, x, 'valid')`` with the
+  normalised ``fspecial('gaussian', 11, 1.5)`` window, K=(0.01, 0.03), ``L`` = data range, mean of the SSIM
+  map. No automatic downsampling. Single-channel input skips ``rgb2gray``.
+
+Bad inputs (shape mismatch, NaN/inf, integer tensors, crops that leave too little) raise
+:class:`~clipscore_sr.errors.InputMismatchError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, InputMismatchError
+from .base import Metric, register_metric
+
+__all__ = [
+    "MATLAB_RGB2GRAY_WEIGHTS",
+    "PixelMetric",
+    "as_float64",
+    "check_pair",
+    "crop_border",
+    "filter_valid",
+    "gaussian_window",
+    "psnr",
+    "rgb_to_gray_matlab",
+    "ssim",
+    "ssim_gray",
+    "validate_crop_border",
+]
+
+#: MATLAB ``rgb2gray`` coefficients (first row of the inverse NTSC transform), in R, G, B order.
+MATLAB_RGB2GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+SSIM_WIN_SIZE = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shared helpers
+# ----------------------------------------------------------------------------------------------------------
+def validate_crop_border(value: Any, name: str = "crop_border") -> int:
+    """Check a border option: an integer >= 0 (bools and non-integral floats are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        raise ConfigError(f"{name}={value!r}: expected an integer number of pixels >= 0")
+    return int(value)
+
+
+def as_float64(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float64 on a device that supports it (MPS has no float64: such tensors go to the CPU)."""
+    if x.device.type == "mps":
+        x = x.cpu()
+    return x.to(torch.float64)
+
+
+def crop_border(x: torch.Tensor, n: int, *, what: str = "image") -> torch.Tensor:
+    """Remove ``n`` pixels from every side of the last two axes. Raises when nothing (or less) is left."""
+    n = validate_crop_border(n)
+    if n == 0:
+        return x
+    h, w = x.shape[-2], x.shape[-1]
+    if 2 * n >= h or 2 * n >= w:
+        raise InputMismatchError(
+            f"crop_border={n} removes the whole {what} of size {h}x{w} (needs more than {2 * n} pixels per side)"
+        )
+    return x[..., n : h - n, n : w - n]
+
+
+def _bad_items(ok: torch.Tensor) -> str:
+    idx = (~ok).nonzero().flatten().tolist()
+    shown = ", ".join(str(i) for i in idx[:5]) + (", ..." if len(idx) > 5 else "")
+    return f"batch item(s) {shown}"
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """True when every value is finite. One cheap reduction; only a NaN/inf (or a sum overflowing,
+    which the caller then checks element-wise) makes the sum non-finite."""
+    return bool(torch.isfinite(x.sum()))
+
+
+def check_pair(sr: torch.Tensor, gt: torch.Tensor, metric: str, *, finite: bool = True, convert: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a ``[B,C,H,W]`` SR/GT pair and return both as float64 (``convert=False``: unconverted, for
+    callers that convert chunk by chunk), GT on SR's device.
+
+    Raises :class:`InputMismatchError` for non-tensors, wrong ranks, integer dtypes, shape mismatch and
+    (when ``finite``) NaN/inf values, naming the offending batch items.
+    """
+    for label, x in (("SR", sr), ("GT", gt)):
+        if not isinstance(x, torch.Tensor):
+            raise InputMismatchError(f"{metric}: {label} must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4:
+            raise InputMismatchError(f"{metric}: {label} must be [B,C,H,W], got shape {list(x.shape)}")
+        if not (x.is_floating_point()):
+            raise InputMismatchError(
+                f"{metric}: {label} has dtype {x.dtype}; expected a float tensor in [0, 1] (divide by the data range)"
+            )
+    if sr.shape != gt.shape:
+        raise InputMismatchError(
+            f"{metric}: SR shape {list(sr.shape)} does not match GT shape {list(gt.shape)} ([B,C,H,W])"
+        )
+    if sr.device.type == "mps":
+        sr = sr.cpu()
+    sr64, gt64 = (as_float64(sr), as_float64(gt.to(sr.device))) if convert else (sr, gt.to(sr.device))
+    if finite:
+        for label, x in (("SR", sr64), ("GT", gt64)):
+            if _all_finite(x):
+                continue
+            ok = torch.isfinite(x).flatten(1).all(dim=1)
+            if not bool(ok.all()):
+                raise InputMismatchError(f"{metric}: {label} contains NaN or inf values ({_bad_items(ok)})")
+    return sr64, gt64
+
+
+def gaussian_window(size: int = SSIM_WIN_SIZE, sigma: float = SSIM_SIGMA, *, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str = "cpu", ndim: int = 1) -> torch.Tensor:
+    """Normalised Gaussian window: 1-D ``[size]`` or 2-D ``[size, size]`` (``ndim=2``).
+
+    The 2-D window equals MATLAB's ``fspecial('gaussian', size, sigma)`` (which is the outer product of the
+    normalised 1-D window) and scipy/skimage's truncated Gaussian for ``size = 2*int(3.5*sigma+0.5)+1``.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ConfigError(f"gaussian window size {size}: expected an odd positive integer")
+    r = (size - 1) // 2
+    x = torch.arange(-r, r + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    if ndim == 2:
+        g = torch.outer(g, g)
+        g = g / g.sum()
+    elif ndim != 1:
+        raise ConfigError(f"gaussian window ndim={ndim}: expected 1 or 2")
+    return g.to(dtype)
+
+
+def filter_valid(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Correlate every ``[H, W]`` plane of ``x`` (any leading dims) with a separable window, 'valid' part only.
+
+    ``window`` is the 1-D factor; the result has shape ``[..., H-k+1, W-k+1]`` (MATLAB ``filter2(w, x,
+    'valid')`` for the symmetric window ``w = outer(window, window)``).
+    """
+    k = window.numel()
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    planes = x.reshape(-1, 1, h, w)
+    win = window.to(dtype=x.dtype, device=x.device)
+    planes = F.conv2d(planes, win.view(1, 1, k, 1))
+    planes = F.conv2d(planes, win.view(1, 1, 1, k))
+    return planes.reshape(*lead, h - k + 1, w - k + 1)
+
+
+def _range_tensor(data_range: float | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    r = torch.as_tensor(data_range, dtype=torch.float64, device=device).flatten()
+    if r.numel() == 1:
+        r = r.expand(batch)
+    if r.numel() != batch:
+        raise InputMismatchError(f"data_range has {r.numel()} values for a batch of {batch}")
+    if not bool(torch.isfinite(r).all()) or bool((r <= 0).any()):
+        raise InputMismatchError(f"data_range must be finite and > 0, got {r.tolist()}")
+    return r
+
+
+# ----------------------------------------------------------------------------------------------------------
+# functional cores
+# ----------------------------------------------------------------------------------------------------------
+def psnr(sr: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor = 1.0, crop_border: int = 0
+         ) -> torch.Tensor:
+    """PSNR in dB per image: ``10*log10(R^2 / MSE)``, MSE over all channels and pixels; ``+inf`` when equal.
+
+    ``data_range`` (scalar or ``[B]``) is the range of the given values (1.0 for the package's [0,1] tensors).
+    """
+    sr, gt = check_pair(sr, gt, "psnr")
+    sr, gt = _crop_both(sr, gt, crop_border)
+    r = _range_tensor(data_range, sr.shape[0], sr.device)
+    mse = (sr - gt).square().flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(r * r / mse)
+
+
+def _ssim_planes(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, window: torch.Tensor
+                 ) -> torch.Tensor:
+    """Mean SSIM over the valid region of each ``[H,W]`` plane; ``c1``/``c2`` broadcast over ``x.shape[:-2]``."""
+    stacked = torch.stack((x, y, x * x, y * y, x * y), dim=0)
+    mu_x, mu_y, e_xx, e_yy, e_xy = filter_valid(stacked, window).unbind(0)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov = e_xy - mu_x * mu_y
+    c1 = c1[..., None, None]
+    c2 = c2[..., None, None]
+    num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    return (num / den).flatten(-2).mean(dim=-1)
+
+
+def _check_window_fits(h: int, w: int, metric: str) -> None:
+    if h < SSIM_WIN_SIZE or w < SSIM_WIN_SIZE:
+        raise InputMismatchError(
+            f"{metric}: image {h}x{w} (after crop_border) is smaller than the {SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} window"
+        )
+
+
+def ssim(sr: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor = 1.0, crop_border: int = 0
+         ) -> torch.Tensor:
+    """Per-channel SSIM averaged over channels (skimage ``structural_similarity`` with Wang et al.'s settings)."""
+    sr, gt = check_pair(sr, gt, "ssim")
+    sr, gt = _crop_both(sr, gt, crop_border)
+    _check_window_fits(sr.shape[-2], sr.shape[-1], "ssim")
+    r = _range_tensor(data_range, sr.shape[0], sr.device)[:, None]  # [B,1] broadcasts over channels
+    window = gaussian_window(device=sr.device)
+    per_channel = _ssim_planes(gt, sr, (SSIM_K1 * r) ** 2, (SSIM_K2 * r) ** 2, window)
+    return per_channel.mean(dim=1)
+
+
+def rgb_to_gray_matlab(x: torch.Tensor, levels: torch.Tensor | float | None = None) -> torch.Tensor:
+    """MATLAB ``rgb2gray`` on ``[B,3,H,W]`` -> ``[B,1,H,W]``.
+
+    ``levels`` (scalar or ``[B]``): when given, ``x`` is in ``[0, 1]`` and the file was integer-typed with
+    this maximum (255 for uint8): the gray image is returned in that integer scale, rounded half away from
+    zero and saturated to ``[0, levels]`` as MATLAB's ``uint8(...)``/``uint16(...)`` conversion does. Without
+    ``levels`` the weighted sum is returned unrounded (MATLAB on ``double`` input).
+    """
+    wts = torch.tensor(MATLAB_RGB2GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    if levels is None:
+        return (x * wts).sum(dim=1, keepdim=True)
+    lv = torch.as_tensor(levels, dtype=x.dtype, device=x.device).flatten()
+    lv = lv.expand(x.shape[0]) if lv.numel() == 1 else lv
+    # The integer values the file held (x was divided by the range; float32 storage may leave ~1e-5 error).
+    ints = torch.floor(x * lv.view(-1, 1, 1, 1) + 0.5)
+    gray = (ints * wts).sum(dim=1, keepdim=True)
+    return torch.floor(gray + 0.5).clamp(min=0).minimum(lv.view(-1, 1, 1, 1))
+
+
+def _integer_levels(data_range: torch.Tensor | float | Sequence[float] | None, batch: int,
+                    device: torch.device) -> torch.Tensor | None:
+    """The file ranges that mean integer storage (integer-valued and > 1), else ``None``; all-or-nothing."""
+    if data_range is None:
+        return None
+    r = _range_tensor(torch.as_tensor(data_range, dtype=torch.float64), batch, device)
+    is_int = (r > 1) & (r == torch.round(r))
+    if bool(is_int.all()):
+        return r
+    if bool(is_int.any()):
+        raise InputMismatchError(
+            f"ssim-gray: batch mixes integer and float data ranges {r.tolist()}; score them in separate batches"
+        )
+    return None
+
+
+def ssim_gray(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0,
+              file_range: torch.Tensor | float | None = None) -> torch.Tensor:
+    """SSIM on luminance as the reference MATLAB ``ssim_index(rgb2gray(gt), rgb2gray(sr))`` computes it.
+
+    ``sr``/``gt`` are ``[B,C,H,W]`` in ``[0,1]`` with C = 1 or 3. ``file_range`` ([B] or scalar) is the
+    original data range; integer ranges (255, 65535, 4095...) switch on MATLAB's integer rounding of the
+    gray image. Returns the mean of the SSIM map over the 'valid' region, per image.
+    """
+    sr, gt = check_pair(sr, gt, "ssim-gray")
+    sr, gt = _crop_both(sr, gt, crop_border)
+    c = sr.shape[1]
+    if c not in (1, 3):
+        raise InputMismatchError(f"ssim-gray: expected 1 (gray) or 3 (RGB) channels, got {c}")
+    _check_window_fits(sr.shape[-2], sr.shape[-1], "ssim-gray")
+    levels = _integer_levels(file_range, sr.shape[0], sr.device)
+    if levels is not None:
+        scale = levels
+        if c == 3:
+            sr, gt = rgb_to_gray_matlab(sr, levels), rgb_to_gray_matlab(gt, levels)
+        else:  # an integer gray image: recover its integer values exactly
+            lv = levels.view(-1, 1, 1, 1)
+            sr, gt = torch.floor(sr * lv + 0.5), torch.floor(gt * lv + 0.5)
+    else:
+        scale = torch.ones(sr.shape[0], dtype=torch.float64, device=sr.device)
+        if c == 3:
+            sr, gt = rgb_to_gray_matlab(sr), rgb_to_gray_matlab(gt)
+    window = gaussian_window(device=sr.device)
+    c1 = (SSIM_K1 * scale) ** 2
+    c2 = (SSIM_K2 * scale) ** 2
+    return _ssim_planes(gt[:, 0], sr[:, 0], c1, c2, window)
+
+
+def _crop_both(sr: torch.Tensor, gt: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return crop_border(sr, n, what="SR"), crop_border(gt, n, what="GT")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# registered classes
+# ----------------------------------------------------------------------------------------------------------
+class PixelMetric(Metric):
+    """Shared constructor for pixel metrics: validates options (``crop_border`` and ``extra_options``)."""
+
+    option_defaults: ClassVar[dict[str, Any]] = {"crop_border": 0}
+
+    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
+        super().__init__(spec, device=device)
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            raise ConfigError(
+                f"metric '{self.name}' has no option {', '.join(repr(u) for u in unknown)} "
+                f"(valid: {', '.join(self.option_defaults)})"
+            )
+        merged = {**self.option_defaults, **options}
+        merged["crop_border"] = validate_crop_border(merged["crop_border"])
+        self.options = self._validate_options(merged)
+
+    def _validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return options
+
+    @property
+    def crop(self) -> int:
+        return int(self.options["crop_border"])
+
+
+@register_metric
+class PSNR(PixelMetric):
+    name = "psnr"
+    higher_is_better = True
+    units = "dB"
+    value_range = "(-inf, +inf]; +inf for identical images"
+    description = (
+        "10*log10(R^2/MSE), MSE over all channels and pixels (= skimage peak_signal_noise_ratio); "
+        "option crop_border"
+    )
+
+    def compute(self, sr: torch.Tensor, gt: torch.Tensor, *, mask: torch.Tensor | None = None,
+                data_range: torch.Tensor | None = None, sr_ids: Sequence[str] | None = None,
+                gt_ids: Sequence[str] | None = None) -> torch.Tensor:
+        return psnr(sr, gt, 1.0, self.crop)
+
+
+@register_metric
+class SSIM(PixelMetric):
+    name = "ssim"
+    higher_is_better = True
+    units = "unitless"
+    value_range = "[-1, 1]; 1 for identical images"
+    description = (
+        "per-channel SSIM, 11x11 Gaussian sigma 1.5, K=(0.01,0.03), population stats, valid region, "
+        "mean over channels (= skimage structural_similarity, Wang et al. settings); option crop_border"
+    )
+
+    def compute(self, sr: torch.Tensor, gt: torch.Tensor, *, mask: torch.Tensor | None = None,
+                data_range: torch.Tensor | None = None, sr_ids: Sequence[str] | None = None,
+                gt_ids: Sequence[str] | None = None) -> torch.Tensor:
+        return ssim(sr, gt, 1.0, self.crop)
+
+
+@register_metric
+class SSIMGray(PixelMetric):
+    name = "ssim-gray"
+    higher_is_better = True
+    units = "unitless"
+    value_range = "[-1, 1]; 1 for identical images"
+    description = (
+        "SSIM of MATLAB rgb2gray luminance as Wang et al.'s ssim_index.m (8-bit rounding of the gray image "
+        "for integer files, 11x11 Gaussian, 'valid', no downsampling); 1 or 3 channels; option crop_border"
+    )
+
+    def compute(self, sr: torch.Tensor, gt: torch.Tensor, *, mask: torch.Tensor | None = None,
+                data_range: torch.Tensor | None = None, sr_ids: Sequence[str] | None = None,
+                gt_ids: Sequence[str] | None = None) -> torch.Tensor:
+        return ssim_gray(sr, gt, self.crop, data_range)
