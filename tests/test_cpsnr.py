@@ -278,11 +278,19 @@ def test_satlas_quantisation_and_options():
         assert float(nq[i]) == pytest.approx(loop_satlas(sr[i] * 255, gt[i] * 255)[0], abs=TOL_DB)
     assert not torch.allclose(q, nq, atol=1e-6)
     m = get_metric("cpsnr-satlas")
-    assert m.provenance()["options"] == {"crop_border": 4, "quantize": True}
+    assert m.provenance()["options"] == {"crop_border": 0, "quantize": True}
+    # the shared crop_border is an extra crop before the authors' own 4-pixel crop
+    extra = get_metric("cpsnr-satlas", crop_border=3)(s, g)
+    for i in range(2):
+        want = loop_satlas(np.round(sr[i] * 255)[:, 3:-3, 3:-3], np.round(gt[i] * 255)[:, 3:-3, 3:-3])[0]
+        assert float(extra[i]) == pytest.approx(want, abs=TOL_DB)
+    with pytest.raises(ConfigError, match="no option 'window'.*valid: crop_border, quantize"):
+        get_metric("cpsnr-satlas", window=3)
     with pytest.raises(ConfigError, match="quantize"):
         get_metric("cpsnr-satlas", quantize="yes")
     with pytest.raises(InputMismatchError, match="too small"):
         cpsnr_satlas(torch.rand(1, 3, 16, 40), torch.rand(1, 3, 16, 40))
+    assert torch.isfinite(cpsnr_satlas(torch.rand(1, 3, 17, 40), torch.rand(1, 3, 17, 40))).all()
     with pytest.raises(InputMismatchError, match="NaN or inf"):
         cpsnr_satlas(torch.full((1, 3, 30, 30), math.nan), torch.rand(1, 3, 30, 30))
 

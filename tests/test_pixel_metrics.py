@@ -281,6 +281,15 @@ def test_options_are_validated_and_recorded():
     assert get_metric("psnr").provenance()["options"] == {"crop_border": 0}
 
 
+def test_pipeline_passes_crop_border_to_pixel_metrics():
+    # build_metrics hands each metric only the options its constructor names.
+    from clipscore_sr.pipeline import build_metrics
+
+    built = build_metrics(["psnr", "ssim", "ssim-gray", "cpsnr", "cpsnr-satlas"], device=torch.device("cpu"),
+                          metric_options={"crop_border": 5, "cache_dir": "/nonexistent"})
+    assert [m.options["crop_border"] for m in built] == [5] * 5
+
+
 def test_crop_border_helper():
     x = torch.arange(2 * 5 * 6, dtype=torch.float64).view(1, 2, 5, 6)
     assert torch.equal(crop_border(x, 1), x[..., 1:4, 1:5])

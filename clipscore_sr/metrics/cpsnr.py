@@ -19,7 +19,8 @@
     * 8-bit: values are clamped to ``[0, 1]``, multiplied by 255 and rounded (BasicSR ``tensor2img``, as the
       authors' validation feeds ``uint8`` images; option ``quantize=False`` keeps full precision), and
       the peak is 255;
-    * both images lose ``crop_border`` = 4 pixels per side (cpsnr crops only SR, by 3);
+    * both images lose 4 pixels per side (the authors' ``crop_border`` setting; cpsnr crops only SR, by 3).
+      The shared ``crop_border`` option (default 0) is an extra crop applied before, as for every metric;
     * *relative* shifts: image 1 (SR) is cut at ``(r, c)`` and image 2 (GT) at ``(8-r, 8-c)``, both to
       ``(H-8) x (W-8)``, for ``r, c`` in ``0..8`` -- 81 shifts, relative displacements ``-8..8`` in steps
       of 2 in each axis (cpsnr: 49 shifts, displacements ``-3..3`` in steps of 1);
@@ -414,22 +415,24 @@ def _satlas_chunk(sr: torch.Tensor, gt: torch.Tensor, max_offset: int) -> tuple[
     return _refine(mse, tol, exact_at)
 
 
-def cpsnr_satlas(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 4, max_offset: int = 8,
+def cpsnr_satlas(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, crop: int = 4, max_offset: int = 8,
                  quantize: bool = True, return_shift: bool = False
                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The authors' cPSNR in dB per image (peak 255; see the module docstring).
 
-    ``sr``, ``gt``: ``[B,C,H,W]`` in [0,1]. ``quantize`` rounds ``clamp(x,0,1)*255`` to integers (8-bit
+    ``sr``, ``gt``: ``[B,C,H,W]`` in [0,1]. ``crop_border`` (the option shared by all pixel metrics, default
+    0) is removed first; ``crop`` = 4 is the authors' own crop of both images. ``quantize`` rounds ``clamp(x,0,1)*255`` to integers (8-bit
     images as in the authors' pipeline). With ``return_shift`` also returns ``[B,2]`` (r, c): SR is cut at
     ``(r, c)`` and GT at ``(max_offset-r, max_offset-c)``, i.e. SR content at ``y`` matches GT at
     ``y + max_offset - 2r``.
     """
     metric = "cpsnr-satlas"
-    crop = validate_crop_border(crop_border)
+    crop = validate_crop_border(crop, "crop")
     max_offset = validate_crop_border(max_offset, "max_offset")
     sr, gt = check_pair(sr, gt, metric, convert=False)
+    sr, gt = _crop(sr, crop_border, what="SR"), _crop(gt, crop_border, what="GT")
     H, W = gt.shape[-2:]
-    _check_size(H, W, 2 * crop + max_offset, metric, f"crop_border={crop} and max_offset={max_offset}")
+    _check_size(H, W, 2 * crop + max_offset, metric, f"the authors' {crop}-pixel crop and max_offset={max_offset}")
     sr = sr[..., crop : H - crop, crop : W - crop]
     gt = gt[..., crop : H - crop, crop : W - crop]
     B, C, Hc, Wc = gt.shape
@@ -474,14 +477,18 @@ class CPSNRSatlas(PixelMetric):
     value_range = "(-inf, +inf]; +inf for a perfect match at some shift"
     description = (
         "paper authors' cPSNR: 8-bit (x255, rounded), crop 4 px from both, relative shifts -8..8 step 2, "
-        "per-channel bias, MSE over all channels, peak 255, best shift; options crop_border=4, quantize"
+        "per-channel bias, MSE over all channels, peak 255, best shift; options crop_border (extra), quantize"
     )
-    option_defaults = {"crop_border": 4, "quantize": True}
 
-    def _validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(options["quantize"], bool):
-            raise ConfigError(f"cpsnr-satlas: quantize={options['quantize']!r}: expected true or false")
-        return options
+    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", crop_border: int = 0,
+                 quantize: bool = True, **options: Any) -> None:
+        super().__init__(spec, device=device, crop_border=crop_border, **options)
+        if not isinstance(quantize, bool):
+            raise ConfigError(f"cpsnr-satlas: quantize={quantize!r}: expected true or false")
+        self.options["quantize"] = quantize
+
+    def _extra_option_names(self) -> str:
+        return ", quantize"
 
     def compute(self, sr: torch.Tensor, gt: torch.Tensor, *, mask: torch.Tensor | None = None,
                 data_range: torch.Tensor | None = None, sr_ids: Sequence[str] | None = None,

@@ -27,7 +27,7 @@ Bad inputs (shape mismatch, NaN/inf, integer tensors, crops that leave too littl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -307,24 +307,22 @@ def _crop_both(sr: torch.Tensor, gt: torch.Tensor, n: int) -> tuple[torch.Tensor
 # registered classes
 # ----------------------------------------------------------------------------------------------------------
 class PixelMetric(Metric):
-    """Shared constructor for pixel metrics: validates options (``crop_border`` and ``extra_options``)."""
+    """Shared constructor for pixel metrics: ``crop_border`` (pixels removed from every side of SR, GT
+    and mask before scoring, default 0). Options are named keyword arguments (the pipeline passes each
+    metric only the options its constructor names); unknown options raise :class:`ConfigError`."""
 
-    option_defaults: ClassVar[dict[str, Any]] = {"crop_border": 0}
-
-    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
+    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", crop_border: int = 0,
+                 **options: Any) -> None:
         super().__init__(spec, device=device)
-        unknown = sorted(set(options) - set(self.option_defaults))
-        if unknown:
+        if options:
             raise ConfigError(
-                f"metric '{self.name}' has no option {', '.join(repr(u) for u in unknown)} "
-                f"(valid: {', '.join(self.option_defaults)})"
+                f"metric '{self.name}' has no option {', '.join(repr(u) for u in sorted(options))} "
+                f"(valid: crop_border{self._extra_option_names()})"
             )
-        merged = {**self.option_defaults, **options}
-        merged["crop_border"] = validate_crop_border(merged["crop_border"])
-        self.options = self._validate_options(merged)
+        self.options = {"crop_border": validate_crop_border(crop_border)}
 
-    def _validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return options
+    def _extra_option_names(self) -> str:
+        return ""
 
     @property
     def crop(self) -> int:
