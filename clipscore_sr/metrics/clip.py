@@ -36,13 +36,15 @@ antialiasing) and **no mean/std normalisation** is applied. The model, its weigh
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -540,8 +542,7 @@ def _resolve_hf(spec: ClipSpec, download: bool) -> ResolvedClip:
             raise last
         if weights.parent != cfg.parent:  # a new revision appeared between the two downloads
             cfg = hf_download(spec.repo, "open_clip_config.json", what=what, looked_in=looked, how=_how(spec))
-    resolved = _resolve_dir(spec, cfg.parent, what, _how(spec))
-    resolved.checkpoint = weights
+    resolved = _resolve_dir(spec, cfg.parent, what, _how(spec))  # picks `weights` (same preference order)
     resolved.preprocess_source = f"preprocess_cfg of hf-hub:{spec.repo} (revision {cfg.parent.name})"
     return resolved
 
@@ -696,12 +697,26 @@ def _preprocess_for(resolved: ResolvedClip, size: Any, override: Any) -> tuple[P
     return Preprocess.from_config(cfg, size), source
 
 
+@contextlib.contextmanager
+def _quiet_open_clip() -> Iterator[None]:
+    """Silence open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly", which is
+    true but misleading here: we build the architecture empty and load the checkpoint right after."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _build(resolved: ResolvedClip) -> torch.nn.Module:
     oc = _open_clip()
     what = f"clipscore:{resolved.spec.text}"
     try:
-        model = oc.create_model(resolved.arch, pretrained=None, load_weights=False, pretrained_text=False,
-                                force_quick_gelu=resolved.quick_gelu and resolved.model_cfg is None)
+        with _quiet_open_clip():
+                model = oc.create_model(resolved.arch, pretrained=None, load_weights=False, pretrained_text=False,
+                                    force_quick_gelu=resolved.quick_gelu and resolved.model_cfg is None)
     except Exception as exc:
         raise SRMetricsError(f"{what}: cannot build open_clip model {resolved.arch}: {_first_line(exc)}") from None
     try:
@@ -926,18 +941,12 @@ def spec_summary(spec: ClipSpec | str) -> dict[str, Any]:
     cfg = copy.deepcopy(oc.get_model_config(spec.model)) if spec.model else None
     params = None
     if spec.model:
-        import logging
-
-        level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
         try:
-            with torch.device("meta"):
+            with _quiet_open_clip(), torch.device("meta"):
                 m = oc.create_model(spec.model, pretrained=None, device="meta", pretrained_text=False)
             params = sum(p.numel() for p in m.visual.parameters())
         except Exception:
             params = None
-        finally:
-            logging.getLogger().setLevel(level)
     size = alias.image_size if alias else (cfg or {}).get("vision_cfg", {}).get("image_size")
     local = weights_present(spec)
     info.update(image_params=params, input_size=size, weights=str(local) if local else None,
