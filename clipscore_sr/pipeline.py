@@ -174,7 +174,10 @@ def _metric_batch(metric: Metric, items: list[DecodedPair], tensors: dict[str, A
         values = values.detach().double().cpu().tolist()
         if len(values) != len(items):
             raise SRMetricsError(f"metric {metric.id} returned {len(values)} values for {len(items)} images")
-        return values, [""] * len(items)
+        # NaN means "undefined for this pair" (e.g. cpsnr with no clear pixel in any window): report it
+        errors = [f"{metric.id}: undefined (NaN) for this pair, e.g. no valid/clear pixels" if math.isnan(v) else ""
+                  for v in values]
+        return values, errors
     except Exception as batch_exc:
         if len(items) == 1:
             msg = str(batch_exc) if isinstance(batch_exc, SRMetricsError) else f"{type(batch_exc).__name__}: {batch_exc}"

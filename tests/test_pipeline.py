@@ -221,3 +221,17 @@ def test_written_tables_get_normal_permissions(tmp_path: Path) -> None:
     write_table(pd.DataFrame({"key": ["a"], "error": [""]}), tmp_path / "t.csv")
     mode = stat.S_IMODE(os.stat(tmp_path / "t.csv").st_mode)
     assert mode & 0o044  # readable by group/others under the usual umask, not mkstemp's 0600
+
+
+def test_nan_metric_value_becomes_a_pair_error(tmp_path: Path) -> None:
+    """cpsnr with a mask that hides everything is undefined: the row says so instead of a silent NaN."""
+    gt_dir, sr_dir = make_pair_folders(tmp_path, n=2)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(masks / "img00.png")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(masks / "img01.png")  # nothing clear
+    df = score_folders(gt_dir, sr_dir, ["cpsnr", "psnr"], mask_dir=masks, progress=False, device="cpu")
+    errs = dict(zip(df["key"], df["error"]))
+    assert errs["img00"] == ""
+    assert errs["img01"].startswith("cpsnr: undefined (NaN)")
+    assert np.isfinite(df.set_index("key").loc["img01", "psnr"])
