@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, InputMismatchError
 from .base import Metric, register_metric
@@ -162,13 +161,20 @@ def filter_valid(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     ``window`` is the 1-D factor; the result has shape ``[..., H-k+1, W-k+1]`` (MATLAB ``filter2(w, x,
     'valid')`` for the symmetric window ``w = outer(window, window)``).
     """
+    # Shift-and-add (k in-place multiply-adds per axis) is 3-6x faster on CPU than a single-channel float64
+    # conv2d, which has no optimised kernel, and costs k small kernels on a GPU.
     k = window.numel()
-    lead, (h, w) = x.shape[:-2], x.shape[-2:]
-    planes = x.reshape(-1, 1, h, w)
-    win = window.to(dtype=x.dtype, device=x.device)
-    planes = F.conv2d(planes, win.view(1, 1, k, 1))
-    planes = F.conv2d(planes, win.view(1, 1, 1, k))
-    return planes.reshape(*lead, h - k + 1, w - k + 1)
+    h, w = x.shape[-2:]
+    if h < k or w < k:
+        raise InputMismatchError(f"image {w}x{h} is smaller than the {k}x{k} window")
+    taps = window.to(dtype=torch.float64).tolist()
+    rows = torch.zeros(*x.shape[:-1], w - k + 1, dtype=x.dtype, device=x.device)
+    for i, t in enumerate(taps):
+        rows.add_(x[..., i:i + w - k + 1], alpha=t)
+    out = torch.zeros(*x.shape[:-2], h - k + 1, w - k + 1, dtype=x.dtype, device=x.device)
+    for i, t in enumerate(taps):
+        out.add_(rows[..., i:i + h - k + 1, :], alpha=t)
+    return out
 
 
 def _range_tensor(data_range: float | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
