@@ -206,7 +206,24 @@ def psnr(sr: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor = 
 
 def _ssim_planes(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, window: torch.Tensor
                  ) -> torch.Tensor:
-    """Mean SSIM over the valid region of each ``[H,W]`` plane; ``c1``/``c2`` broadcast over ``x.shape[:-2]``."""
+    """Mean SSIM over the valid region of each ``[H,W]`` plane; ``c1``/``c2`` broadcast over ``x.shape[:-2]``.
+
+    On CPU the planes are processed a few at a time so the working set stays in cache (the computation is
+    memory-bound: about 1.7x faster than one pass over a whole 512x512 RGB batch).
+    """
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    if x.device.type == "cpu" and x[..., 0, 0].numel() > 1:
+        chunk = max(1, (1 << 19) // (h * w))  # about 4 MB of float64 per map
+        xf, yf = x.reshape(-1, h, w), y.reshape(-1, h, w)
+        c1f, c2f = c1.expand(lead).reshape(-1), c2.expand(lead).reshape(-1)
+        parts = [_ssim_block(xf[i:i + chunk], yf[i:i + chunk], c1f[i:i + chunk], c2f[i:i + chunk], window)
+                 for i in range(0, xf.shape[0], chunk)]
+        return torch.cat(parts).reshape(lead)
+    return _ssim_block(x, y, c1, c2, window)
+
+
+def _ssim_block(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, window: torch.Tensor
+                ) -> torch.Tensor:
     stacked = torch.stack((x, y, x * x, y * y, x * y), dim=0)
     mu_x, mu_y, e_xx, e_yy, e_xy = filter_valid(stacked, window).unbind(0)
     var_x = e_xx - mu_x * mu_x
