@@ -75,17 +75,25 @@ def hand_loop(gt_dir: Path, sr_dir: Path) -> list[dict]:
     return rows
 
 
-def memory_child(n: int, size: int) -> None:
-    """Run in a subprocess: score n pairs, print peak RSS (MiB)."""
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM; unlike ru_maxrss it is not inherited from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_child(n: int, size: int) -> None:
+    """Run in a subprocess: score n pairs, print peak RSS (MiB)."""
     from clipscore_sr.pipeline import score_folders
 
     with tempfile.TemporaryDirectory() as tmp:
         gt_dir, sr_dir = make_pairs(Path(tmp), n, size, seed=1)
         score_folders(gt_dir, sr_dir, ["psnr", "ssim", "cpsnr"], out=Path(tmp) / "r.csv", progress=False,
                       device="cpu", batch_size=16)
-        print(json.dumps({"n": n, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"n": n, "peak_rss_mib": peak_rss_mib()}))
 
 
 def main() -> None:
@@ -95,6 +103,7 @@ def main() -> None:
     ap.add_argument("--memory-pairs", type=int, default=200, help="N for the N vs 10N memory check (0 = skip)")
     ap.add_argument("--memory-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = torch's default)")
     ap.add_argument("--_memory-child", dest="memory_child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -103,6 +112,8 @@ def main() -> None:
 
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     from clipscore_sr import io
     from clipscore_sr.pipeline import _decode, build_metrics, score_folders
 
