@@ -285,7 +285,8 @@ def _section(raw: Any, schema: Mapping[str, Any], where: str, src: str) -> dict[
     return out
 
 
-def _reader_class(reader: str) -> type:
+def reader_class(reader: str) -> type:
+    """The dataset class behind a ``data.reader`` name."""
     from . import datasets
 
     return {"s2naip": datasets.S2NAIPDataset, "worldstrat": datasets.WorldStratDataset,
@@ -299,7 +300,7 @@ _PATH_ARGS = ("root", "lr_dir", "hr_dir", "splits_csv")
 
 
 def _check_reader_args(reader: str, args: dict[str, Any], where: str, check_paths: bool) -> dict[str, Any]:
-    cls = _reader_class(reader)
+    cls = reader_class(reader)
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
     allowed = [n for n in params if n not in _READER_MANAGED]
     for key in args:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import math
 import os
 import random
@@ -50,7 +51,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from clipscore_sr.errors import ConfigError, SRMetricsError
 
-from .train_config import comparable_sections, family, load_config, run_label, validate_config
+from .train_config import comparable_sections, family, load_config, reader_class, run_label, validate_config
 from .train_losses import L2ModelLoss, gan_loss, unsharp_mask
 
 CHECKPOINT_FORMAT = "clipscore-sr-train-state"
@@ -275,13 +276,9 @@ class Trainer:
         self.local_batch = self.cfg["train"]["batch_size"] // self.world
 
     def _make_dataset(self, which: str, crop: int | None) -> Dataset:
-        from .train_config import _reader_class
-
         data, m = self.cfg["data"], self.cfg["model"]
-        cls = _reader_class(data["reader"])
+        cls = reader_class(data["reader"])
         args = dict(data[which] if data.get(which) else data["train"])
-        import inspect
-
         params = inspect.signature(cls.__init__).parameters
         if "n_frames" in params:
             args["n_frames"] = m["n_frames"]

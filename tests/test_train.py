@@ -187,8 +187,10 @@ def test_esrgan_training_reduces_pixel_loss_with_perceptual_and_gan(tmp_path, da
     monkeypatch.setenv("TORCH_HOME", str(vgg_home))
     cfg = make_config(tmp_path / "run", data_root, "esrgan", train={"steps": 24, "checkpoint_interval": 24},
                       losses={"perceptual": 1.0, "unsharp_targets": True, "pixel_warmup_steps": 4},
-                      validation={"interval": 0})
-    res = Trainer(cfg).run()
+                      discriminator={"num_feat": 4, "lr_conditioned": True}, validation={"interval": 0})
+    trainer = Trainer(cfg)
+    assert trainer.discriminator.lr_conditioned and trainer.discriminator.conv0.in_channels == 3 + 3 * 2
+    res = trainer.run()
     log = pd.read_csv(res.log_path)
     assert log["perceptual"].iloc[:4].isna().all() and log["perceptual"].iloc[4:].notna().all()  # warm-up: L1 only
     assert log["d_real"].iloc[:4].isna().all() and log["d_real"].iloc[4:].notna().all()
@@ -313,6 +315,20 @@ def test_resume_errors(tmp_path, data_root):
         Trainer(changed, resume=True)
 
 
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, data_root, capsys):
+    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 4, "checkpoint_interval": 2},
+                      validation={"interval": 0})
+    Trainer(cfg).run()
+    ckpts = list_checkpoints(tmp_path / "run")
+    good = load_train_state(ckpts[0])
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:1000])  # e.g. a disk filled up mid-copy
+    (tmp_path / "run" / "checkpoints" / ".step_00000006.pt.tmp123").write_bytes(b"partial")  # ignored
+    trainer = Trainer(cfg, resume=True)
+    assert trainer.step == 2 and "skipping" in capsys.readouterr().err
+    assert state_equal(_weights(trainer.generator), good["generator"]) == []
+    assert trainer.run().step == 4 and load_train_state(list_checkpoints(tmp_path / "run")[-1])["step"] == 4
+
+
 # --------------------------------------------------------------------------------------------------
 # NaN / inf detection
 
@@ -379,3 +395,37 @@ def test_cli_train_check_resume_and_export(tmp_path, data_root):
     assert state_equal(raw, load_train_state(ckpt)["generator"]) == []
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["train"]["ema_decay"] == 0.999 and saved["losses"]["perceptual_layers"]["conv5_4"] == 1.0
+
+
+def test_tensorboard_scalars_when_installed(tmp_path, data_root, monkeypatch):
+    import sys
+    import types
+
+    written = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is optional)
+        def __init__(self, log_dir, purge_step=None):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step, walltime=None):
+            written.append((tag, step, value))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 2, "tensorboard": "true"},
+                      validation={"interval": 2})
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    with pytest.raises(Exception, match="train.tensorboard: true but the tensorboard package is not installed"):
+        Trainer(cfg)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    trainer = Trainer(cfg)
+    trainer.run()
+    trainer.close()
+    tags = {t for t, _, _ in written}
+    assert {"loss", "mse", "mae", "ssim", "lr", "time_s", "val/psnr"} <= tags
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert [v for t, st, v in written if t == "loss" and st == 2][0] == pytest.approx(log["loss"].iloc[-1], rel=1e-6)
