@@ -36,8 +36,10 @@ def _offline(tmp_path, monkeypatch):
         raise AssertionError(f"network access attempted: {args}")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     clear_model_cache()
 
 
@@ -83,6 +85,25 @@ def test_ssim_and_l2_loss_match_metric_and_formula():
     assert sr_req.grad is not None and sr_req.grad.abs().sum() > 0
     assert set(crit.terms(sr, gt)) == {"mse", "mae", "ssim"}
     assert set(L2ModelLoss(mse=1.0, mae=0.0, ssim=0.0).terms(sr, gt)) == {"mse"}
+
+
+def test_gan_loss_and_lr_schedules_match_formulas():
+    from clipscore_sr.baselines.train_losses import gan_loss
+    from clipscore_sr.baselines.trainer import _lr_factor
+
+    x = torch.tensor([[-3.0, -0.5], [0.0, 2.5]], dtype=torch.float64)
+    real = np.mean(np.log1p(np.exp(-x.numpy())))
+    fake = np.mean(np.log1p(np.exp(x.numpy())))
+    assert gan_loss(x, True).item() == pytest.approx(real, abs=1e-12)
+    assert gan_loss(x, False).item() == pytest.approx(fake, abs=1e-12)
+    cfg = {"schedule": {"type": "cosine", "warmup_steps": 4, "milestones": [], "gamma": 0.5, "min_lr_ratio": 0.1}}
+    f = _lr_factor(cfg, 104)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0) and f(104) == pytest.approx(0.1)
+    assert f(54) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    cfg["schedule"].update(type="multistep", warmup_steps=0, milestones=[10, 20])
+    f = _lr_factor(cfg, 100)
+    assert [f(9), f(10), f(19), f(20), f(99)] == [1.0, 0.5, 0.5, 0.25, 0.25]
 
 
 def _usm_reference(img: np.ndarray, weight=0.5, radius=50, threshold=10 / 255) -> np.ndarray:
@@ -200,6 +221,21 @@ def test_esrgan_training_reduces_pixel_loss_with_perceptual_and_gan(tmp_path, da
     state = load_train_state(res.checkpoint)
     exported = _weights(load_checkpoint(res.exported))
     assert state_equal(exported, state["ema"]) == [] and state_equal(exported, state["generator"]) != []
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path, data_root):
+    cfg = make_config(tmp_path / "run", data_root, "esrgan", train={"steps": 3, "precision": "bf16"},
+                      losses={"perceptual": 0.0, "clip": 0.0}, discriminator={"num_feat": 4, "lr_conditioned": True},
+                      validation={"interval": 3})
+    trainer = Trainer(cfg)
+    lr, _, _ = next(trainer._batches())
+    with trainer._autocast():
+        assert trainer.generator(lr).dtype == torch.bfloat16  # the forward really runs in bf16
+    res = trainer.run()
+    log = pd.read_csv(res.log_path)
+    assert np.isfinite(log[["loss", "l1", "gan", "d_real", "d_fake"]].iloc[1:].to_numpy()).all()
+    assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())  # weights stay fp32
+    assert math.isfinite(res.validation["psnr"])
 
 
 def test_sr3_training_reduces_noise_prediction_loss(tmp_path, data_root):

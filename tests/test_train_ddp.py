@@ -44,8 +44,12 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path: Path, monkeypatc
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "step 4" in proc.stdout and proc.stdout.count("step 4;") == 1  # only rank 0 reports
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    single = Trainer(make_config(tmp_path / "single", data, "esrgan", **extra)).run()
+    try:
+        single = Trainer(make_config(tmp_path / "single", data, "esrgan", **extra)).run()
+    finally:
+        torch.set_num_threads(threads)
     a = load_train_state(tmp_path / "ddp" / "checkpoints" / "step_00000004.pt")
     b = load_train_state(single.checkpoint)
     assert a["world_size"] == 2 and len(a["rng"]) == 2 and b["world_size"] == 1

@@ -108,13 +108,11 @@ def test_figure7_errors(runs, tmp_path):
 
 def test_figure7_from_real_training_runs(tmp_path, data_root, monkeypatch):
     """Two tiny SRCNN runs validated with a tiny CLIP model, with and without the CLIP loss."""
-    import torch
 
     from clipscore_sr.baselines.trainer import Trainer
     from clipscore_sr.metrics.clip import clear_model_cache
 
     monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
-    torch.set_num_threads(1)
     clip_dir, _ = write_local_dir(tmp_path / "clip", TINY_VIT, PREP, seed=3)
     metric = f"clipscore:local-dir:{clip_dir}"
     dirs = []
