@@ -5,7 +5,6 @@ network. Reference values come from open_clip called directly (its own eval tran
 from __future__ import annotations
 
 import copy
-import socket
 import threading
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from .test_clip_support import (
     TINY_VIT,
     cos64,
     image_batch,
+    isolated_offline_env,
     make_model,
     open_clip_transform,
     reference_embed,
@@ -47,26 +47,7 @@ from .test_clip_support import (
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """Empty caches, offline, and any attempt to open a network connection fails the test."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("CLIPSCORE_SR_CACHE", str(tmp_path / "srcache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    clear_model_cache()
-    clear_memory_cache()
-    yield
-    clear_model_cache()
-    clear_memory_cache()
+_isolated = pytest.fixture(autouse=True)(isolated_offline_env)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,16 @@ Shared by tests/test_clip*.py (this module has no tests of its own). Nothing her
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
+
+from clipscore_sr.embed_cache import clear_memory_cache
+from clipscore_sr.metrics.clip import clear_model_cache
 
 TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
 TINY_VIT = {"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 2, "width": 48, "patch_size": 8,
@@ -134,3 +138,24 @@ def image_batch(n: int, h: int, w: int, seed: int, c: int = 3) -> tuple[torch.Te
 
 def uint8_images(n: int, h: int, w: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def isolated_offline_env(tmp_path, monkeypatch):
+    """Empty caches, offline, and any attempt to open a network connection fails the test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("CLIPSCORE_SR_CACHE", str(tmp_path / "srcache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    clear_model_cache()
+    clear_memory_cache()
+    yield
+    clear_model_cache()
+    clear_memory_cache()

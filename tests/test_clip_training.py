@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -12,35 +11,23 @@ from click.testing import CliRunner
 
 from clipscore_sr import io
 from clipscore_sr.cli import main
-from clipscore_sr.embed_cache import clear_memory_cache
 from clipscore_sr.errors import ConfigError
 from clipscore_sr.metrics import get_metric
-from clipscore_sr.metrics.clip import CLIP_ALIASES, clear_model_cache, load_clip
+from clipscore_sr.metrics.clip import CLIP_ALIASES, load_clip
 from clipscore_sr.training import ClipLoss, clip_score
 
 from .conftest import save_png
-from .test_clip_support import PREP, TINY_VIT, cos64, image_batch, reference_embed, write_local_dir
+from .test_clip_support import (
+    PREP,
+    TINY_VIT,
+    cos64,
+    image_batch,
+    isolated_offline_env,
+    reference_embed,
+    write_local_dir,
+)
 
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("CLIPSCORE_SR_CACHE", str(tmp_path / "srcache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    clear_model_cache()
-    clear_memory_cache()
-    yield
-    clear_model_cache()
-    clear_memory_cache()
+_isolated = pytest.fixture(autouse=True)(isolated_offline_env)
 
 
 @pytest.fixture(scope="module")
