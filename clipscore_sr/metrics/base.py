@@ -143,11 +143,7 @@ def _ensure_loaded() -> None:
     if _loaded:
         return
     for module in _METRIC_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while metric modules are being written
-            if exc.name != f"{__package__}.{module}":
-                raise
+        importlib.import_module(f"{__package__}.{module}")
     _loaded = True
 
 
