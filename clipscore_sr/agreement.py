@@ -37,6 +37,7 @@ import pandas as pd
 
 from .errors import JudgementError, SRMetricsError
 from .judgements import OVERALL, load_judgements, vote_table
+from .metrics.base import metric_direction
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "metric", "dataset", "higher_is_better", "accuracy", "ci_low", "ci_high", "n_pairs", "n_votes",
@@ -340,15 +341,6 @@ def agreement_from_pairs(pairs: pd.DataFrame, metrics: Sequence[str] | None = No
         pairs["n_a"], pairs["n_b"], n_tie=pairs["n_tie"] if "n_tie" in pairs.columns else None,
         datasets=pairs["dataset"].astype(str) if "dataset" in pairs.columns else None,
         higher_is_better=hib, metrics=list(metrics), **kwargs)
-
-
-def metric_direction(metric: Any) -> bool:
-    """``higher_is_better`` of a metric id (from the registry) or a :class:`Metric` instance."""
-    if isinstance(metric, str):
-        from .metrics.base import get_metric_class, split_metric_id
-
-        return bool(get_metric_class(split_metric_id(metric)[0]).higher_is_better)
-    return bool(metric.higher_is_better)
 
 
 # --------------------------------------------------------------------------------------------------

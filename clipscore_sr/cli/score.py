@@ -10,7 +10,7 @@ import click
 
 from .. import io
 from ..errors import SRMetricsError
-from ..metrics.base import get_metric_class, parse_metric_list, split_metric_id
+from ..metrics.base import metric_direction, parse_metric_list
 from ..pipeline import score_pairs
 from ..results import format_summary, summarize, write_table
 from . import main
@@ -52,7 +52,7 @@ def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint:
 
 
 def directions(metric_ids: list[str]) -> dict[str, bool]:
-    return {m: get_metric_class(split_metric_id(m)[0]).higher_is_better for m in metric_ids}
+    return {m: metric_direction(m) for m in metric_ids}
 
 
 @main.command("score")
@@ -79,8 +79,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
     """
     metric_ids = parse_metric_list(metrics)
-    for mid in metric_ids:
-        get_metric_class(split_metric_id(mid)[0])  # unknown ids fail before any work
+    higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
     if resume and not out:
         raise SRMetricsError("--resume needs --out (the file to resume)")
     if pairs_csv:
@@ -109,7 +108,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     if summary_out:
         write_table(summary, summary_out)
     if not quiet:
-        click.echo(format_summary(summary, directions(metric_ids)))
+        click.echo(format_summary(summary, higher_is_better))
         if out:
             click.echo(f"per-pair results: {Path(out)}")
     n_failed = int((df["error"] != "").sum())

@@ -176,6 +176,13 @@ def get_metric(metric_id: str, *, device: str | torch.device = "cpu", **options:
     return cls(spec, device=device, **options)
 
 
+def metric_direction(metric: str | Metric) -> bool:
+    """``higher_is_better`` of a metric id (looked up in the registry, unknown ids raise) or a metric object."""
+    if isinstance(metric, str):
+        return bool(get_metric_class(split_metric_id(metric)[0]).higher_is_better)
+    return bool(metric.higher_is_better)
+
+
 def list_metrics() -> list[MetricInfo]:
     """Every registered metric, sorted by name."""
     _ensure_loaded()
