@@ -339,7 +339,7 @@ class Trainer:
             self.perceptual = VGGPerceptualLoss(L["perceptual_layers"]).to(self.device)
         self.clip_loss = None
         if self.family != "diffusion" and L["clip"] > 0:
-            from clipscore_sr.training import ClipLoss
+            from clipscore_sr.metrics.clip import ClipLoss
 
             spec = L["clip_model"]
             spec = spec[len("clipscore:"):] if spec.startswith("clipscore:") else spec

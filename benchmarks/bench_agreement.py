@@ -27,8 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clipscore_sr.agreement import agreement_from_scores, metric_preference, pair_agreement, run_agreement
-from clipscore_sr.judgements import vote_table
+from clipscore_sr.human.agreement import (
+    agreement_from_scores,
+    metric_preference,
+    pair_agreement,
+    run_agreement,
+)
+from clipscore_sr.human.judgements import vote_table
 
 
 def synthetic_judgements(n_judgements: int, n_metrics: int, seed: int = 0):

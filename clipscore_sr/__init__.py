@@ -12,11 +12,33 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .agreement import agreement
-from .errors import SRMetricsError
-from .metrics import Metric, get_metric, list_metrics
-from .pipeline import score_folders, score_pairs
-from .training import ClipLoss, clip_score
+# The public names load on first use (PEP 562), so ``import clipscore_sr`` and ``srmetrics --help`` stay fast.
+_LAZY = {
+    "agreement": ".human.agreement",
+    "SRMetricsError": ".errors",
+    "Metric": ".metrics",
+    "get_metric": ".metrics",
+    "list_metrics": ".metrics",
+    "score_folders": ".pipeline",
+    "score_pairs": ".pipeline",
+    "ClipLoss": ".metrics.clip.loss",
+    "clip_score": ".metrics.clip.loss",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clipscore_sr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ClipLoss",

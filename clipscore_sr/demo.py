@@ -102,8 +102,8 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
              bootstrap: int = 1000, progress: bool = True, echo: Callable[[str], None] = print,
              data_dir: Path = DATA_DIR) -> DemoResult:
     """Score the bundled SR outputs, run agreement on the bundled judgements, draw Figure 3."""
-    from .agreement import format_table, run_agreement
-    from .plots import figure3
+    from .figures.figure3 import figure3
+    from .human.agreement import format_table, run_agreement
     from .results import summarize, write_table
 
     out = Path(out_dir)

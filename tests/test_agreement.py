@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from scipy import integrate, stats
 
-from clipscore_sr.agreement import (
+from clipscore_sr.errors import JudgementError, SRMetricsError, UnknownMetricError
+from clipscore_sr.human.agreement import (
     agreement,
     agreement_from_pairs,
     agreement_from_scores,
@@ -24,7 +25,6 @@ from clipscore_sr.agreement import (
     pair_agreement,
     run_agreement,
 )
-from clipscore_sr.errors import JudgementError, SRMetricsError, UnknownMetricError
 from clipscore_sr.metrics.base import Metric
 
 

@@ -13,8 +13,7 @@ from clipscore_sr import io
 from clipscore_sr.cli import main
 from clipscore_sr.errors import ConfigError
 from clipscore_sr.metrics import get_metric
-from clipscore_sr.metrics.clip import CLIP_ALIASES, load_clip
-from clipscore_sr.training import ClipLoss, clip_score
+from clipscore_sr.metrics.clip import CLIP_ALIASES, ClipLoss, clip_score, load_clip
 
 from .conftest import save_png
 from .test_clip_support import (

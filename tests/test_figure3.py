@@ -14,9 +14,9 @@ import pytest
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from clipscore_sr.agreement import agreement_from_scores
 from clipscore_sr.errors import SRMetricsError
-from clipscore_sr.plots import figure3, figure3_order
+from clipscore_sr.figures.figure3 import figure3, figure3_order
+from clipscore_sr.human.agreement import agreement_from_scores
 
 
 def _table(accs: dict[str, tuple[float, float]], ceiling: float | None = 0.86) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def test_same_bytes_in_a_fresh_interpreter(tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
     _table(ACCS).to_csv(csv, index=False)
     code = textwrap.dedent(f"""
-        from clipscore_sr.plots import figure3
+        from clipscore_sr.figures.figure3 import figure3
         for ext in ("png", "pdf", "svg"):
             figure3({str(csv)!r}, {str(tmp_path)!r} + "/c." + ext)
     """)

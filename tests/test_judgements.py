@@ -14,7 +14,7 @@ from PIL import Image
 
 from clipscore_sr.cli import main
 from clipscore_sr.errors import JudgementError
-from clipscore_sr.judgements import (
+from clipscore_sr.human.judgements import (
     AmtMapping,
     import_amt,
     load_judgements,

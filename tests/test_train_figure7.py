@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from clipscore_sr.baselines.train_config import validate_config
 from clipscore_sr.cli import main
 from clipscore_sr.errors import SRMetricsError
-from clipscore_sr.training_plots import figure7, first_reaching, read_run, summarize
+from clipscore_sr.figures.figure7 import figure7, first_reaching, read_run, summarize
 
 from .test_clip_support import PREP, TINY_VIT, write_local_dir
 from .train_support import make_config, make_s2naip

@@ -12,9 +12,51 @@ import click
 from .. import __version__
 from ..errors import SRMetricsError
 
+# name -> (module:attribute, one-line help). Commands are imported only when invoked or asked for their own
+# help, so ``srmetrics --help`` and ``--version`` import neither torch nor pandas.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "score": ("score:score_command", "Score SR outputs against ground truth with any registered metrics."),
+    "metrics": ("metrics_cmd:metrics_command", "List the registered metrics, their direction and options."),
+    "models": ("models:models_command", "List CLIP/LPIPS/SAM weights: aliases, cache state; --fetch downloads."),
+    "agreement": ("agreement:agreement_command", "2AFC agreement of metrics with human judgements, with CIs."),
+    "judgements": ("agreement:judgements_group", "Validate human-judgement files; import AMT batch results."),
+    "figure3": ("agreement:figure3_command", "Draw the paper's Figure 3 from an agreement table."),
+    "generate": ("generate:generate_command", "Run a reference SR generator (SRCNN, HighResNet, ESRGAN, SR3)."),
+    "demo": ("demo:demo_command", "The main job end to end on the bundled example (offline)."),
+    "train": ("train:train_cmd", "Train a reference generator from a YAML config (resumable, DDP)."),
+    "export-generator": ("train:export_cmd", "Export a training checkpoint's (EMA) generator for `generate`."),
+    "figure7": ("train:figure7_cmd", "Plot validation curves of training runs (the paper's Figure 7)."),
+}
+
 
 class _Group(click.Group):
-    """Turns :class:`SRMetricsError` into a one-line message and exit code 2 (no traceback)."""
+    """Loads commands lazily from :data:`COMMANDS`; turns :class:`SRMetricsError` into one line, exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        import importlib
+
+        module, _, attr = COMMANDS[cmd_name][0].partition(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name is not None and name not in COMMANDS and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            ctx.fail(f"No such command '{name}'.{hint}")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -41,12 +83,3 @@ def user_errors(func: Callable) -> Callable:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
-
-
-from . import metrics_cmd  # noqa: E402,F401  (registers `srmetrics metrics`)
-from . import score  # noqa: E402,F401  (registers `srmetrics score`)
-from . import models  # noqa: E402,F401  (registers `srmetrics models`)
-from . import agreement  # noqa: E402,F401  (registers `srmetrics agreement`, `judgements`, `figure3`)
-from . import generate  # noqa: E402,F401  (registers `srmetrics generate`)
-from . import demo  # noqa: E402,F401  (registers `srmetrics demo`)
-from . import train  # noqa: E402,F401  (registers `srmetrics train`, `export-generator`, `figure7`)

@@ -10,13 +10,12 @@ import click
 
 from ..errors import JudgementError
 from ..metrics.base import parse_metric_list
-from . import main
 from .score import common_scoring_options, metric_options_from
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
 
-@main.command("agreement")
+@click.command("agreement")
 @click.argument("judgements_csv", type=click.Path(dir_okay=False))
 @click.option("--metrics", "-m", default=DEFAULT_METRICS, show_default=True,
               help="Comma list of metric ids, e.g. psnr,ssim,cpsnr,lpips,clipscore:clip-rn50.")
@@ -47,7 +46,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
 
     Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
     """
-    from ..agreement import format_table, metric_direction, run_agreement
+    from ..human.agreement import format_table, metric_direction, run_agreement
     from ..results import output_format, write_table
 
     metric_ids = parse_metric_list(metrics)
@@ -86,7 +85,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
         sys.exit(1)
 
 
-@main.group("judgements")
+@click.group("judgements")
 def judgements_group() -> None:
     """Check and convert human-judgement files (see judgements/README.md for the schema)."""
 
@@ -103,7 +102,7 @@ def validate_command(judgements_csv, root, no_images, max_problems) -> None:
 
     Exit code 0 when the file is valid, 1 when it has problems.
     """
-    from ..judgements import validate_judgements, vote_table
+    from ..human.judgements import validate_judgements, vote_table
 
     report = validate_judgements(judgements_csv, root=root, check_images=not no_images)
     for line in report.lines(limit=max_problems):
@@ -144,7 +143,7 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
         --map choice=Answer.preference --map value.a=left --map value.b=right --map value.tie=same \\
         --prefix https://bucket.s3.amazonaws.com/study/=images/ --dataset s2naip -o judgements.csv
     """
-    from ..judgements import AmtMapping, import_amt, validate_judgements, write_judgements
+    from ..human.judgements import AmtMapping, import_amt, validate_judgements, write_judgements
 
     mapping = AmtMapping.from_options(maps, prefixes=prefixes, dataset_name=dataset_name)
     statuses = ("Approved",) if approved_only else ("Approved", "Submitted")
@@ -162,7 +161,7 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
             sys.exit(1)
 
 
-@main.command("figure3")
+@click.command("figure3")
 @click.argument("agreement_table", type=click.Path(exists=True, dir_okay=False))
 @click.option("--output", "-o", "output", default="reports/figure3.png", show_default=True,
               type=click.Path(dir_okay=False), help="Figure file: .png, .pdf or .svg.")
@@ -173,7 +172,7 @@ def figure3_command(agreement_table, output, title, dpi) -> None:
 
     One bar per dataset for each metric, worst to best left to right, bootstrap CIs, chance and human ceiling.
     """
-    from ..plots import figure3
+    from ..figures.figure3 import figure3
 
     meta = figure3(agreement_table, output, title=title, dpi=dpi)
     order = ", ".join(meta["metric_order"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from ..demo import run_demo
-from . import main
 
 
-@main.command("demo")
+@click.command("demo")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="srmetrics-demo",
               show_default=True, help="Folder for the per-image table, the agreement table and Figure 3.")
 @click.option("--clip", "clip", multiple=True, metavar="SPEC",

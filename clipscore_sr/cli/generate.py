@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from ..errors import SRMetricsError
-from . import main
 
 
-@main.command("generate")
+@click.command("generate")
 @click.option("--model", "model_name", default=None,
               help="srcnn, srcnn-mf, highresnet, esrgan or sr3 (read from the checkpoint when it records it).")
 @click.option("--size", default="small", show_default=True, help="Architecture preset (esrgan: small|medium|large).")

@@ -7,10 +7,9 @@ import json
 import click
 
 from ..metrics import list_metrics
-from . import main
 
 
-@main.command("metrics")
+@click.command("metrics")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def metrics_command(as_json: bool) -> None:
     """List every metric id, whether higher or lower is better, units and convention."""

@@ -12,8 +12,6 @@ import json
 
 import click
 
-from . import main
-
 
 def _fmt_params(n: int | None) -> str:
     if n is None:
@@ -21,7 +19,7 @@ def _fmt_params(n: int | None) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
-@main.command("models")
+@click.command("models")
 @click.option("--fetch", "fetch", multiple=True, metavar="ALIAS|SPEC",
               help="Download these weights into the cache now (repeatable); needs internet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -13,7 +13,6 @@ from ..errors import SRMetricsError
 from ..metrics.base import metric_direction, parse_metric_list
 from ..pipeline import score_pairs
 from ..results import format_summary, summarize, write_table
-from . import main
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
@@ -55,7 +54,7 @@ def directions(metric_ids: list[str]) -> dict[str, bool]:
     return {m: metric_direction(m) for m in metric_ids}
 
 
-@main.command("score")
+@click.command("score")
 @click.argument("gt_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.argument("sr_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--metrics", "-m", default=DEFAULT_METRICS, show_default=True,

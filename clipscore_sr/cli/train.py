@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from . import main
 
-
-@main.command("train")
+@click.command("train")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--resume", is_flag=True,
               help="Continue the run in the config's output_dir from its newest checkpoint (exact continuation).")
@@ -40,7 +38,7 @@ def train_cmd(config: str, resume: bool, check: bool) -> None:
         click.echo(describe(result))
 
 
-@main.command("export-generator")
+@click.command("export-generator")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Output .safetensors (a .json description is written next to it).")
@@ -53,7 +51,7 @@ def export_cmd(checkpoint: str, out: str, no_ema: bool) -> None:
     click.echo(f"wrote {path}")
 
 
-@main.command("figure7")
+@click.command("figure7")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Figure file (.png, .pdf or .svg).")
@@ -69,7 +67,7 @@ def export_cmd(checkpoint: str, out: str, no_ema: bool) -> None:
 def figure7_cmd(run_dirs: tuple[str, ...], out: str, x_axis: str, target: float, metric: str | None,
                 labels: tuple[str, ...], title: str | None, table_out: str | None) -> None:
     """Figure 7: validation CLIPScore vs step (or time) for RUN_DIRS; speed-ups are relative to the first run."""
-    from clipscore_sr.training_plots import figure7, format_summary
+    from clipscore_sr.figures.figure7 import figure7, format_summary
 
     res = figure7(list(run_dirs), out, x=x_axis, target=target, metric=metric, labels=list(labels) or None,
                   title=title)

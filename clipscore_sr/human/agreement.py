@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import JudgementError, SRMetricsError
+from ..errors import JudgementError, SRMetricsError
+from ..metrics.base import metric_direction
 from .judgements import OVERALL, load_judgements, vote_table
-from .metrics.base import metric_direction
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "metric", "dataset", "higher_is_better", "accuracy", "ci_low", "ci_high", "n_pairs", "n_votes",
@@ -352,7 +352,7 @@ def unique_image_pairs(pairs: pd.DataFrame) -> tuple[list[Any], np.ndarray, np.n
     Returns ``(unique_pairs, index_a, index_b)``: ``unique_pairs[index_a[i]]`` is (gt, a) of pair ``i``.
     Keys are ``u000000``, ``u000001``... in first-appearance order.
     """
-    from .io import Pair
+    from ..io import Pair
 
     lookup: dict[tuple[str, str], int] = {}
     uniq: list[Pair] = []
@@ -426,8 +426,8 @@ def run_agreement(
     progress: bool = False,
 ) -> AgreementRun:
     """The whole job behind :func:`agreement`, returning the per-pair table and counts as well."""
-    from .metrics.base import parse_metric_list
-    from .pipeline import score_pairs
+    from ..metrics.base import parse_metric_list
+    from ..pipeline import score_pairs
 
     if isinstance(metrics, str):
         metrics = parse_metric_list(metrics)
@@ -470,7 +470,7 @@ def run_agreement(
     per_pair = pd.concat([per_pair, pd.DataFrame(extra, index=per_pair.index)], axis=1)
     per_pair["error"] = ["; ".join(dict.fromkeys(e for e in (errors[i], errors[j]) if e)) for i, j in zip(ia, ib)]
     if pairs_out is not None:
-        from .results import write_table
+        from ..results import write_table
 
         write_table(per_pair, pairs_out)
     result = AgreementRun(

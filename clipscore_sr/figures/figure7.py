@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import SRMetricsError
-from .plots import _PALETTE, _figure_format, save_figure
+from ..errors import SRMetricsError
+from .style import PALETTE, figure_format, save_figure
 
 
 @dataclass
@@ -156,7 +156,7 @@ def figure7(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike, 
         raise SRMetricsError("figure7: give at least one run folder")
     if labels is not None and len(labels) != len(run_dirs):
         raise SRMetricsError(f"--label: {len(labels)} labels for {len(run_dirs)} runs")
-    _figure_format(out_path)
+    figure_format(out_path)
     curves = [read_run(d, metric, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     metric_name = curves[0].column[len("val_"):]
     fig = Figure(figsize=(6.4, 4.0))
@@ -166,7 +166,7 @@ def figure7(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike, 
     summary = summarize(curves, target) if target is not None else pd.DataFrame()
     for i, c in enumerate(curves):
         xs = c.steps if x == "step" else c.times / scale
-        color = _PALETTE[i % len(_PALETTE)]
+        color = PALETTE[i % len(PALETTE)]
         ax.plot(xs, c.values, marker="o", markersize=3, linewidth=1.4, color=color, label=c.label, zorder=3)
         if target is not None:
             hit = summary.iloc[i]["first_step" if x == "step" else "first_time_s"]

@@ -1,4 +1,4 @@
-"""Figures of the paper, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+"""Figure 3 of the paper (agreement of each metric with human judgements), drawn with matplotlib's Agg canvas (no display, no global pyplot state).
 
 Output is deterministic: the same input gives the same bytes for ``.png``, ``.pdf`` and ``.svg``
 (no creation dates or software stamps, a fixed SVG id salt).
@@ -14,40 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import SRMetricsError
-from .judgements import OVERALL
-
-FIGURE_FORMATS = (".png", ".pdf", ".svg")
-_DETERMINISTIC_METADATA = {
-    ".png": {"Software": None},
-    ".pdf": {"Creator": None, "Producer": None, "CreationDate": None},
-    ".svg": {"Creator": None, "Date": None},
-}
-_PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-
-
-def _figure_format(out_path: str | os.PathLike) -> str:
-    suffix = Path(out_path).suffix.lower()
-    if suffix not in FIGURE_FORMATS:
-        raise SRMetricsError(f"{out_path}: unsupported figure format '{suffix}' (use .png, .pdf or .svg)")
-    return suffix
-
-
-def save_figure(fig: Any, out_path: str | os.PathLike, *, dpi: int = 150) -> Path:
-    """Save a matplotlib figure deterministically and atomically; the format follows the extension."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    out_path = Path(out_path)
-    suffix = _figure_format(out_path)
-    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{suffix}")
-    with matplotlib.rc_context({"svg.hashsalt": "clipscore-sr", "pdf.compression": 6}):
-        fig.savefig(tmp, dpi=dpi, format=suffix[1:], metadata=_DETERMINISTIC_METADATA[suffix])
-    os.replace(tmp, out_path)
-    return out_path
+from ..errors import SRMetricsError
+from ..human.judgements import OVERALL
+from .style import PALETTE, figure_format, save_figure
 
 
 def _read_agreement(agreement: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -100,7 +69,7 @@ def figure3(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    _figure_format(out_path)
+    figure_format(out_path)
     table = _read_agreement(agreement)
     need = {"metric", "dataset", "accuracy"}
     missing = need - set(table.columns)
@@ -136,7 +105,7 @@ def figure3(
             errs[1].append(0.0 if math.isnan(hi) else max(hi - acc, 0.0))
             values += [v for v in (acc, lo, hi) if not math.isnan(v)]
             bars.append({"metric": m, "dataset": d, "x": x, "height": acc, "ci": (lo, hi)})
-        color = _PALETTE[k % len(_PALETTE)]
+        color = PALETTE[k % len(PALETTE)]
         label = d if d != OVERALL else "all pairs"
         ax.bar(xs, hs, width=width * 0.95, color=color, label=label, zorder=2,
                yerr=np.array(errs) if has_ci else None, capsize=2.5 if has_ci else 0,
@@ -149,7 +118,7 @@ def figure3(
             if len(vals):
                 ceilings[d] = float(vals[0]) * 100
                 values.append(ceilings[d])
-                ax.axhline(ceilings[d], color=_PALETTE[k % len(_PALETTE)], linestyle=":", linewidth=1.4, zorder=3,
+                ax.axhline(ceilings[d], color=PALETTE[k % len(PALETTE)], linestyle=":", linewidth=1.4, zorder=3,
                            label=f"human ceiling ({d if d != OVERALL else 'all pairs'})")
     ax.axhline(50.0, color="#444444", linestyle="--", linewidth=1.0, zorder=3, label="chance (50%)")
     lo_lim, hi_lim = float(ylim[0]), float(ylim[1])
@@ -175,4 +144,4 @@ def figure3(
             "bars": bars, "ceilings": ceilings, "path": str(path), "axes": ax}
 
 
-__all__ = ["FIGURE_FORMATS", "figure3", "figure3_order", "save_figure"]
+__all__ = ["figure3", "figure3_order"]

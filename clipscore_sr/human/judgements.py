@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ImageReadError, JudgementError
+from ..errors import ImageReadError, JudgementError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("pair_id", "dataset", "gt", "a", "b", "choice")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("annotator", "a_method", "b_method")
@@ -162,7 +162,7 @@ def read_judgements_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 def _image_shape(path: str) -> tuple[int, int, int]:
     """(H, W, C) of a decodable image; raises :class:`ImageReadError` otherwise."""
-    from .io import read_array
+    from ..io import read_array
 
     arr, alpha = read_array(path)
     if arr.ndim == 2:

@@ -19,8 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, InputMismatchError
-from .metrics.clip import ClipModel, ClipSpec, cosine, load_clip, to_three_channels, wrap_open_clip
+from ...errors import ConfigError, InputMismatchError
+from .metric import cosine
+from .model import ClipModel, load_clip, wrap_open_clip
+from .preprocess import to_three_channels
+from .spec import ClipSpec
 
 
 def _as_clip(model: Any, device: torch.device, variant: str = "standard") -> ClipModel:
