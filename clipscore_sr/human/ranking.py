@@ -90,25 +90,32 @@ class Votes:
     def from_arrays(cls, a_method: Sequence[Any], b_method: Sequence[Any], outcome: Sequence[float],
                     scene: Sequence[Any] | None = None, dataset: Sequence[Any] | None = None) -> Votes:
         """Build from per-vote method names, outcomes (1/0/0.5), scene ids and dataset names."""
-        am = pd.Series(np.asarray(a_method, dtype=object)).astype(str)
-        bm = pd.Series(np.asarray(b_method, dtype=object)).astype(str)
+        am = np.asarray(a_method, dtype=object)
+        bm = np.asarray(b_method, dtype=object)
         n = len(am)
         out = np.asarray(outcome, dtype=np.float64)
         if len(bm) != n or len(out) != n:
             raise RankingError(f"{n} a-methods, {len(bm)} b-methods and {len(out)} outcomes differ in length")
         if n and not np.isin(out, (0.0, 0.5, 1.0)).all():
             raise RankingError("outcomes must be 1 (a won), 0 (b won) or 0.5 (tie)")
-        methods = sorted(set(am) | set(bm))
-        codes = {m: k for k, m in enumerate(methods)}
+        codes, uniq = pd.factorize(np.concatenate([am, bm]))
+        names = [str(u) for u in uniq]
+        order = sorted(range(len(names)), key=names.__getitem__)
+        remap = np.empty(len(names), np.int64)
+        remap[order] = np.arange(len(names))
+        codes = remap[codes]
         ds = np.full(n, "default", dtype=object) if dataset is None else np.asarray(dataset, dtype=object)
-        dcodes, dnames = pd.factorize(pd.Series(ds).astype(str), sort=True)
-        sc = np.zeros(n, np.int64) if scene is None else np.asarray(scene, dtype=object)
+        dcodes, dnames = pd.factorize(ds, sort=True)
+        sc = np.zeros(n, np.int64) if scene is None else np.asarray(scene)
+        scodes, snames = pd.factorize(sc, sort=True)  # sorted: resamples do not depend on the row order
         # scenes are per dataset: the same scene name in two datasets is two scenes
-        skey = pd.Series(dnames[dcodes]).astype(str) + "\x1f" + pd.Series(sc).astype(str)
-        scodes, snames = pd.factorize(skey, sort=False)
-        return cls(methods=methods, a=am.map(codes).to_numpy(np.int64), b=bm.map(codes).to_numpy(np.int64),
-                   outcome=out, scene=scodes.astype(np.int64), dataset=dcodes.astype(np.int64),
-                   datasets=list(dnames), n_scenes=len(snames), scene_keys=list(snames))
+        key, first = pd.factorize(dcodes.astype(np.int64) * max(len(snames), 1) + scodes, sort=True)
+        first = np.asarray(first, np.int64)
+        dn = [str(d) for d in dnames]
+        scene_keys = [f"{dn[k // max(len(snames), 1)]}\x1f{snames[k % max(len(snames), 1)]}" for k in first]
+        return cls(methods=[names[k] for k in order], a=codes[:n], b=codes[n:], outcome=out,
+                   scene=key.astype(np.int64), dataset=dcodes.astype(np.int64), datasets=dn,
+                   n_scenes=len(first), scene_keys=scene_keys)
 
     def subset(self, mask: np.ndarray) -> Votes:
         """The votes where ``mask`` holds, with methods and scenes renumbered (only those that remain)."""
