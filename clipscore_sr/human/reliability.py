@@ -2,8 +2,9 @@
 
 Conventions
 -----------
-* A *unit* is one comparison: (dataset, gt, the unordered pair of image files). Its value in a vote is the
-  image file chosen (or ``tie``), so a vote on ``a, b`` and one on ``b, a`` are compared correctly.
+* A *unit* is one comparison: (dataset, gt, the unordered pair of image files). Its value in a vote is which
+  of the two files (in sorted order) was chosen, ``first``/``second``, or ``tie``: a vote on ``a, b`` and one
+  on ``b, a`` are compared correctly, and the three categories are the same in every unit.
 * ``alpha``: Krippendorff's alpha, nominal level, over the ``real`` trials of units judged by at least two
   annotators (one value per annotator and unit: the first); 1 = perfect agreement, 0 = chance, NaN when
   every value is the same.
@@ -61,7 +62,7 @@ def krippendorff_alpha_nominal(units: Sequence[Any], values: Sequence[Any]) -> t
 
 
 def _unit_and_value(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Unit key, chosen value (image path or 'tie') and chosen method of each row."""
+    """Unit key, value (first/second/tie) and the raw choice of each row."""
     a = df["a_path"] if "a_path" in df.columns else df["a"]
     b = df["b_path"] if "b_path" in df.columns else df["b"]
     gt = df["gt_path"] if "gt_path" in df.columns else df["gt"]
@@ -71,7 +72,10 @@ def _unit_and_value(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     unit = df["dataset"].astype(str) + "\x1f" + gt.astype(str) + "\x1f" + pd.Series(lo, index=df.index) + \
         "\x1f" + pd.Series(hi, index=df.index)
     ch = df["choice"].astype(str).str.lower()
-    value = pd.Series(np.where(ch == "a", a, np.where(ch == "b", b, "tie")), index=df.index)
+    chosen = np.where(ch == "a", a, b)
+    # the value is relative to the unit (the first or second file in sorted order), so that the categories
+    # are the same in every unit, as nominal alpha needs
+    value = pd.Series(np.where(ch == "tie", "tie", np.where(chosen == lo, "first", "second")), index=df.index)
     return unit, value, ch
 
 
