@@ -88,7 +88,7 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
         ranking_figure(ranking.table, ranking.pairs, plot)
     if not quiet:
         click.echo(format_ranking(ranking))
-        if "annotator" in df.columns and (df["annotator"].astype(str) != "").any():
+        if len(rel.annotators) > 1:  # one annotator: nothing to compare
             click.echo(rel.summary())
         for label, path in (("ranking", out), ("pairs", pairs_out), ("annotators", annotators_out),
                             ("figure", plot)):
