@@ -35,9 +35,17 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid judgement rows (reported) instead of stopping.")
 @click.option("--human-ties", type=click.Choice(["exclude", "half"]), default="exclude", show_default=True,
               help="Human 'tie' votes: excluded from accuracy (counted), or half a vote for each side.")
+@click.option("--ranking", is_flag=True,
+              help="Also compare each metric's ranking of the methods (a_method/b_method) with people's.")
+@click.option("--ranking-out", type=click.Path(dir_okay=False), default=None,
+              help="With --ranking: table of Kendall's tau-b per metric and dataset (.csv/.json/.parquet).")
+@click.option("--ranking-methods-out", type=click.Path(dir_okay=False), default=None,
+              help="With --ranking: per-method human and metric scores and ranks.")
+@click.option("--ranking-plot", type=click.Path(dir_okay=False), default=None,
+              help="With --ranking: figure of the human ranking beside each metric's (.png/.pdf/.svg).")
 @common_scoring_options
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
-                      skip_invalid, human_ties, bands, data_range, crop_border, batch_size, workers, device,
+                      skip_invalid, human_ties, ranking, ranking_out, ranking_methods_out, ranking_plot, bands, data_range, crop_border, batch_size, workers, device,
                       precision, cache_dir, sam_checkpoint, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
@@ -52,9 +60,15 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
     metric_ids = parse_metric_list(metrics)
     for mid in metric_ids:
         metric_direction(mid)  # unknown ids fail before any work
-    for path in (out, pairs_out, scores_out):
+    for path in (out, pairs_out, scores_out, ranking_out, ranking_methods_out):
         if path:
             output_format(path)
+    if (ranking_out or ranking_methods_out or ranking_plot) and not ranking:
+        raise JudgementError("--ranking-out/--ranking-methods-out/--ranking-plot need --ranking")
+    if ranking_plot:
+        from ..figures.style import figure_format
+
+        figure_format(ranking_plot)
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
@@ -63,7 +77,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
             skip_invalid=skip_invalid, human_ties=human_ties, pairs_out=pairs_out, scores_out=scores_out,
             batch_size=batch_size, workers=workers, bands=bands, data_range=data_range, device=device,
             precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint),
-            progress=not quiet)
+            progress=not quiet, ranking=ranking)
     if result.n_invalid:
         click.echo(f"Warning: --skip-invalid: skipped {result.n_invalid} of {result.n_rows} judgement row(s) "
                    f"({len(result.problems)} problem(s); first: {result.problems[0]})", err=True)
@@ -77,12 +91,35 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
             click.echo(f"agreement table: {Path(out)}")
         if pairs_out:
             click.echo(f"per-pair table: {Path(pairs_out)}")
+    if result.ranking is not None:
+        _write_ranking(result.ranking, ranking_out, ranking_methods_out, ranking_plot, quiet)
     if result.n_failed_pairs:
         per_pair = result.pairs
         first = per_pair.loc[per_pair["error"] != "", ["pair_id", "error"]].iloc[0]
         click.echo(f"Error: {result.n_failed_pairs} of {len(per_pair)} pairs could not be scored and were left "
                    f"out; first: pair {first.pair_id}: {first.error}", err=True)
         sys.exit(1)
+
+
+def _write_ranking(rk, ranking_out, methods_out, plot, quiet) -> None:
+    from ..human.agreement import format_ranking_agreement
+    from ..results import write_table
+
+    if ranking_out:
+        write_table(rk.summary, ranking_out)
+    if methods_out:
+        write_table(rk.methods, methods_out)
+    if plot:
+        from ..figures.ranking import ranking_agreement_figure
+
+        ranking_agreement_figure(rk.methods, rk.summary, plot)
+    if not quiet:
+        click.echo("ranking agreement (Kendall's tau-b of each metric's method ranking vs people's):")
+        click.echo(format_ranking_agreement(rk))
+        for label, path in (("ranking agreement", ranking_out), ("per-method ranks", methods_out),
+                            ("ranking figure", plot)):
+            if path:
+                click.echo(f"{label}: {Path(path)}")
 
 
 @click.group("judgements")

@@ -396,6 +396,7 @@ class AgreementRun:
     n_image_pairs: int
     n_unique_images: int
     metric_ids: list[str]
+    ranking: RankingAgreement | None = None
 
     @property
     def n_failed_pairs(self) -> int:
@@ -424,8 +425,13 @@ def run_agreement(
     precision: str = "fp32",
     metric_options: dict[str, Any] | None = None,
     progress: bool = False,
+    ranking: bool = False,
 ) -> AgreementRun:
-    """The whole job behind :func:`agreement`, returning the per-pair table and counts as well."""
+    """The whole job behind :func:`agreement`, returning the per-pair table and counts as well.
+
+    ``ranking=True`` also computes :func:`ranking_agreement` (the judgements need ``a_method``/``b_method``;
+    only ``real`` trials count) with the same ``bootstrap``/``seed``/``confidence``, in ``.ranking``.
+    """
     from ..metrics.base import parse_metric_list
     from ..pipeline import score_pairs
 
@@ -480,7 +486,34 @@ def run_agreement(
         metric_ids=metric_ids)
     if result.n_failed_pairs == len(per_pair):
         raise SRMetricsError(f"no pair could be scored; first error: {per_pair['error'].iat[0]}")
+    if ranking:
+        result.ranking = _ranking_of_run(judgements, root, skip_invalid, uniq, vals, metric_ids, directions,
+                                         bootstrap=bootstrap, seed=seed, confidence=confidence)
     return result
+
+
+def _ranking_of_run(judgements: Any, root: Any, skip_invalid: bool, uniq: Sequence[Any], vals: np.ndarray,
+                    metric_ids: Sequence[str], directions: Sequence[bool], **kwargs: Any) -> RankingAgreement:
+    """Per-(dataset, scene, method) metric values from the scored unique (gt, image) pairs, then
+    :func:`ranking_agreement` against the human votes."""
+    from .ranking import TRIAL_KINDS_RANKED, load_method_judgements, votes_from_frame
+
+    df, info = load_method_judgements(judgements, skip_invalid=skip_invalid, root=root)
+    votes = votes_from_frame(df, info)
+    if "trial_kind" in df.columns:
+        df = df[df["trial_kind"].astype(str).str.strip().str.lower().isin(TRIAL_KINDS_RANKED)]
+    where = {(p.gt, p.sr): i for i, p in enumerate(uniq)}
+    parts = []
+    for side in ("a", "b"):
+        pos = [where.get(k, -1) for k in zip(df["gt_path"], df[f"{side}_path"])]
+        part = pd.DataFrame({"dataset": df["dataset"].to_numpy(), "scene": df["gt"].to_numpy(),
+                             "method": df[f"{side}_method"].to_numpy()})
+        v = np.full((len(df), len(metric_ids)), np.nan)
+        ok = np.array(pos) >= 0
+        v[ok] = vals[np.array(pos)[ok]]
+        parts.append(pd.concat([part, pd.DataFrame(v, columns=list(metric_ids))], axis=1))
+    scene_values = pd.concat(parts, ignore_index=True)
+    return ranking_agreement(votes, scene_values, list(metric_ids), dict(zip(metric_ids, directions)), **kwargs)
 
 
 def agreement(
@@ -575,7 +608,191 @@ def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
 
 
 __all__ = [
-    "RESULT_COLUMNS", "AgreementRun", "agreement", "run_agreement", "agreement_from_pairs", "agreement_from_scores", "bootstrap_indices",
+    "RANKING_AGREEMENT_COLUMNS", "RESULT_COLUMNS", "AgreementRun", "RankingAgreement", "agreement",
+    "format_ranking_agreement", "kendall_tau_b", "ranking_agreement", "run_agreement", "agreement_from_pairs", "agreement_from_scores", "bootstrap_indices",
     "bootstrap_p_value", "bootstrap_sums", "format_table", "metric_direction", "metric_preference",
     "pair_agreement", "percentile_ci", "resample_counts", "unique_image_pairs",
 ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranking agreement: does a metric rank the methods the way people do?
+
+RANKING_AGREEMENT_COLUMNS: tuple[str, ...] = (
+    "metric", "dataset", "tau_b", "tau_ci_low", "tau_ci_high", "tau_b_mean", "pairs_concordant",
+    "n_methods", "n_scenes", "bootstrap", "seed", "confidence",
+)
+
+
+@dataclass
+class RankingAgreement:
+    """Output of :func:`ranking_agreement`: ``summary`` (one row per metric and dataset,
+    :data:`RANKING_AGREEMENT_COLUMNS`) and ``methods`` (one row per metric, dataset and method: human score
+    and rank, the metric's mean, its fitted score and rank, and the rank by mean)."""
+
+    summary: pd.DataFrame
+    methods: pd.DataFrame
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b between ``x`` and ``y`` over the last axis (batched): ``sum sx*sy / sqrt(sum sx^2 *
+    sum sy^2)`` over all pairs i < j with ``s = sign`` of the differences; NaN when either side is constant."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    iu, ju = np.triu_indices(x.shape[-1], 1)
+    sx = np.sign(x[..., iu] - x[..., ju])
+    sy = np.sign(y[..., iu] - y[..., ju])
+    den = np.sqrt((sx * sx).sum(-1) * (sy * sy).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (sx * sy).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _pairs_concordant(x: np.ndarray, human: np.ndarray) -> float:
+    """Fraction of method pairs (with a human order) that ``x`` orders the same way; a tie in ``x`` counts 0.5."""
+    iu, ju = np.triu_indices(len(x), 1)
+    sh, sx = np.sign(human[iu] - human[ju]), np.sign(x[iu] - x[ju])
+    use = sh != 0
+    return float(np.mean(np.where(sx[use] == 0, 0.5, (sx[use] == sh[use]).astype(float)))) if use.any() else np.nan
+
+
+def ranking_agreement(
+    votes: Any,
+    scene_values: pd.DataFrame,
+    metrics: Sequence[str],
+    higher_is_better: Mapping[str, bool],
+    *,
+    by_dataset: bool = True,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    prior_sd: float | None = None,
+) -> RankingAgreement:
+    """How each metric ranks the methods compared with people.
+
+    ``votes``: human :class:`~clipscore_sr.human.ranking.Votes`; ``scene_values``: one row per (dataset,
+    scene, method) with columns ``dataset, scene, method`` and one column per metric (the metric value of
+    that method's output on that scene; ``scene`` as in the votes, i.e. the judgement's ``gt``). Per dataset
+    (and pooled ``all``): the human Bradley-Terry ranking (ties split), the metric's ranking from
+    per-scene pairwise wins (the metric prefers the better value on each scene where both methods have
+    one; equal values split) fitted the same way, and from the mean per method; Kendall's tau-b of the
+    fitted metric ranking against people, with a percentile CI over the same scene resamples for both
+    (resampled within each dataset), and the fraction of method pairs ordered as people order them.
+    """
+    from .ranking import (
+        DEFAULT_PRIOR_SD,
+        check_rankable,
+        fit_scores,
+        scene_resample_weights,
+        scene_win_counts,
+    )
+
+    sd = DEFAULT_PRIOR_SD if prior_sd is None else prior_sd
+    methods = list(votes.methods)
+    m_all = len(methods)
+    mcode = {mm: k for k, mm in enumerate(methods)}
+    ds_names = votes.datasets
+    scene_ds = np.zeros(votes.n_scenes, np.int64)
+    scene_ds[votes.scene] = votes.dataset
+    vals = scene_values[scene_values["method"].isin(mcode)].drop_duplicates(["dataset", "scene", "method"])
+    keys = vals["dataset"].astype(str) + "\x1f" + vals["scene"].astype(str)
+    if not votes.scene_keys:
+        raise SRMetricsError("votes lack scene keys (build them with Votes.from_arrays)")
+    sc = keys.map({k: i for i, k in enumerate(votes.scene_keys)})
+    vals = vals[sc.notna().to_numpy()]
+    sc = sc.dropna().to_numpy(np.int64)
+    mi = vals["method"].map(mcode).to_numpy(np.int64)
+
+    from scipy.sparse import csr_matrix
+
+    human_sc, _ = scene_win_counts(votes, "split")
+    metric_sc = {}
+    metric_mean = {}
+    for mname in metrics:
+        v = np.full((votes.n_scenes, m_all), np.nan)
+        v[sc, mi] = vals[mname].to_numpy(np.float64)
+        if not higher_is_better[mname]:
+            v = -v
+        present = np.isfinite(v)
+        metric_mean[mname] = (np.where(present, v, 0.0), present.astype(np.float64))
+        # per-scene pairwise wins of the metric: for each scene, each ordered pair (k, l) both present
+        rows_, cols_, w_ = [], [], []
+        for k in range(m_all):
+            for j in range(m_all):
+                if k == j:
+                    continue
+                both = present[:, k] & present[:, j]
+                win = np.where(v[both, k] > v[both, j], 1.0, np.where(v[both, k] == v[both, j], 0.5, 0.0))
+                s_idx = np.flatnonzero(both)
+                nz = win > 0
+                rows_.append(s_idx[nz])
+                cols_.append(np.full(int(nz.sum()), k * m_all + j))
+                w_.append(win[nz])
+        metric_sc[mname] = csr_matrix((np.concatenate(w_), (np.concatenate(rows_), np.concatenate(cols_))),
+                                      shape=(votes.n_scenes, m_all * m_all))
+
+    groups: list[tuple[str, np.ndarray]] = [(OVERALL, np.ones(votes.n_scenes, bool))]
+    if by_dataset and len(ds_names) > 1:
+        groups = [(d, scene_ds == k) for k, d in enumerate(ds_names)] + groups
+    rng = np.random.default_rng(seed)
+    r_boot = scene_resample_weights(scene_ds, bootstrap, rng) if bootstrap > 0 else None
+    src = votes.info.get("source", "")
+
+    def counts(mat: Any, weights: np.ndarray) -> np.ndarray:
+        return np.asarray((mat.T @ weights.T).T).reshape(len(weights), m_all, m_all)
+
+    summary_rows, method_rows = [], []
+    for name, smask in groups:
+        w1 = smask.astype(np.float64)[None, :]
+        hw = counts(human_sc, w1)[0]
+        idx = np.flatnonzero((hw + hw.T).sum(1) > 0)
+        sub_methods = [methods[k] for k in idx]
+        hw = hw[np.ix_(idx, idx)]
+        check_rankable(sub_methods, hw + hw.T, f"{src}: dataset '{name}'" if name != OVERALL else src)
+        h_score = fit_scores(hw, prior_sd=sd)
+        rb = r_boot * smask[None, :] if r_boot is not None else None
+        h_boot = fit_scores(counts(human_sc, rb)[:, idx][:, :, idx], prior_sd=sd) if rb is not None else None
+        for mname in metrics:
+            mw = counts(metric_sc[mname], w1)[0][np.ix_(idx, idx)]
+            m_score = fit_scores(mw, prior_sd=sd)
+            num, den = metric_mean[mname]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = ((w1 @ num) / (w1 @ den))[0][idx]
+            tau = float(kendall_tau_b(m_score, h_score))
+            lo = hi = np.nan
+            if rb is not None:
+                mb = fit_scores(counts(metric_sc[mname], rb)[:, idx][:, :, idx], prior_sd=sd)
+                taus = kendall_tau_b(mb, h_boot)
+                lo, hi = (float(v[0]) for v in percentile_ci(taus[:, None], confidence))
+            sign = 1.0 if higher_is_better[mname] else -1.0
+            summary_rows.append(dict(
+                metric=mname, dataset=name, tau_b=tau, tau_ci_low=lo, tau_ci_high=hi,
+                tau_b_mean=float(kendall_tau_b(np.nan_to_num(mean, nan=-np.inf), h_score)),
+                pairs_concordant=_pairs_concordant(m_score, h_score), n_methods=len(idx),
+                n_scenes=int(smask.sum()), bootstrap=int(bootstrap), seed=int(seed), confidence=float(confidence)))
+            h_rank = (-h_score).argsort(kind="stable").argsort() + 1
+            m_rank = (-m_score).argsort(kind="stable").argsort() + 1
+            mean_rank = (-np.nan_to_num(mean, nan=-np.inf)).argsort(kind="stable").argsort() + 1
+            for k, meth in enumerate(sub_methods):
+                method_rows.append(dict(
+                    metric=mname, dataset=name, method=meth, human_score=float(h_score[k]), human_rank=int(h_rank[k]),
+                    metric_mean=float(sign * mean[k]), metric_score=float(m_score[k]), metric_rank=int(m_rank[k]),
+                    mean_rank=int(mean_rank[k])))
+    summary = pd.DataFrame(summary_rows, columns=list(RANKING_AGREEMENT_COLUMNS))
+    return RankingAgreement(summary=summary, methods=pd.DataFrame(method_rows))
+
+
+def format_ranking_agreement(result: RankingAgreement) -> str:
+    """One line per metric and dataset: Kendall's tau-b [CI], tau-b of the mean ranking, concordant pairs."""
+    s = result.summary
+    conf = int(round(float(s["confidence"].iat[0]) * 100)) if len(s) else 95
+    head = ["metric", "dataset", f"tau-b [{conf}% CI]", "tau-b (means)", "pairs as people", "methods"]
+
+    def f(v: float) -> str:
+        return "n/a" if pd.isna(v) else f"{v:+.2f}"
+
+    lines = [[str(r.metric), str(r.dataset), f"{f(r.tau_b)} [{f(r.tau_ci_low)}, {f(r.tau_ci_high)}]",
+              f(r.tau_b_mean), "n/a" if pd.isna(r.pairs_concordant) else f"{100 * r.pairs_concordant:.0f}%",
+              str(r.n_methods)] for r in s.itertuples()]
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)] if lines else [len(h) for h in head]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+    return "\n".join(out)
