@@ -38,7 +38,10 @@ from clipscore_sr.errors import ImageReadError, SRMetricsError
 from clipscore_sr.io import IMAGE_EXTENSIONS, decode_s2_strip, read_array, to_chw
 
 S2_BAND_SCALE = 8160.0  # Satlas normalisation of 16-bit Sentinel-2 bands: clip(value / 8160, 0, 1)
-PROBAV_DATA_RANGE = 16383.0  # PROBA-V frames are 14-bit values stored in 16-bit PNGs
+# PROBA-V frames hold 14-bit values in 16-bit PNGs, but the competition's scoring (the Kelvins helper's
+# img_as_float64, the organisers' norm.csv baselines) divides by 65535: we use the competition's scale so that
+# training validation, `srmetrics score` and norm.csv agree.
+PROBAV_DATA_RANGE = 65535.0
 
 
 class DatasetError(SRMetricsError):
@@ -360,8 +363,10 @@ class ProbaVDataset(_PairedBase):
     """PROBA-V (Kelvins challenge): ``{split}/{RED,NIR}/imgsetNNNN/`` with ``LR000.png..`` (128x128) and
     ``QM000.png..`` clear masks (nonzero = clear), ``HR.png`` (384x384) and ``SM.png`` (nonzero = clear);
     ``norm.csv`` at the root (``imgsetNNNN value`` per line, the baseline cPSNR normaliser) is attached as
-    ``sample["norm"]`` (NaN when absent). Values are 14-bit in 16-bit PNGs: divided by ``data_range``
-    (default 16383). Frames are ranked by clear fraction (most clear first, seeded tie-break).
+    ``sample["norm"]`` (NaN when absent). Values are 14-bit in 16-bit PNGs, divided by ``data_range``
+    (default 65535, the competition's scale: the Kelvins helper reads PNGs with ``img_as_float64`` and
+    ``norm.csv`` holds cPSNRs on that scale; 16383 would put cPSNR ~12.04 dB lower). Frames are ranked by
+    clear fraction (most clear first, seeded tie-break).
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", band: str | None = None, n_frames: int = 9,

@@ -197,8 +197,8 @@ def test_probav_reader(tmp_path):
     ds = ProbaVDataset(tmp_path, "train", "NIR", n_frames=3, seed=1)
     s = ds[0]
     assert s["key"] == "train/NIR/imgset0001" and s["frames"].tolist() == [0, 2, 3]  # most clear first
-    np.testing.assert_allclose(s["lr"][:, 0].numpy(), np.stack([frames[i] for i in (0, 2, 3)]) / 16383.0, atol=1e-7)
-    np.testing.assert_allclose(s["hr"][0].numpy(), hr / 16383.0, atol=1e-7)
+    np.testing.assert_allclose(s["lr"][:, 0].numpy(), np.stack([frames[i] for i in (0, 2, 3)]) / 65535.0, atol=1e-7)
+    np.testing.assert_allclose(s["hr"][0].numpy(), hr / 65535.0, atol=1e-7)
     assert s["norm"] == 45.25 and not s["hr_valid"][0, 0].any() and s["hr_valid"][0, 1:].all()
     assert s["lr_valid"][2, 0, :8].all() and not s["lr_valid"][2, 0, 8:].any()
     test = ProbaVDataset(tmp_path, "test", n_frames=2)[0]
