@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,9 @@ class WorldStratDataset(_PairedBase):
     * official: ``hr_dataset/{AOI}/{AOI}_rgb.png`` (or ``_ps.tiff`` with ``hr="ps"``) and
       ``lr_dataset/{AOI}/L2A/{AOI}-{i}-L2A_data.tiff`` revisits (12 bands, HWC; float reflectance or uint16
       scaled by ``lr_data_range``); ``lr_bands`` 1-based (default 4,3,2 = B4,B3,B2 -> RGB). A revisit's
-      cloud mask is the file in the same folder named ``{AOI}-{i}-*`` containing ``mask`` or ``CLM``
-      (case-insensitive; nonzero = cloud).
+      cloud mask is ``{AOI}-{i}-CLM.tiff`` beside it (WorldStrat's naming; nonzero = cloud); without one the
+      revisit counts as clear (warned once). ``-dataMask.tiff`` (1 = valid data) and ``-CLP`` (cloud
+      probability) are not used.
     * flat scene folders (e.g. the shared sample): ``{scene}/HR.png`` plus revisits ``{scene}/L*.png``
       (natural order); optional ``{stem}_mask.png`` (nonzero = cloud); a revisit whose name contains
       ``cloud`` without a mask counts as fully clouded when ranking frames.
@@ -251,6 +253,7 @@ class WorldStratDataset(_PairedBase):
         self.root, self.n_frames = Path(root), int(n_frames)
         self.lr_bands, self.lr_data_range, self.hr_data_range = tuple(lr_bands), lr_data_range, hr_data_range
         self.lr_size, self.hr_size = lr_size, hr_size
+        self._warned_no_clm = False
         self.scenes: list[tuple[str, Path, list[Path]]] = []
         self.official = (self.root / "hr_dataset").is_dir() and (self.root / "lr_dataset").is_dir()
         if self.official:
@@ -300,11 +303,17 @@ class WorldStratDataset(_PairedBase):
 
     def _cloud_mask(self, revisit: Path) -> Path | None:
         if self.official:
-            prefix = revisit.name.split("-L2A_data")[0] + "-"
-            for p in sorted(revisit.parent.glob(prefix + "*")):
-                low = p.name.lower()
-                if p != revisit and ("mask" in low or "clm" in low) and p.suffix.lower() in IMAGE_EXTENSIONS:
-                    return p
+            # WorldStrat's own naming ({AOI}-{i}-CLM.tiff, as its downloader and loader); never -dataMask,
+            # whose 1 means *valid data*
+            prefix = revisit.name.split("-L2A_data")[0]
+            for ext in (".tiff", ".tif"):
+                cand = revisit.with_name(f"{prefix}-CLM{ext}")
+                if cand.is_file():
+                    return cand
+            if not self._warned_no_clm:
+                self._warned_no_clm = True
+                warnings.warn(f"WorldStrat: {revisit.parent}/{prefix}-CLM.tiff not found; revisits without a CLM "
+                              "cloud mask are treated as clear (no-data pixels still count)", stacklevel=2)
             return None
         for ext in IMAGE_EXTENSIONS:
             cand = revisit.with_name(revisit.stem + "_mask" + ext)

@@ -128,7 +128,7 @@ def test_worldstrat_official_layout(tmp_path):
                 mask[:] = 1  # fully clouded revisit
             if i == 3:
                 mask[:4] = 1
-            tifffile.imwrite(l2a / f"{aoi}-{i}-L2A_cloud_mask.tiff", mask)
+            tifffile.imwrite(l2a / f"{aoi}-{i}-CLM.tiff", mask)
             arrays[(aoi, i)] = (data, mask)
     ds = WorldStratDataset(tmp_path, n_frames=3, seed=0)
     assert len(ds) == 2

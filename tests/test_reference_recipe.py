@@ -79,3 +79,33 @@ def test_probav_trainer_validation_cpsnr_equals_score_cpsnr(tmp_path):
     scored = pd.read_csv(tmp_path / "scores.csv")["cpsnr"].mean()
     # same files, same convention: equal up to the 16-bit rounding of the written SR (< 0.01 dB here)
     assert abs(val - scored) < 0.01, (val, scored)
+
+
+# --------------------------------------------------------------------------------------------------
+# item 3: WorldStrat cloud masks are {AOI}-{i}-CLM.tiff; -dataMask.tiff (1 = valid) is not a cloud mask
+
+def _worldstrat(root: Path, clm: bool) -> Path:
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    aoi = "Landcover-7"
+    _png(root / "hr_dataset" / aoi / f"{aoi}_rgb.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    l2a = root / "lr_dataset" / aoi / "L2A"
+    l2a.mkdir(parents=True)
+    for i in range(1, 4):
+        data = rng.random((8, 8, 12)).astype(np.float32) * 0.9 + 0.05
+        tifffile.imwrite(l2a / f"{aoi}-{i}-L2A_data.tiff", data, photometric="minisblack", planarconfig="contig")
+        tifffile.imwrite(l2a / f"{aoi}-{i}-dataMask.tiff", np.ones((8, 8), np.uint8))  # 1 = valid data
+        if clm:
+            tifffile.imwrite(l2a / f"{aoi}-{i}-CLM.tiff", np.full((8, 8), i == 2, np.uint8))  # revisit 2 clouded
+    return root
+
+
+def test_worldstrat_data_mask_is_not_a_cloud_mask(tmp_path):
+    from clipscore_sr.baselines import WorldStratDataset
+
+    with pytest.warns(UserWarning, match="CLM.tiff not found; revisits without a CLM cloud mask are treated as clear"):
+        s = WorldStratDataset(_worldstrat(tmp_path / "a", clm=False), n_frames=3)[0]
+    assert s["lr_valid"].all()  # dataMask's 1s (valid) must not read as clouds
+    s = WorldStratDataset(_worldstrat(tmp_path / "b", clm=True), n_frames=2)[0]
+    assert sorted(s["frames"].tolist()) == [0, 2] and s["lr_valid"].all()  # the CLM-clouded revisit 2 dropped
