@@ -14,7 +14,8 @@ Sections (defaults in :data:`SCHEMA`; ``*`` = required)::
     output_dir*: runs/esrgan-clip
     model:     {name*: esrgan, size: small, n_frames: 8, scale: 4, options: {num_feat: 64}}
     data:      {reader*: s2naip, train*: {root: ...}, val: {root: ...}, val_fraction: 0.0,
-                crop_size: null, val_crop_size: null, num_workers: 0, max_val_samples: null}
+                crop_size: null, val_crop_size: null, num_workers: 0, max_val_samples: null,
+                sampler: uniform (or tile_weights: the authors' OSM inverse-frequency weights), tile_weights: null}
     losses:    L2 models:  {mse: 0.3, mae: 0.4, ssim: 0.3, clip: 0.0, ...clip options}
                ESRGAN:     {l1: 1.0, perceptual: 1.0, perceptual_layers: {...}, gan: 0.1, clip: 0.0,
                             clip_model: clip-rn50, clip_distance: l1, unsharp_targets: false,
@@ -197,6 +198,8 @@ SCHEMA: dict[str, Any] = {
         "val_crop_size": (_optional(_int(1)), None),
         "num_workers": (_int(0), 0),
         "max_val_samples": (_optional(_int(1)), None),
+        "sampler": (_choice("uniform", "tile_weights"), "uniform"),
+        "tile_weights": (_optional(_str), None),
     },
     "losses": {
         "l2": {"mse": (_float(0.0), 0.3), "mae": (_float(0.0), 0.4), "ssim": (_float(0.0), 0.3), **_CLIP_KEYS},
@@ -389,6 +392,16 @@ def validate_config(raw: Any, source: str | os.PathLike | None = None, *, check_
         data["val"] = _check_reader_args(data["reader"], data["val"], f"{src}data.val.", check_paths)
         if data["val_fraction"]:
             raise ConfigError(f"{src}data.val_fraction: give either data.val or data.val_fraction, not both")
+    if data["sampler"] == "tile_weights":
+        if data["reader"] != "s2naip":
+            raise ConfigError(f"{src}data.sampler: tile_weights needs the s2naip reader (got {data['reader']})")
+        if data["tile_weights"] is None:
+            raise ConfigError(f"{src}data.tile_weights: needed by sampler: tile_weights (the authors' "
+                              "train_tile_weights JSON)")
+        if check_paths and not Path(data["tile_weights"]).expanduser().is_file():
+            raise ConfigError(f"{src}data.tile_weights: {data['tile_weights']} does not exist")
+    elif data["tile_weights"] is not None:
+        raise ConfigError(f"{src}data.tile_weights: only used with data.sampler: tile_weights")
     sched = cfg["schedule"]
     if sched["type"] == "multistep" and not sched["milestones"]:
         raise ConfigError(f"{src}schedule.milestones: needed for the multistep schedule")
@@ -446,4 +459,4 @@ def comparable_sections(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: cfg.get(k) for k in ("seed", "model", "losses", "discriminator", "optimizer", "schedule")} | {
         "batch_size": cfg["train"]["batch_size"], "precision": cfg["train"]["precision"],
         "ema_decay": cfg["train"]["ema_decay"], "reader": cfg["data"]["reader"],
-        "crop_size": cfg["data"]["crop_size"]}
+        "crop_size": cfg["data"]["crop_size"], "sampler": cfg["data"].get("sampler", "uniform")}

@@ -15,7 +15,8 @@ What one optimiser step does, per model family (losses are means over the batch)
 * **SR3**: the DDPM noise-prediction loss; the noise level and noise of every sample come from a generator
   seeded by ``(seed, step, sample index)``, so they do not depend on the number of processes.
 
-Data order: epoch ``e`` visits the training set in the permutation ``randperm(n, seed(seed, e))`` in
+Data order: epoch ``e`` visits the training set in the permutation ``randperm(n, seed(seed, e))`` (with
+``data.sampler: tile_weights``: ``n`` draws with replacement proportional to the tile weights) in
 consecutive global batches of ``train.batch_size`` (the incomplete last batch is dropped); process ``r`` of
 ``W`` takes the ``r``-th slice of ``batch_size / W`` samples. The batch of every step is a function of the
 step number, so resuming needs no data-loader state and DDP sees the same global batch as one process.
@@ -307,6 +308,12 @@ class Trainer:
         if val is not None and data["max_val_samples"]:
             val = Subset(val, list(range(min(len(val), data["max_val_samples"]))))
         self.train_set, self.val_set = train, val
+        self.sample_weights: torch.Tensor | None = None
+        if data["sampler"] == "tile_weights":
+            w = _base_dataset(train).tile_weights(Path(data["tile_weights"]).expanduser())
+            if isinstance(train, Subset):
+                w = w[np.asarray(train.indices)]
+            self.sample_weights = torch.from_numpy(w)
         if len(train) < self.cfg["train"]["batch_size"]:
             raise ConfigError(f"train.batch_size: {self.cfg['train']['batch_size']} exceeds the "
                               f"{len(train)} training samples")
@@ -383,7 +390,10 @@ class Trainer:
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         n, b = len(self.train_set), self.cfg["train"]["batch_size"]
         g = torch.Generator().manual_seed(_seed_from(self.cfg["seed"], 2, epoch))
-        perm = torch.randperm(n, generator=g).tolist()
+        if self.sample_weights is not None:  # the authors' tile-weight sampler: n draws with replacement
+            perm = torch.multinomial(self.sample_weights, n, replacement=True, generator=g).tolist()
+        else:
+            perm = torch.randperm(n, generator=g).tolist()
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         return [perm[i * b: (i + 1) * b][lo:hi] for i in range(n // b)]
 

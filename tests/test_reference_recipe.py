@@ -109,3 +109,54 @@ def test_worldstrat_data_mask_is_not_a_cloud_mask(tmp_path):
     assert s["lr_valid"].all()  # dataMask's 1s (valid) must not read as clouds
     s = WorldStratDataset(_worldstrat(tmp_path / "b", clm=True), n_frames=2)[0]
     assert sorted(s["frames"].tolist()) == [0, 2] and s["lr_valid"].all()  # the CLM-clouded revisit 2 dropped
+
+
+# --------------------------------------------------------------------------------------------------
+# item 9: frames in random order by default (the authors' random.sample), chronological on request
+
+def test_frame_order_random_by_default_chronological_on_request(tmp_path):
+    from clipscore_sr.baselines import S2NAIPDataset
+
+    from .train_support import make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=1, frames=6)
+    orders = {tuple(S2NAIPDataset(root, 4, seed=k)[0]["frames"].tolist()) for k in range(12)}
+    assert any(list(o) != sorted(o) for o in orders)  # some draws are not in file order
+    chrono = {tuple(S2NAIPDataset(root, 4, seed=k, frame_order="chronological")[0]["frames"].tolist())
+              for k in range(12)}
+    assert all(list(o) == sorted(o) for o in chrono)
+    a, b = S2NAIPDataset(root, 4, seed=3)[0], S2NAIPDataset(root, 4, seed=3, frame_order="chronological")[0]
+    assert sorted(a["frames"].tolist()) == b["frames"].tolist()  # same frames, different order
+    assert torch.equal(a["lr"], b["lr"][np.argsort(np.argsort(a["frames"].numpy()))])
+    with pytest.raises(Exception, match="frame_order must be one of random, chronological"):
+        S2NAIPDataset(root, 4, frame_order="sorted")
+
+
+# --------------------------------------------------------------------------------------------------
+# item 10: the authors' OSM inverse-frequency tile weights (public train_tile_weights JSON)
+
+def test_tile_weight_sampler_draws_in_proportion(tmp_path):
+    import json
+
+    from clipscore_sr.baselines.trainer import Trainer
+
+    from .train_support import make_config, make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=4, frames=2)
+    weights = tmp_path / "urban_set_weights.json"
+    weights.write_text(json.dumps({"1000_2000": 9.0, "1001_2000": 0.0}))  # 1002/1003 unlisted: weight 1
+    cfg = make_config(tmp_path / "run", root, "srcnn", validation={"interval": 0},
+                      data={"val_fraction": 0.0, "sampler": "tile_weights", "tile_weights": str(weights)},
+                      train={"batch_size": 1})
+    trainer = Trainer(cfg)
+    counts = np.zeros(4)
+    for epoch in range(300):
+        for batch in trainer._epoch_batches(epoch):
+            counts[batch] += 1
+    freq = counts / counts.sum()
+    np.testing.assert_allclose(freq, [9 / 11, 0, 1 / 11, 1 / 11], atol=0.02)  # 1200 draws: 3 sigma ~ 0.02
+    from clipscore_sr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.tile_weights: needed by sampler: tile_weights"):
+        Trainer(make_config(tmp_path / "r2", root, "srcnn", validation={"interval": 0},
+                            data={"val_fraction": 0.0, "sampler": "tile_weights"}))
