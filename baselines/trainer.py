@@ -9,8 +9,8 @@ Usage::
 What one optimiser step does, per model family (losses are means over the batch):
 
 * **L2 models** (SRCNN, HighRes-net): ``mse*MSE + mae*MAE + ssim*(1-SSIM)/2`` (+ optional CLIP loss).
-* **ESRGAN**: generator ``l1*L1 + perceptual*VGG19 + gan*BCE(D(sr), real) + ClipLoss(sr, hr)``, L1 and VGG
-  targets optionally unsharp-masked; then the U-Net discriminator ``BCE(D(hr), real) + BCE(D(sr), fake)``
+* **ESRGAN**: generator ``l1*L1 + perceptual*VGG19 + gan*BCE(D(sr), real) + ClipLoss(sr, target)``, the L1,
+  VGG and CLIP target optionally unsharp-masked (the authors' ``l1_gt_usm``/``percep_gt_usm``; D sees the raw HR); then the U-Net discriminator ``BCE(D(hr), real) + BCE(D(sr), fake)``
   (one forward pass over both). During ``pixel_warmup_steps`` only the L1 term is used and D is not trained.
 * **SR3**: the DDPM noise-prediction loss; the noise level and noise of every sample come from a generator
   seeded by ``(seed, step, sample index)``, so they do not depend on the number of processes.
@@ -338,7 +338,7 @@ class Trainer:
 
     def _build_losses(self) -> None:
         L = self.cfg["losses"]
-        self.l2_loss = L2ModelLoss(L["mse"], L["mae"], L["ssim"]) if self.family == "l2" else None
+        self.l2_loss = L2ModelLoss(L["mse"], L["mae"], L["ssim"], L["ssim_style"]) if self.family == "l2" else None
         self.perceptual = None
         if self.family == "gan" and L["perceptual"] > 0:
             from .vgg_loss import VGGPerceptualLoss
@@ -350,13 +350,15 @@ class Trainer:
 
             spec = L["clip_model"]
             spec = spec[len("clipscore:"):] if spec.startswith("clipscore:") else spec
-            self.clip_loss = ClipLoss(spec, distance=L["clip_distance"], weight=L["clip"])
+            self.clip_loss = ClipLoss(spec, distance=L["clip_distance"], weight=L["clip"], resize=L["clip_resize"])
             self.clip_loss.clip(self.device)  # load now: missing weights fail before training starts
         self.metrics = []
         if self.rank == 0 and self.val_set is not None and self.cfg["validation"]["interval"]:
-            from clipscore_sr.metrics import get_metric
+            from clipscore_sr.pipeline import build_metrics
 
-            self.metrics = [get_metric(mid, device=self.device) for mid in self.cfg["validation"]["metrics"]]
+            v = self.cfg["validation"]
+            self.metrics = build_metrics(v["metrics"], device=self.device,
+                                         metric_options={"crop_border": v["crop_border"]})
 
     def _build_optim(self) -> None:
         o, total = self.cfg["optimizer"], self.cfg["train"]["steps"]
@@ -486,8 +488,8 @@ class Trainer:
                     self.discriminator.requires_grad_(False)
                     cond = lr if self.cfg["discriminator"]["lr_conditioned"] else None
                     terms["gan"] = L["gan"] * gan_loss(self.discriminator(sr, cond).float(), True)
-                if self.clip_loss is not None:
-                    terms["clip"] = self.clip_loss(sr.float(), hr)
+                if self.clip_loss is not None:  # the authors compare with the (sharpened) L1 target
+                    terms["clip"] = self.clip_loss(sr.float(), target)
         if not terms:
             raise ConfigError("losses: every generator loss weight is 0 at this step")
         loss = sum(terms.values())

@@ -160,3 +160,139 @@ def test_tile_weight_sampler_draws_in_proportion(tmp_path):
     with pytest.raises(ConfigError, match="data.tile_weights: needed by sampler: tile_weights"):
         Trainer(make_config(tmp_path / "r2", root, "srcnn", validation={"interval": 0},
                             data={"val_fraction": 0.0, "sampler": "tile_weights"}))
+
+
+# --------------------------------------------------------------------------------------------------
+# items 5 and 6: the CLIP loss compares with the (sharpened) L1 target, optionally through the authors' resize
+
+@pytest.fixture(scope="module")
+def clip_spec(tmp_path_factory) -> str:
+    from .test_clip_support import PREP, TINY_VIT, write_local_dir
+
+    d, _ = write_local_dir(tmp_path_factory.mktemp("clip") / "tiny", TINY_VIT, PREP, seed=3)
+    return f"local-dir:{d}"
+
+
+def test_clip_loss_nearest_resize_is_the_authors_path(clip_spec):
+    import torch.nn.functional as F
+
+    from clipscore_sr import ClipLoss
+    from clipscore_sr.metrics.clip import load_clip
+
+    g = torch.Generator().manual_seed(0)
+    sr, gt = torch.rand(2, 3, 20, 28, generator=g), torch.rand(2, 3, 20, 28, generator=g)
+    clip = load_clip(clip_spec)
+    size = clip.preprocess.size
+    mean = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
+    std = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
+
+    def feats(x):  # the authors' CLIPLoss.forward: F.interpolate(x, img_size), Normalize(OpenAI), encode_image
+        return clip.visual((F.interpolate(x, size) - mean) / std)
+
+    expected = (feats(sr) - feats(gt)).abs().mean()
+    got = ClipLoss(clip_spec, resize="nearest")(sr, gt)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert abs(float(ClipLoss(clip_spec)(sr, gt)) - float(expected)) > 1e-4  # the weights' transform differs
+    with pytest.raises(Exception, match="ClipLoss resize 'bicubic'"):
+        ClipLoss(clip_spec, resize="bicubic")
+
+
+def test_clip_loss_sees_the_unsharp_masked_target(tmp_path, clip_spec):
+    from clipscore_sr.baselines.train_losses import unsharp_mask
+    from clipscore_sr.baselines.trainer import Trainer
+
+    from .train_support import make_config, make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=4, frames=2)
+    cfg = make_config(tmp_path / "run", root, "esrgan", validation={"interval": 0},
+                      losses={"perceptual": 0.0, "gan": 0.0, "clip": 1.0, "clip_model": f"clipscore:{clip_spec}",
+                              "unsharp_targets": True, "clip_resize": "nearest"},
+                      train={"steps": 1})
+    trainer = Trainer(cfg)
+    seen = []
+    real = trainer.clip_loss
+
+    class Recorder(torch.nn.Module):
+        def forward(self, sr, target):
+            seen.append(target.detach().clone())
+            return real(sr, target)
+
+    trainer.clip_loss = Recorder()
+    lr, hr, _ = next(trainer._batches())
+    trainer._step_gan(lr, hr)
+    assert real.resize == "nearest"
+    torch.testing.assert_close(seen[0], unsharp_mask(hr))
+    assert not torch.allclose(seen[0], hr)
+
+
+# --------------------------------------------------------------------------------------------------
+# item 7: the L2 models' SSIM term is the authors' kornia ssim_loss(window_size=5)
+
+def test_l2_ssim_term_matches_kornia_window_5():
+    kornia = pytest.importorskip("kornia")
+    from clipscore_sr.baselines.train_losses import L2ModelLoss, ssim_loss
+
+    g = torch.Generator().manual_seed(1)
+    gt = torch.rand(2, 3, 16, 12, generator=g, dtype=torch.float64)
+    sr = (gt + 0.1 * torch.randn(2, 3, 16, 12, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ref = kornia.losses.ssim_loss(sr, gt, window_size=5, reduction="none").mean(dim=(-1, -2, -3)).mean()
+    terms = L2ModelLoss(0.0, 0.0, 1.0).terms(sr, gt)  # default ssim_style: authors
+    torch.testing.assert_close(terms["ssim"], ref, rtol=1e-10, atol=1e-12)
+    assert abs(float(L2ModelLoss(0.0, 0.0, 1.0, ssim_style="metric")(sr, gt)) - float(ref)) > 1e-3
+    assert float(ssim_loss(sr, gt)) == pytest.approx(float(L2ModelLoss(0, 0, 1, "metric")(sr, gt)))
+
+
+# --------------------------------------------------------------------------------------------------
+# item 8: validation PSNR/SSIM with the authors' crop_border: 4
+
+def test_validation_crop_border(tmp_path):
+    from clipscore_sr.baselines.trainer import Trainer
+    from clipscore_sr.metrics import get_metric
+
+    from .train_support import make_config, make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=4, frames=2)
+    cfg = make_config(tmp_path / "run", root, "srcnn", train={"batch_size": 1}, data={"val_fraction": 0.25},
+                      validation={"interval": 1, "metrics": ["psnr"], "crop_border": 4, "batch_size": 1})
+    trainer = Trainer(cfg)
+    got = trainer.validate()["psnr"]
+    sample = trainer.val_set[0]
+    with torch.no_grad():
+        sr = trainer.generator.eval()(sample["lr"][None]).clamp(0, 1)
+    hr = sample["hr"][None]
+    mse = ((sr.double() - hr.double())[..., 4:-4, 4:-4] ** 2).mean()
+    assert len(trainer.val_set) == 1 and got == pytest.approx(float(10 * torch.log10(1 / mse)), abs=1e-4)
+    assert got != pytest.approx(float(get_metric("psnr").compute(sr, hr)[0]), abs=1e-3)
+
+
+# --------------------------------------------------------------------------------------------------
+# item 4: the shipped ESRGAN configs are the authors' recipe (values read from their experiments/*.yml)
+
+AUTHORS_ESRGAN = {  # ours: (their file, generator (num_feat, num_grow_ch), discriminator num_feat, clip weight)
+    "esrgan_s2naip.yaml": ("esrgan_baseline", "small", 64, 0.0),
+    "esrgan_clip_s2naip.yaml": ("esrgan_baseline_cliploss", "small", 64, 1.0),
+    "esrgan_medium_s2naip.yaml": ("esrgan_larger1", "medium", 128, 0.0),
+    "esrgan_large_s2naip.yaml": ("esrgan_larger2", "large", 256, 0.0),
+}
+
+
+@pytest.mark.parametrize("fname", sorted(AUTHORS_ESRGAN))
+def test_shipped_esrgan_configs_are_the_authors_recipe(fname):
+    from clipscore_sr.baselines.train_config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "baselines" / "configs" / fname, check_paths=False)
+    _, size, d_feat, clip = AUTHORS_ESRGAN[fname]
+    L = cfg["losses"]
+    assert cfg["model"]["size"] == size and cfg["model"]["n_frames"] == 8 and cfg["model"]["scale"] == 4
+    assert L["unsharp_targets"] is True  # l1_gt_usm, percep_gt_usm: True; gan_gt_usm: False (D sees raw HR)
+    assert (L["l1"], L["perceptual"], L["gan"], L["clip"]) == (1.0, 1.0, 0.1, clip)
+    assert L["perceptual_layers"] == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    assert L["clip_model"] == "clip-rn50" and L["clip_distance"] == "l1" and L["clip_resize"] == "nearest"
+    assert cfg["discriminator"] == {"num_feat": d_feat, "lr_conditioned": True, "skip_connection": True}
+    assert cfg["optimizer"]["lr"] == 1e-4 and cfg["optimizer"]["betas"] == [0.9, 0.99]
+    assert cfg["optimizer"]["d_lr"] is None and cfg["optimizer"]["d_betas"] is None  # D as G
+    assert cfg["schedule"] == {"type": "multistep", "warmup_steps": 0, "milestones": [400000], "gamma": 0.5,
+                               "min_lr_ratio": 0.0}
+    assert cfg["train"]["ema_decay"] == 0.999 and cfg["validation"]["crop_border"] == 4
+    assert cfg["data"]["sampler"] == "tile_weights" and cfg["data"]["tile_weights"].endswith("urban_set_weights.json")
+    assert cfg["data"]["train"].get("frame_order", "random") == "random"

@@ -90,8 +90,8 @@ def test_defaults_per_family_and_idempotent(base):
     assert validate_config(gan) == gan  # a validated config validates to itself
     l2 = validate_config(_set(_set(_set(base, "model", {"name": "highresnet", "n_frames": 2}), "losses", {}),
                               "discriminator", _DELETE))
-    assert l2["losses"] == {"mse": 0.3, "mae": 0.4, "ssim": 0.3, "clip": 0.0, "clip_model": "clip-rn50",
-                            "clip_distance": "l1"}
+    assert l2["losses"] == {"mse": 0.3, "mae": 0.4, "ssim": 0.3, "ssim_style": "authors", "clip": 0.0,
+                            "clip_model": "clip-rn50", "clip_distance": "l1", "clip_resize": "weights"}
     assert l2["train"]["ema_decay"] is None and l2["discriminator"] is None
     assert run_label(gan) == "esrgan-small (no CLIP loss)"
     assert run_label(_set(gan, "losses.clip", 1.0)) == "esrgan-small + CLIP loss (w=1)"
