@@ -223,23 +223,7 @@ class S2NAIPDataset(_PairedBase):
 
     def read_strips(self, s2_dir: Path) -> np.ndarray:
         """All frames ``[T_total, C, 32, 32]`` float32 in [0, 1] of the configured bands."""
-        parts = []
-        for band in self.bands:
-            path = s2_dir / f"{band}.png"
-            arr, _ = read_array(path)
-            frames = decode_s2_strip(arr, self.frame_size)
-            if band == "tci":
-                if frames.shape[1] == 4:
-                    frames = frames[:, :3]
-                scaled = _scale_values(frames, None, path)
-            elif arr.dtype == np.uint16:
-                scaled = np.clip(frames.astype(np.float32) / np.float32(self.band_scale), 0, 1)
-            else:
-                scaled = _scale_values(frames, None, path)
-            if parts and scaled.shape[0] != parts[0].shape[0]:
-                raise DatasetError(f"{path}: {scaled.shape[0]} frames but tci.png has {parts[0].shape[0]}")
-            parts.append(scaled[:, :1] if band != "tci" else scaled)
-        return np.concatenate(parts, axis=1)
+        return read_s2_bands(s2_dir, self.bands, self.frame_size, self.band_scale)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         key, target, s2_dir = self.items[index]
@@ -256,6 +240,33 @@ class S2NAIPDataset(_PairedBase):
         lr_valid = ~(lr[:, :3] == 0).all(axis=1, keepdims=True)
         return self._finish({"lr": lr, "hr": hr, "lr_valid": lr_valid, "hr_valid": hr_valid,
                              "frames": chosen.astype(np.int64), "key": key}, rng)
+
+
+def read_s2_bands(s2_dir: str | os.PathLike, bands: Sequence[str] = ("tci",), frame_size: int = 32,
+                  band_scale: float = S2_BAND_SCALE) -> np.ndarray:
+    """Frames ``[T, C, frame_size, frame_size]`` float32 in [0, 1] of one S2-NAIP ``sentinel2/{tile}`` folder:
+    ``tci.png`` (RGB, /255) then each extra band ``{band}.png`` (one channel; 16-bit: ``clip(v / band_scale, 0,
+    1)``, 8-bit: /255), concatenated along channels in the order given (S2-NAIP's layout and normalisation)."""
+    s2_dir = Path(s2_dir)
+    parts: list[np.ndarray] = []
+    for band in bands:
+        path = s2_dir / f"{band}.png"
+        if not path.is_file():
+            raise DatasetError(f"{path}: band file missing (bands: {', '.join(bands)})")
+        arr, _ = read_array(path)
+        frames = decode_s2_strip(arr, frame_size)
+        if band == "tci":
+            if frames.shape[1] == 4:
+                frames = frames[:, :3]
+            scaled = _scale_values(frames, None, path)
+        elif arr.dtype == np.uint16:
+            scaled = np.clip(frames.astype(np.float32) / np.float32(band_scale), 0, 1)
+        else:
+            scaled = _scale_values(frames, None, path)
+        if parts and scaled.shape[0] != parts[0].shape[0]:
+            raise DatasetError(f"{path}: {scaled.shape[0]} frames but tci.png has {parts[0].shape[0]}")
+        parts.append(scaled[:, :1] if band != "tci" else scaled)
+    return np.concatenate(parts, axis=1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -164,8 +164,16 @@ def export_from_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike
     model = build_generator(m["name"], m["size"], m["n_frames"], m["scale"], **m["options"])
     use_ema = ema and state.get("ema") is not None
     model.load_state_dict(state["ema"] if use_ema else state["generator"])
-    return export_generator(model, out, extra={"step": state["step"], "ema": use_ema, "run": run_label(cfg),
-                                               "tile": cfg["data"]["crop_size"] or 32})
+    return export_generator(model, out, extra={"step": state["step"], "ema": use_ema, **export_extra(cfg)})
+
+
+def export_extra(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What `srmetrics generate` reads from an exported generator: run label, training tile, S2-NAIP bands."""
+    data = cfg["data"]
+    extra: dict[str, Any] = {"run": run_label(cfg), "tile": data["crop_size"] or 32}
+    if data["reader"] == "s2naip":
+        extra["bands"] = [str(b).lower() for b in data["train"].get("bands", ("tci",))]
+    return extra
 
 
 def _lr_factor(cfg: Mapping[str, Any], total: int):
@@ -693,8 +701,7 @@ class Trainer:
             return None
         model = self.ema if self.ema is not None else self.generator
         return export_generator(model, path or self.out / "generator.safetensors",
-                                extra={"step": self.step, "ema": self.ema is not None, "run": run_label(self.cfg),
-                                       "tile": self.cfg["data"]["crop_size"] or 32})
+                                extra={"step": self.step, "ema": self.ema is not None, **export_extra(self.cfg)})
 
     def run(self, until: int | None = None) -> TrainResult:
         """Train to ``train.steps`` (or stop early after step ``until``, writing a checkpoint there)."""

@@ -296,3 +296,75 @@ def test_shipped_esrgan_configs_are_the_authors_recipe(fname):
     assert cfg["train"]["ema_decay"] == 0.999 and cfg["validation"]["crop_border"] == 4
     assert cfg["data"]["sampler"] == "tile_weights" and cfg["data"]["tile_weights"].endswith("urban_set_weights.json")
     assert cfg["data"]["train"].get("frame_order", "random") == "random"
+
+
+# --------------------------------------------------------------------------------------------------
+# items 12-15: generate on real dataset layouts; pairs with targets; folder frames; overlap clamp
+
+def _gen(*args: str):
+    return CliRunner().invoke(main, ["generate", *args, "--device", "cpu", "--quiet"])
+
+
+def test_generate_reads_the_s2naip_tree_multiband_skips_bad_scenes_and_pairs_targets(tmp_path):
+    from clipscore_sr.baselines import build_generator, save_checkpoint
+    from clipscore_sr.baselines.datasets import read_s2_bands
+
+    from .train_support import make_s2naip
+
+    root = make_s2naip(tmp_path / "s2naip", n=3, frames=2)
+    rng = np.random.default_rng(0)
+    tiles = sorted(p.name for p in (root / "sentinel2").iterdir())
+    for t in tiles[:2]:  # b05 (16-bit) for two tiles; the third lacks it and must be skipped, not stop the run
+        _png(root / "sentinel2" / t / "b05.png", rng.integers(0, 9000, (64, 32), dtype=np.uint16))
+    torch.manual_seed(0)
+    model = build_generator("esrgan", "small", 2, 4, in_channels=4, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    ckpt = save_checkpoint(model, tmp_path / "g.safetensors", extra={"tile": 32, "bands": ["tci", "b05"]})
+    out = tmp_path / "sr"
+    res = _gen("--checkpoint", str(ckpt), "--input", str(root / "sentinel2"), "--out", str(out), "--layout", "s2naip",
+               "--frames", "2")
+    assert res.exit_code == 1, res.output
+    assert f"1 of 3 scene(s) failed and were skipped; first: {tiles[2]}: " in res.output and "b05.png" in res.output
+    assert sorted(p.stem for p in out.glob("*.png")) == tiles[:2]
+    # the output is the model on the reader's frames (chronological choice of all 2 frames), within PNG rounding
+    frames = torch.from_numpy(read_s2_bands(root / "sentinel2" / tiles[0], ["tci", "b05"]))
+    with torch.no_grad():
+        expected = model(frames[None])[0].clamp(0, 1)
+    got = torch.from_numpy(np.asarray(Image.open(out / f"{tiles[0]}.png")).astype(np.float64) / 255).permute(2, 0, 1)
+    assert (got - expected.double()).abs().max() <= 1 / 255 + 1e-6
+    pairs = pd.read_csv(out / "pairs.csv")
+    assert pairs["sr"].tolist() == [f"{t}.png" for t in tiles[:2]]
+    assert all((out / g).resolve() == (root / "naip" / f"uuid{i}" / t / "rgb.png").resolve()
+               for i, (g, t) in enumerate(zip(pairs["gt"], tiles[:2])))
+    res = CliRunner().invoke(main, ["score", "--pairs", str(out / "pairs.csv"), "-m", "psnr", "-q",
+                                    "-o", str(tmp_path / "scores.csv")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 2
+
+
+def test_generate_folder_layout_takes_lr_frames_only_and_clamps_overlap(tmp_path):
+    from clipscore_sr.baselines import build_generator, save_checkpoint
+    from clipscore_sr.baselines.inference import find_scenes
+
+    scene = tmp_path / "in" / "imgset0001"
+    rng = np.random.default_rng(1)
+    lrs = [rng.integers(0, 255, (12, 12, 3), dtype=np.uint8) for _ in range(2)]
+    for i, a in enumerate(lrs):
+        _png(scene / f"LR{i:03d}.png", a)
+        _png(scene / f"QM{i:03d}.png", np.full((12, 12), 255, np.uint8))
+    _png(scene / "HR.png", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    _png(scene / "SM.png", np.full((48, 48), 255, np.uint8))
+    ws = tmp_path / "in" / "ws"
+    for name in ("L1.png", "L2.png", "L1_mask.png", "HR.png"):
+        _png(ws / name, rng.integers(0, 255, (12, 12, 3), dtype=np.uint8))
+    found = {s.key: [p.name for p in s.paths] for s in find_scenes(tmp_path / "in", "folder")}
+    assert found == {"imgset0001": ["LR000.png", "LR001.png"], "ws": ["L1.png", "L2.png"]}
+    torch.manual_seed(0)
+    model = build_generator("esrgan", "small", 2, 4, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    ckpt = save_checkpoint(model, tmp_path / "g.safetensors", extra={"tile": 8})  # trained on 8x8 crops
+    res = _gen("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+               "--layout", "folder")
+    assert res.exit_code == 0, res.output  # default overlap 8 would be >= tile 8; now tile/4 = 2
+    assert (tmp_path / "o" / "imgset0001.png").is_file() and (tmp_path / "o" / "ws.png").is_file()
+    res = _gen("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o2"),
+               "--layout", "folder", "--overlap", "8")
+    assert res.exit_code == 2 and "--overlap" in res.output
