@@ -368,3 +368,23 @@ def test_generate_folder_layout_takes_lr_frames_only_and_clamps_overlap(tmp_path
     res = _gen("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "o2"),
                "--layout", "folder", "--overlap", "8")
     assert res.exit_code == 2 and "--overlap" in res.output
+
+
+# --------------------------------------------------------------------------------------------------
+# item 16: Figure 7 gains in the metric's own units (dB for PSNR), points only for bounded metrics
+
+def test_figure7_gain_units():
+    from clipscore_sr.figures.figure7 import RunCurve, format_summary, gain_unit, summarize
+
+    def curve(label, col, vals):
+        n = len(vals)
+        return RunCurve(Path(label), label, col, np.arange(n) * 10, np.arange(n) * 1.0, np.asarray(vals, float))
+
+    psnr = summarize([curve("a", "val_psnr", [20.0, 25.0]), curve("b", "val_psnr", [20.0, 25.0079])], 30.0)
+    assert psnr["final_gain"].iloc[1] == pytest.approx(0.0079) and psnr["gain_unit"].iloc[1] == "dB"
+    text = format_summary(psnr)
+    assert "+0.0079 dB" in text and "points" not in text
+    clip = summarize([curve("a", "val_clipscore:clip-rn50", [0.5, 0.8]),
+                      curve("b", "val_clipscore:clip-rn50", [0.5, 0.89])], 0.8)
+    assert clip["final_gain"].iloc[1] == pytest.approx(9.0) and "+9.00 points" in format_summary(clip)
+    assert gain_unit("ssim") == (100.0, "points") and gain_unit("cpsnr") == (1.0, "dB")
