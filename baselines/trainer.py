@@ -130,9 +130,19 @@ def export_generator(model: nn.Module, path: str | os.PathLike, *, extra: Mappin
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.safetensors")
     save_checkpoint(model, tmp, extra=extra)
+    mode = _umask_mode()
+    for f in (tmp, tmp.with_suffix(".json")):  # safetensors writes 0600; follow the umask as other outputs
+        os.chmod(f, mode)
     os.replace(tmp.with_suffix(".json"), path.with_suffix(".json"))
     os.replace(tmp, path)
     return path
+
+
+def _umask_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` gives new files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -144,13 +154,19 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint written by :class:`Trainer` (CPU tensors)."""
     path = Path(path)
+    expected = "expected a training checkpoint checkpoints/step_*.pt written by `srmetrics train`"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SRMetricsError(f"{path}: unreadable training checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise SRMetricsError(f"{path}: not readable as a training checkpoint ({expected}; torch.load: "
+                             f"{type(exc).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise SRMetricsError(f"{path}: not a clipscore-sr training checkpoint")
+        kind = "a generator file for `srmetrics generate`" if path.suffix == ".safetensors" else "another file"
+        raise SRMetricsError(f"{path}: not a clipscore-sr training checkpoint ({expected}; this is {kind})")
+    for key in ("config", "generator", "step"):
+        if key not in state:
+            raise SRMetricsError(f"{path}: training checkpoint lacks '{key}' (damaged or from another version)")
     return state
 
 
@@ -214,7 +230,8 @@ class Trainer:
     unless it already is; only rank 0 writes files and validates.
     """
 
-    def __init__(self, config: Mapping[str, Any] | str | os.PathLike, *, resume: bool = False) -> None:
+    def __init__(self, config: Mapping[str, Any] | str | os.PathLike, *, resume: bool = False,
+                 check_only: bool = False) -> None:
         if isinstance(config, (str, os.PathLike)):
             config = load_config(config)
         else:
@@ -232,7 +249,8 @@ class Trainer:
         if not resume and existing:
             raise ConfigError(f"output_dir {self.out}: holds checkpoints of an earlier run (up to "
                               f"{existing[-1].name}); pass --resume to continue it or choose another output_dir")
-        if not resume and self.rank == 0 and self.log_path.exists():
+        self.check_only = check_only
+        if not resume and not check_only and self.rank == 0 and self.log_path.exists():
             self.log_path.unlink()  # a run that never reached its first checkpoint starts over
 
         seed = cfg["seed"]
@@ -254,6 +272,11 @@ class Trainer:
         self._wrap_ddp()
         self._columns = self._log_columns()
         self._tb = None
+        if check_only:
+            from clipscore_sr.pipeline import prepare_metrics
+
+            prepare_metrics(self.metrics)  # validation metric weights (e.g. CLIP) resolve now
+            return
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             self._write_config()
@@ -680,6 +703,14 @@ class Trainer:
             if mine[k] != theirs.get(k):
                 raise ConfigError(f"--resume: '{k}' differs from the run in {self.out} ({theirs.get(k)!r} there, "
                                   f"{mine[k]!r} now); start a new output_dir instead")
+        steps_then, steps_now = state["config"]["train"]["steps"], self.cfg["train"]["steps"]
+        if steps_then != steps_now and self.cfg["schedule"]["type"] == "cosine":
+            raise ConfigError(f"--resume: train.steps {steps_now} differs from the run's {steps_then} and the cosine "
+                              "schedule depends on it; keep train.steps (changing it is allowed with the constant "
+                              "and multistep schedules, whose milestones are absolute steps)")
+        if self.rank == 0:
+            more = f"; train.steps {steps_then} -> {steps_now}" if steps_then != steps_now else ""
+            print(f"resuming from {path} at step {int(state['step'])}{more}", file=sys.stderr)
         self.generator.load_state_dict(state["generator"])
         for name in ("ema", "discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
             obj = getattr(self, name)

@@ -388,3 +388,84 @@ def test_figure7_gain_units():
                       curve("b", "val_clipscore:clip-rn50", [0.5, 0.89])], 0.8)
     assert clip["final_gain"].iloc[1] == pytest.approx(9.0) and "+9.00 points" in format_summary(clip)
     assert gain_unit("ssim") == (100.0, "points") and gain_unit("cpsnr") == (1.0, "dB")
+
+
+# --------------------------------------------------------------------------------------------------
+# items 17-20: train --check, --resume messages and the steps rule, export modes and errors
+
+def _write_cfg(path: Path, cfg: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_check_builds_datasets_and_resolves_weights(tmp_path):
+    from .train_support import make_config, make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=4, frames=2)
+    runner = CliRunner()
+    ok = _write_cfg(tmp_path / "ok.yaml", make_config(tmp_path / "run", root, "srcnn"))
+    res = runner.invoke(main, ["train", str(ok), "--check"])
+    assert res.exit_code == 0 and "OK" in res.output and "2 training / 2 validation samples" in res.output
+    assert not (tmp_path / "run").exists()  # --check writes nothing
+    big = _write_cfg(tmp_path / "big.yaml", make_config(tmp_path / "r2", root, "srcnn", train={"batch_size": 4}))
+    res = runner.invoke(main, ["train", str(big), "--check"])
+    assert res.exit_code == 2 and "train.batch_size: 4 exceeds the 2 training samples" in res.output
+    vgg = _write_cfg(tmp_path / "vgg.yaml", make_config(tmp_path / "r3", root, "esrgan", losses={"perceptual": 1.0}))
+    res = runner.invoke(main, ["train", str(vgg), "--check"])
+    assert res.exit_code == 2 and "vgg19" in res.output.lower() and "Traceback" not in res.output
+    clip = _write_cfg(tmp_path / "clip.yaml", make_config(tmp_path / "r4", root, "srcnn",
+                                                          validation={"metrics": ["clipscore:clip-rn50"]}))
+    res = runner.invoke(main, ["train", str(clip), "--check"])
+    assert res.exit_code == 2 and "Error:" in res.output and "Traceback" not in res.output
+    assert "--check" in runner.invoke(main, ["train", "--help"]).output and "resolves every weight" in \
+        " ".join(runner.invoke(main, ["train", "--help"]).output.split())
+
+
+def test_resume_prints_checkpoint_and_refuses_cosine_steps_change(tmp_path):
+    from clipscore_sr.baselines.trainer import Trainer
+    from clipscore_sr.errors import ConfigError
+
+    from .train_support import make_config, make_s2naip
+
+    root = make_s2naip(tmp_path / "s2", n=3, frames=2)
+    cfg = make_config(tmp_path / "run", root, "srcnn", validation={"interval": 0}, data={"val_fraction": 0.0},
+                      schedule={"type": "cosine"}, train={"steps": 2, "checkpoint_interval": 2})
+    path = _write_cfg(tmp_path / "run.yaml", cfg)
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", str(path)]).exit_code == 0
+    res = runner.invoke(main, ["train", str(path), "--resume"])
+    assert res.exit_code == 0 and "resuming from " in res.output and "step_00000002.pt at step 2" in res.output
+    cfg["train"]["steps"] = 4
+    with pytest.raises(ConfigError, match="train.steps 4 differs from the run's 2 and the cosine schedule"):
+        Trainer(cfg, resume=True)
+    cfg["schedule"] = {"type": "constant"}  # allowed without a cosine schedule... but the schedule itself differs
+    with pytest.raises(ConfigError, match="'schedule' differs"):
+        Trainer(cfg, resume=True)
+
+
+def test_exported_generators_follow_the_umask_and_bad_checkpoints_say_what_was_expected(tmp_path):
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from clipscore_sr.baselines import build_generator
+    from clipscore_sr.baselines.trainer import export_generator
+
+    old = os.umask(0o022)
+    try:
+        out = export_generator(build_generator("srcnn", "small", 1, 4, **TINY_SRCNN), tmp_path / "g.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644 and stat.S_IMODE(out.with_suffix(".json").stat().st_mode) == 0o644
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "gen.safetensors"))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello")
+    torch.save({"params_ema": {}}, tmp_path / "authors.pth")
+    for name in ("gen.safetensors", "empty.pt", "notes.txt", "authors.pth"):
+        res = CliRunner().invoke(main, ["export-generator", str(tmp_path / name), "-o", str(tmp_path / "x.safetensors")])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert str(tmp_path / name) in lines[0] and "expected a training checkpoint checkpoints/step_*.pt" in lines[0]
