@@ -469,3 +469,43 @@ def test_exported_generators_follow_the_umask_and_bad_checkpoints_say_what_was_e
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code == 2 and len(lines) == 1, res.output
         assert str(tmp_path / name) in lines[0] and "expected a training checkpoint checkpoints/step_*.pt" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# item 11: parameter counts of the authors' configs (generator only, and with their discriminator)
+
+def test_authors_config_parameter_counts_generator_and_discriminator():
+    from clipscore_sr.baselines import build_discriminator, count_parameters, parameter_count
+
+    sums = {}
+    for size, d_feat in (("small", 64), ("medium", 128), ("large", 256)):
+        g = parameter_count("esrgan", size, 8, 4)
+        d = count_parameters(build_discriminator(8, True, num_feat=d_feat, device="meta"))  # feed_disc_lr: 27 ch
+        sums[size] = (round(g / 1e6, 1), round((g + d) / 1e6, 1))
+    assert sums == {"small": (16.7, 21.1), "medium": (66.8, 84.3), "large": (267.0, 337.1)}
+    # the paper's 17 / 87 / 347 M match neither column (87 and 347 are far from both)
+    assert all(abs(p - x) > 2 for p, (x, _) in zip((87, 347), (sums["medium"], sums["large"])))
+    assert all(abs(p - y) > 2 for p, (_, y) in zip((87, 347), (sums["medium"], sums["large"])))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "21.1 M / 84.3 M / 337.1 M" in readme and "16.7 M / 66.8 M / 267.0 M" in readme
+
+
+# --------------------------------------------------------------------------------------------------
+# items 21-22: the README's smoke training example is VGG-free, offline and does not validate frozen EMA weights
+
+def test_readme_training_example_is_vgg_free_with_a_suitable_ema():
+    import re
+
+    import yaml
+
+    from clipscore_sr.baselines.train_config import validate_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"cat > demo-train.yaml <<'EOF'\n(.*?)\nEOF\n", readme, flags=re.S)
+    assert block, "README lost the demo training example"
+    cfg = validate_config(yaml.safe_load(block.group(1)), check_paths=False)
+    assert cfg["model"]["name"] in ("srcnn", "srcnn-mf", "highresnet")  # L2 family: no VGG19, no discriminator
+    assert cfg["losses"]["clip"] == 0.0 and cfg["train"]["device"] == "cpu"
+    decay, steps = cfg["train"]["ema_decay"], cfg["train"]["steps"]
+    assert decay is None or decay ** steps < 0.5  # validation does not mostly see the initial weights
+    assert cfg["data"]["train"]["lr_dir"].startswith("srmetrics-demo/")  # the bundled demo copy
