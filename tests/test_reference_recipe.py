@@ -14,15 +14,8 @@ from PIL import Image
 
 from clipscore_sr.cli import main
 
+from .test_train import _offline  # noqa: F401  (autouse: offline, empty weight caches)
 from .train_support import TINY_SRCNN
-
-
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
-    monkeypatch.setenv("CLIPSCORE_SR_CACHE", str(tmp_path / "srcache"))
 
 
 def _png(path: Path, arr: np.ndarray) -> Path:
@@ -50,6 +43,7 @@ def make_probav(root: Path, n_sets: int = 3, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------------------------------
 # item 2: one PROBA-V scale for cPSNR
 
+@pytest.mark.slow
 def test_probav_trainer_validation_cpsnr_equals_score_cpsnr(tmp_path):
     from clipscore_sr.baselines.trainer import Trainer
     from clipscore_sr.io import write_image
