@@ -113,7 +113,7 @@ def test_yaml_errors_and_cli_one_line(tmp_path, base):
                                   "steps, batch_size, precision, device, grad_clip, ema_decay, log_interval, "
                                   "checkpoint_interval, keep_checkpoints, nan_check, tensorboard")
     ok = tmp_path / "ok.yaml"
-    ok.write_text(yaml.safe_dump(base))
+    ok.write_text(yaml.safe_dump(_set(base, "train.batch_size", 1)))  # base has 1 training tile (--check builds it)
     out = CliRunner().invoke(main, ["train", str(ok), "--check"])
     assert out.exit_code == 0 and "esrgan-small, 6 steps" in out.output
 
