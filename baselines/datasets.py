@@ -4,7 +4,8 @@ Every reader is a ``torch.utils.data.Dataset`` returning a dict per scene:
 
 =============  ==================================================================================
 ``lr``         float32 ``[T, C, h, w]`` in [0, 1] (file values / data range), the chosen frames in
-               chronological (file) order
+               random order (``frame_order="random"``, the default, as the authors' readers) or in
+               chronological (file) order (``frame_order="chronological"``)
 ``hr``         float32 ``[C, H, W]`` in [0, 1] (absent where a split has no targets, e.g. PROBA-V test)
 ``lr_valid``   bool ``[T, 1, h, w]``: usable LR pixels (not no-data, not cloud / clear per the mask)
 ``hr_valid``   bool ``[1, H, W]``: usable target pixels (absent with ``hr``)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,31 +40,43 @@ from clipscore_sr.errors import ImageReadError, SRMetricsError
 from clipscore_sr.io import IMAGE_EXTENSIONS, decode_s2_strip, read_array, to_chw
 
 S2_BAND_SCALE = 8160.0  # Satlas normalisation of 16-bit Sentinel-2 bands: clip(value / 8160, 0, 1)
-PROBAV_DATA_RANGE = 16383.0  # PROBA-V frames are 14-bit values stored in 16-bit PNGs
+# PROBA-V frames hold 14-bit values in 16-bit PNGs, but the competition's scoring (the Kelvins helper's
+# img_as_float64, the organisers' norm.csv baselines) divides by 65535: we use the competition's scale so that
+# training validation, `srmetrics score` and norm.csv agree.
+PROBAV_DATA_RANGE = 65535.0
 
 
 class DatasetError(SRMetricsError):
     """A dataset folder does not have the expected layout."""
 
 
-def select_frames(badness: Sequence[float], n: int, rng: np.random.Generator) -> np.ndarray:
+FRAME_ORDERS = ("random", "chronological")
+
+
+def select_frames(badness: Sequence[float], n: int, rng: np.random.Generator, order: str = "chronological"
+                  ) -> np.ndarray:
     """Indices of ``n`` frames preferring low ``badness`` (fraction of unusable pixels, 0 = clean).
 
     Clean frames are drawn at random (without replacement); if there are too few, the remaining slots
     go to the least-bad frames (random tie-break); fewer frames than ``n`` repeat cyclically.
-    Returned in ascending (chronological) order, except for repeats, which follow.
+    ``order="chronological"``: returned in ascending (file) order, except for repeats, which follow;
+    ``order="random"``: the chosen frames in a random order (the authors' ``random.sample`` of clean frames).
     """
+    if order not in FRAME_ORDERS:
+        raise DatasetError(f"frame_order must be one of {', '.join(FRAME_ORDERS)}, got {order!r}")
     badness = np.asarray(badness, dtype=np.float64)
     total = len(badness)
     if total == 0:
         raise DatasetError("no frames to choose from")
     if n <= 0:
         raise DatasetError(f"n_frames must be >= 1, got {n}")
-    order = np.lexsort((rng.random(total), badness))  # by badness, random among equals
+    ranked = np.lexsort((rng.random(total), badness))  # by badness, random among equals
     if total >= n:
-        return np.sort(order[:n])
-    base = np.sort(order)
-    return np.concatenate([base, base[np.arange(n - total) % total]])
+        chosen = np.sort(ranked[:n])
+    else:
+        base = np.sort(ranked)
+        chosen = np.concatenate([base, base[np.arange(n - total) % total]])
+    return rng.permutation(chosen) if order == "random" else chosen
 
 
 def black_fraction(frames: np.ndarray) -> np.ndarray:
@@ -91,8 +105,11 @@ def _scale_values(arr: np.ndarray, data_range: float | None, path: Path | str) -
 class _PairedBase(Dataset):
     """Seeded randomness, epochs and paired crops shared by the readers."""
 
-    def __init__(self, seed: int = 0, crop_size: int | None = None) -> None:
+    def __init__(self, seed: int = 0, crop_size: int | None = None, frame_order: str = "random") -> None:
         self.seed, self.epoch, self.crop_size = int(seed), 0, crop_size
+        if frame_order not in FRAME_ORDERS:
+            raise DatasetError(f"frame_order must be one of {', '.join(FRAME_ORDERS)}, got {frame_order!r}")
+        self.frame_order = frame_order
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream (frame choice, crops) for a new training epoch."""
@@ -144,8 +161,8 @@ class S2NAIPDataset(_PairedBase):
 
     def __init__(self, root: str | os.PathLike, n_frames: int = 8, *, bands: Sequence[str] = ("tci",),
                  seed: int = 0, nodata_targets: str = "skip", frame_size: int = 32, crop_size: int | None = None,
-                 band_scale: float = S2_BAND_SCALE) -> None:
-        super().__init__(seed, crop_size)
+                 band_scale: float = S2_BAND_SCALE, frame_order: str = "random") -> None:
+        super().__init__(seed, crop_size, frame_order)
         self.root, self.n_frames, self.frame_size, self.band_scale = Path(root), int(n_frames), frame_size, band_scale
         self.bands = [b.lower() for b in bands]
         if not self.bands or self.bands[0] != "tci":
@@ -179,25 +196,34 @@ class S2NAIPDataset(_PairedBase):
     def __len__(self) -> int:
         return len(self.items)
 
+    def tile_weights(self, weights: str | os.PathLike | dict[str, float]) -> np.ndarray:
+        """Per-item sampling weights from the authors' ``train_tile_weights`` JSON (``{tile: weight}``, the
+        inverse frequency of the rarest OpenStreetMap category in the tile); tiles it does not list get 1, as
+        in the authors' sampler."""
+        import json
+
+        source = str(weights) if not isinstance(weights, dict) else "tile_weights"
+        if not isinstance(weights, dict):
+            try:
+                weights = json.loads(Path(weights).read_text())
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f"{source}: unreadable tile weights JSON ({exc})") from None
+        if not isinstance(weights, dict):
+            raise DatasetError(f"{source}: expected a JSON object {{tile: weight}}")
+        out = np.ones(len(self.items), dtype=np.float64)
+        for i, (key, _, _) in enumerate(self.items):
+            w = weights.get(key.split("/")[0])
+            if w is not None:
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+                    raise DatasetError(f"{source}: weight of tile '{key.split('/')[0]}' must be a number >= 0, got {w!r}")
+                out[i] = float(w)
+        if not out.sum() > 0:
+            raise DatasetError(f"{source}: every training tile has weight 0")
+        return out
+
     def read_strips(self, s2_dir: Path) -> np.ndarray:
         """All frames ``[T_total, C, 32, 32]`` float32 in [0, 1] of the configured bands."""
-        parts = []
-        for band in self.bands:
-            path = s2_dir / f"{band}.png"
-            arr, _ = read_array(path)
-            frames = decode_s2_strip(arr, self.frame_size)
-            if band == "tci":
-                if frames.shape[1] == 4:
-                    frames = frames[:, :3]
-                scaled = _scale_values(frames, None, path)
-            elif arr.dtype == np.uint16:
-                scaled = np.clip(frames.astype(np.float32) / np.float32(self.band_scale), 0, 1)
-            else:
-                scaled = _scale_values(frames, None, path)
-            if parts and scaled.shape[0] != parts[0].shape[0]:
-                raise DatasetError(f"{path}: {scaled.shape[0]} frames but tci.png has {parts[0].shape[0]}")
-            parts.append(scaled[:, :1] if band != "tci" else scaled)
-        return np.concatenate(parts, axis=1)
+        return read_s2_bands(s2_dir, self.bands, self.frame_size, self.band_scale)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         key, target, s2_dir = self.items[index]
@@ -209,11 +235,38 @@ class S2NAIPDataset(_PairedBase):
         if self.nodata_targets == "error" and not hr_valid.all():
             raise DatasetError(f"{target}: target has {int((~hr_valid).sum())} black no-data pixels")
         frames = self.read_strips(s2_dir)
-        chosen = select_frames(black_fraction(frames[:, :3]), self.n_frames, rng)
+        chosen = select_frames(black_fraction(frames[:, :3]), self.n_frames, rng, self.frame_order)
         lr = frames[chosen]
         lr_valid = ~(lr[:, :3] == 0).all(axis=1, keepdims=True)
         return self._finish({"lr": lr, "hr": hr, "lr_valid": lr_valid, "hr_valid": hr_valid,
                              "frames": chosen.astype(np.int64), "key": key}, rng)
+
+
+def read_s2_bands(s2_dir: str | os.PathLike, bands: Sequence[str] = ("tci",), frame_size: int = 32,
+                  band_scale: float = S2_BAND_SCALE) -> np.ndarray:
+    """Frames ``[T, C, frame_size, frame_size]`` float32 in [0, 1] of one S2-NAIP ``sentinel2/{tile}`` folder:
+    ``tci.png`` (RGB, /255) then each extra band ``{band}.png`` (one channel; 16-bit: ``clip(v / band_scale, 0,
+    1)``, 8-bit: /255), concatenated along channels in the order given (S2-NAIP's layout and normalisation)."""
+    s2_dir = Path(s2_dir)
+    parts: list[np.ndarray] = []
+    for band in bands:
+        path = s2_dir / f"{band}.png"
+        if not path.is_file():
+            raise DatasetError(f"{path}: band file missing (bands: {', '.join(bands)})")
+        arr, _ = read_array(path)
+        frames = decode_s2_strip(arr, frame_size)
+        if band == "tci":
+            if frames.shape[1] == 4:
+                frames = frames[:, :3]
+            scaled = _scale_values(frames, None, path)
+        elif arr.dtype == np.uint16:
+            scaled = np.clip(frames.astype(np.float32) / np.float32(band_scale), 0, 1)
+        else:
+            scaled = _scale_values(frames, None, path)
+        if parts and scaled.shape[0] != parts[0].shape[0]:
+            raise DatasetError(f"{path}: {scaled.shape[0]} frames but tci.png has {parts[0].shape[0]}")
+        parts.append(scaled[:, :1] if band != "tci" else scaled)
+    return np.concatenate(parts, axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,8 +281,9 @@ class WorldStratDataset(_PairedBase):
     * official: ``hr_dataset/{AOI}/{AOI}_rgb.png`` (or ``_ps.tiff`` with ``hr="ps"``) and
       ``lr_dataset/{AOI}/L2A/{AOI}-{i}-L2A_data.tiff`` revisits (12 bands, HWC; float reflectance or uint16
       scaled by ``lr_data_range``); ``lr_bands`` 1-based (default 4,3,2 = B4,B3,B2 -> RGB). A revisit's
-      cloud mask is the file in the same folder named ``{AOI}-{i}-*`` containing ``mask`` or ``CLM``
-      (case-insensitive; nonzero = cloud).
+      cloud mask is ``{AOI}-{i}-CLM.tiff`` beside it (WorldStrat's naming; nonzero = cloud); without one the
+      revisit counts as clear (warned once). ``-dataMask.tiff`` (1 = valid data) and ``-CLP`` (cloud
+      probability) are not used.
     * flat scene folders (e.g. the shared sample): ``{scene}/HR.png`` plus revisits ``{scene}/L*.png``
       (natural order); optional ``{stem}_mask.png`` (nonzero = cloud); a revisit whose name contains
       ``cloud`` without a mask counts as fully clouded when ranking frames.
@@ -243,11 +297,12 @@ class WorldStratDataset(_PairedBase):
                  lr_bands: Sequence[int] = (4, 3, 2), lr_data_range: float | None = None,
                  hr_data_range: float | None = None, lr_size: int | None = None, hr_size: int | None = None,
                  splits_csv: str | os.PathLike | None = None, split: str | None = None,
-                 crop_size: int | None = None) -> None:
-        super().__init__(seed, crop_size)
+                 crop_size: int | None = None, frame_order: str = "random") -> None:
+        super().__init__(seed, crop_size, frame_order)
         self.root, self.n_frames = Path(root), int(n_frames)
         self.lr_bands, self.lr_data_range, self.hr_data_range = tuple(lr_bands), lr_data_range, hr_data_range
         self.lr_size, self.hr_size = lr_size, hr_size
+        self._warned_no_clm = False
         self.scenes: list[tuple[str, Path, list[Path]]] = []
         self.official = (self.root / "hr_dataset").is_dir() and (self.root / "lr_dataset").is_dir()
         if self.official:
@@ -297,11 +352,17 @@ class WorldStratDataset(_PairedBase):
 
     def _cloud_mask(self, revisit: Path) -> Path | None:
         if self.official:
-            prefix = revisit.name.split("-L2A_data")[0] + "-"
-            for p in sorted(revisit.parent.glob(prefix + "*")):
-                low = p.name.lower()
-                if p != revisit and ("mask" in low or "clm" in low) and p.suffix.lower() in IMAGE_EXTENSIONS:
-                    return p
+            # WorldStrat's own naming ({AOI}-{i}-CLM.tiff, as its downloader and loader); never -dataMask,
+            # whose 1 means *valid data*
+            prefix = revisit.name.split("-L2A_data")[0]
+            for ext in (".tiff", ".tif"):
+                cand = revisit.with_name(f"{prefix}-CLM{ext}")
+                if cand.is_file():
+                    return cand
+            if not self._warned_no_clm:
+                self._warned_no_clm = True
+                warnings.warn(f"WorldStrat: {revisit.parent}/{prefix}-CLM.tiff not found; revisits without a CLM "
+                              "cloud mask are treated as clear (no-data pixels still count)", stacklevel=2)
             return None
         for ext in IMAGE_EXTENSIONS:
             cand = revisit.with_name(revisit.stem + "_mask" + ext)
@@ -348,7 +409,7 @@ class WorldStratDataset(_PairedBase):
         stack, cloud_stack = np.stack(frames), np.stack(clouds)
         nodata = (stack == 0).all(axis=1, keepdims=True)
         bad = (cloud_stack | nodata).reshape(len(frames), -1).mean(axis=1)
-        chosen = select_frames(bad, self.n_frames, rng)
+        chosen = select_frames(bad, self.n_frames, rng, self.frame_order)
         return self._finish({"lr": stack[chosen], "hr": hr, "lr_valid": ~(cloud_stack | nodata)[chosen],
                              "hr_valid": ~(hr == 0).all(axis=0, keepdims=True),
                              "frames": chosen.astype(np.int64), "key": key}, rng)
@@ -360,13 +421,16 @@ class ProbaVDataset(_PairedBase):
     """PROBA-V (Kelvins challenge): ``{split}/{RED,NIR}/imgsetNNNN/`` with ``LR000.png..`` (128x128) and
     ``QM000.png..`` clear masks (nonzero = clear), ``HR.png`` (384x384) and ``SM.png`` (nonzero = clear);
     ``norm.csv`` at the root (``imgsetNNNN value`` per line, the baseline cPSNR normaliser) is attached as
-    ``sample["norm"]`` (NaN when absent). Values are 14-bit in 16-bit PNGs: divided by ``data_range``
-    (default 16383). Frames are ranked by clear fraction (most clear first, seeded tie-break).
+    ``sample["norm"]`` (NaN when absent). Values are 14-bit in 16-bit PNGs, divided by ``data_range``
+    (default 65535, the competition's scale: the Kelvins helper reads PNGs with ``img_as_float64`` and
+    ``norm.csv`` holds cPSNRs on that scale; 16383 would put cPSNR ~12.04 dB lower). Frames are ranked by
+    clear fraction (most clear first, seeded tie-break).
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", band: str | None = None, n_frames: int = 9,
-                 *, seed: int = 0, data_range: float = PROBAV_DATA_RANGE, crop_size: int | None = None) -> None:
-        super().__init__(seed, crop_size)
+                 *, seed: int = 0, data_range: float = PROBAV_DATA_RANGE, crop_size: int | None = None,
+                 frame_order: str = "random") -> None:
+        super().__init__(seed, crop_size, frame_order)
         self.root, self.split, self.n_frames, self.data_range = Path(root), split, int(n_frames), float(data_range)
         bands = [band.upper()] if band else ["NIR", "RED"]
         self.sets: list[tuple[str, Path]] = []
@@ -403,7 +467,8 @@ class ProbaVDataset(_PairedBase):
             qm = p.with_name("QM" + p.name[2:])
             clear.append((_read_chw(qm)[:1] != 0) if qm.is_file() else np.ones((1, *frames[-1].shape[-2:]), bool))
         stack, clear_stack = np.stack(frames), np.stack(clear)
-        chosen = select_frames(1.0 - clear_stack.reshape(len(frames), -1).mean(axis=1), self.n_frames, rng)
+        chosen = select_frames(1.0 - clear_stack.reshape(len(frames), -1).mean(axis=1), self.n_frames, rng,
+                               self.frame_order)
         sample: dict[str, Any] = {"lr": stack[chosen], "lr_valid": clear_stack[chosen],
                                   "frames": chosen.astype(np.int64), "key": key,
                                   "norm": float(self.norms.get(d.name, float("nan")))}
@@ -461,8 +526,8 @@ class PairedFolderDataset(_PairedBase):
 
     def __init__(self, lr_dir: str | os.PathLike, hr_dir: str | os.PathLike, *, n_frames: int | None = None,
                  frame_size: int | str | None = None, seed: int = 0, bands: Sequence[int] | None = None,
-                 data_range: float | None = None, crop_size: int | None = None) -> None:
-        super().__init__(seed, crop_size)
+                 data_range: float | None = None, crop_size: int | None = None, frame_order: str = "random") -> None:
+        super().__init__(seed, crop_size, frame_order)
         from clipscore_sr.io import pair_folders
 
         pairing = pair_folders(hr_dir, lr_dir)
@@ -480,7 +545,7 @@ class PairedFolderDataset(_PairedBase):
         arr, alpha = read_array(lr_path)
         chw = to_chw(arr, alpha=alpha, bands=self.bands, path=lr_path)
         frames = _scale_values(split_frames(chw, self.frame_size, lr_path), self.data_range, lr_path)
-        chosen = (select_frames(black_fraction(frames), self.n_frames, rng) if self.n_frames
+        chosen = (select_frames(black_fraction(frames), self.n_frames, rng, self.frame_order) if self.n_frames
                   else np.arange(frames.shape[0]))
         hr = _scale_values(_read_chw(hr_path, self.bands), self.data_range, hr_path)
         lr = frames[chosen]

@@ -11,8 +11,9 @@ Upsampling per scale factor:
 * x4: two nearest-neighbour x2 stages (``conv_up1``, ``conv_up2``), exactly as BasicSR.
 * x2: as BasicSR, the input is first pixel-unshuffled by 2 (``num_in_ch = 4*C*T``) and then upsampled
   by two x2 stages; odd input sizes are edge-padded and the output cropped.
-* x3: one nearest x3 stage (``conv_up1``) followed by ``conv_up2`` at the same resolution, so the
-  parameter names and shapes are those of the x4 network.
+* x3: as the authors' x3 RRDBNet (satlas-super-resolution, ``experiments`` branch, used by their PROBA-V
+  and OLI2MSI configs): one nearest x3 stage followed by ``conv_up2``; ``conv_up1`` exists (so parameter
+  names and shapes are those of the x4 network and their x3 weights load) but is not used.
 
 Sizes: small (64 features, 23 blocks, growth 32), medium (128, 23, 64), large (256, 23, 128).
 """
@@ -102,7 +103,8 @@ class RRDBNet(nn.Module):
                        "n_frames": self.n_frames, "scale": self.scale, "num_feat": num_feat,
                        "num_block": num_block, "num_grow_ch": num_grow_ch}
         self.unshuffle = 2 if self.scale == 2 else 1
-        self.up_factors = (3, 1) if self.scale == 3 else (2, 2)
+        # (factor, conv) upsampling stages; x3 skips conv_up1 as the authors' x3 network does
+        self.up_stages = (("conv_up2", 3),) if self.scale == 3 else (("conv_up1", 2), ("conv_up2", 2))
         num_in_ch = self.in_channels * self.n_frames * self.unshuffle ** 2
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
@@ -112,6 +114,8 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, self.out_channels, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+        if self.scale == 3:  # kept for the authors' state dicts; frozen so DDP and optimisers skip it
+            self.conv_up1.requires_grad_(False)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         lr = as_frames(lr, n_frames=self.n_frames, in_channels=self.in_channels, who="esrgan")
@@ -124,10 +128,9 @@ class RRDBNet(nn.Module):
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        for factor, conv in zip(self.up_factors, (self.conv_up1, self.conv_up2)):
-            if factor > 1:
-                feat = F.interpolate(feat, scale_factor=factor, mode="nearest")
-            feat = self.lrelu(conv(feat))
+        for conv_name, factor in self.up_stages:
+            feat = F.interpolate(feat, scale_factor=factor, mode="nearest")
+            feat = self.lrelu(getattr(self, conv_name)(feat))
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))
         return out[..., : h * self.scale, : w * self.scale]
 

@@ -7,9 +7,20 @@ What an input is
   (``frame_size="auto"``: square frames, T = H / W; a file of one square image is one frame). Decoded with
   :func:`clipscore_sr.io.read_array` + :func:`clipscore_sr.io.decode_s2_strip`. Output: ``OUT/<relative
   path without extension>.png``.
-* ``layout="folder"``: every folder directly holding image files is one scene; its images (natural name
-  order) are the frames and must share one size (any size, e.g. WorldStrat revisits). Output:
+* ``layout="folder"``: every folder directly holding image files is one scene; its LR frames (natural name
+  order) must share one size (any size, e.g. WorldStrat revisits). Frames are chosen by the readers'
+  naming (:func:`lr_frame_files`): PROBA-V ``LR*.png`` when present, otherwise every image except targets and
+  masks (``HR.*``, ``SM.*``, ``QM*``, ``*_mask``, ``*-CLM``/``-CLP``/``-dataMask``). Output:
   ``OUT/<relative folder path>.png``.
+* ``layout="s2naip"``: the S2-NAIP tree (``--input`` is the dataset root holding ``sentinel2/`` or the
+  ``sentinel2/`` folder itself): one scene per ``sentinel2/{tile}/`` folder, the model's bands read from
+  ``{band}.png`` (``tci`` then e.g. ``b05``; :func:`~clipscore_sr.baselines.datasets.read_s2_bands`).
+  Output: ``OUT/{tile}.png``; when ``naip/{uuid}/{tile}/rgb.png`` targets exist beside ``sentinel2/``,
+  ``OUT/pairs.csv`` (columns ``key,gt,sr``, paths relative to OUT) pairs every output with its targets for
+  ``srmetrics score --pairs OUT/pairs.csv``.
+
+A scene that cannot be read (wrong channels, not a strip, missing band file...) is skipped and reported
+(:attr:`GenerateReport.failed`); the other scenes are still written.
 
 Values are divided by the data range (by dtype unless given); ``bands`` are 1-based. When a scene has more
 frames than the model takes, frames are chosen as in the dataset readers (frames without black no-data
@@ -58,6 +69,29 @@ class GenerateReport:
     skipped_existing: list[str] = field(default_factory=list)
     repeated_frames: list[str] = field(default_factory=list)
     tiled: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (scene key, one-line error)
+    pairs_csv: Path | None = None
+    overlap: int | None = None
+
+
+LAYOUTS = ("strip", "folder", "s2naip")
+_NOT_FRAMES = re.compile(r"^(hr|sm|qm\d*)$|_mask$|-(clm|clp|datamask)$", re.IGNORECASE)
+
+
+def lr_frame_files(paths: Sequence[Path]) -> list[Path]:
+    """The LR frames among a scene folder's images, by the dataset readers' naming: PROBA-V ``LR<n>`` files when
+    any exist; otherwise every image except targets and masks (``HR``, ``SM``, ``QM<n>``, ``*_mask``,
+    WorldStrat ``-CLM``/``-CLP``/``-dataMask``)."""
+    lr = [p for p in paths if re.fullmatch(r"LR\d+", p.stem, re.IGNORECASE)]
+    return lr if lr else [p for p in paths if not _NOT_FRAMES.search(p.stem)]
+
+
+def s2naip_folders(input_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``(sentinel2 folder, naip folder or None)`` for ``--input`` = an S2-NAIP root or its ``sentinel2/``."""
+    root = Path(input_dir)
+    s2 = root / "sentinel2" if (root / "sentinel2").is_dir() else root
+    naip = s2.parent / "naip"
+    return s2, (naip if naip.is_dir() else None)
 
 
 def _natural(text: str) -> list:
@@ -71,6 +105,13 @@ def find_scenes(input_dir: str | os.PathLike, layout: str = "strip") -> list[Sce
         raise SRMetricsError(f"--input {root}: not a directory")
     files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
                    key=lambda p: _natural(p.relative_to(root).as_posix()))
+    if layout == "s2naip":
+        s2, _ = s2naip_folders(root)
+        scenes = [Scene(d.name, [d]) for d in sorted(s2.iterdir(), key=lambda p: _natural(p.name))
+                  if d.is_dir() and (d / "tci.png").is_file()]
+        if not scenes:
+            raise SRMetricsError(f"--input {root}: no S2-NAIP scenes (sentinel2/<tile>/tci.png)")
+        return scenes
     if layout == "strip":
         scenes = [Scene(p.relative_to(root).with_suffix("").as_posix(), [p]) for p in files]
         counts = Counter(s.key for s in scenes)
@@ -83,10 +124,13 @@ def find_scenes(input_dir: str | os.PathLike, layout: str = "strip") -> list[Sce
             groups.setdefault(p.parent, []).append(p)
         scenes = []
         for folder, paths in sorted(groups.items(), key=lambda kv: _natural(kv[0].as_posix())):
+            frames = lr_frame_files(paths)
+            if not frames:
+                continue
             key = folder.relative_to(root).as_posix()
-            scenes.append(Scene(key if key != "." else root.name, paths))
+            scenes.append(Scene(key if key != "." else root.name, frames))
     else:
-        raise SRMetricsError(f"--layout {layout}: expected 'strip' or 'folder'")
+        raise SRMetricsError(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")
     if not scenes:
         raise SRMetricsError(f"--input {root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     return scenes
@@ -102,8 +146,14 @@ def _scale(chw: np.ndarray, data_range: float | None, path: Path) -> np.ndarray:
 
 
 def load_scene(scene: Scene, *, layout: str = "strip", frame_size: int | str = "auto",
-               bands: Sequence[int] | None = None, data_range: float | None = None) -> np.ndarray:
+               bands: Sequence[int] | None = None, data_range: float | None = None,
+               s2_bands: Sequence[str] = ("tci",)) -> np.ndarray:
     """All frames of a scene, float32 ``[T, C, h, w]`` in [0, 1]."""
+    if layout == "s2naip":
+        from .datasets import read_s2_bands
+
+        size = 32 if frame_size == "auto" else int(frame_size)
+        return read_s2_bands(scene.paths[0], list(s2_bands), size)
     if layout == "strip":
         path = scene.paths[0]
         arr, alpha = read_array(path)
@@ -147,13 +197,15 @@ def choose_frames(frames: np.ndarray, n: int, seed: int, key: str) -> tuple[np.n
 
 def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              layout: str = "strip", frame_size: int | str = "auto", batch_size: int = 8,
-             device: str | torch.device = "cpu", tile: int | None = 32, overlap: int = 8, seed: int = 0,
+             device: str | torch.device = "cpu", tile: int | None = 32, overlap: int | None = None, seed: int = 0,
              bands: Sequence[int] | None = None, data_range: float | None = None, bit_depth: int = 8,
-             skip_existing: bool = False, progress: bool = True) -> GenerateReport:
+             skip_existing: bool = False, progress: bool = True, s2_bands: Sequence[str] = ("tci",)
+             ) -> GenerateReport:
     """Super-resolve every scene of ``input_dir`` into ``out_dir`` (same relative paths): 8-bit PNG, or
     with ``bit_depth=16`` a 16-bit TIFF (``.tif``; Pillow has no 16-bit RGB PNG).
 
-    ``tile``: LR window size for scenes larger than it (``None`` or 0: never tile); ``overlap`` in LR px.
+    ``tile``: LR window size for scenes larger than it (``None`` or 0: never tile); ``overlap`` in LR px
+    (``None``: ``tile // 4``, e.g. 8 for the default 32-pixel tile). ``s2_bands``: the bands of ``layout="s2naip"``.
     """
     from tqdm.auto import tqdm
 
@@ -166,6 +218,9 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
     out_root = Path(out_dir)
     scenes = find_scenes(input_dir, layout)
     report = GenerateReport()
+    if overlap is None:
+        overlap = tile // 4 if tile else 0
+    report.overlap = overlap
     n_frames, in_ch, scale = model.n_frames, model.in_channels, model.scale
     dtype = "uint8" if bit_depth == 8 else "uint16"
     pending: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
@@ -194,10 +249,17 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
                 report.skipped_existing.append(scene.key)
                 bar.update(1)
                 continue
-            frames = load_scene(scene, layout=layout, frame_size=frame_size, bands=bands, data_range=data_range)
-            if frames.shape[1] != in_ch:
-                raise InputMismatchError(
-                    f"{scene.paths[0]}: frames have {frames.shape[1]} channels but the model takes {in_ch} (see --bands)")
+            try:
+                frames = load_scene(scene, layout=layout, frame_size=frame_size, bands=bands, data_range=data_range,
+                                    s2_bands=s2_bands)
+                if frames.shape[1] != in_ch:
+                    hint = "--s2-bands" if layout == "s2naip" else "--bands"
+                    raise InputMismatchError(f"{scene.paths[0]}: frames have {frames.shape[1]} channels but the "
+                                             f"model takes {in_ch} (see {hint})")
+            except SRMetricsError as exc:
+                report.failed.append((scene.key, str(exc)))
+                bar.update(1)
+                continue
             frames, repeated = choose_frames(frames, n_frames, seed, scene.key)
             if repeated:
                 report.repeated_frames.append(scene.key)
@@ -223,4 +285,35 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
             flush(shape)
     finally:
         bar.close()
+    if layout == "s2naip":
+        report.pairs_csv = write_s2naip_pairs(input_dir, out_root, report.written + report.skipped_existing, ext)
     return report
+
+
+def write_s2naip_pairs(input_dir: str | os.PathLike, out_root: Path, tiles: Sequence[str], ext: str
+                       ) -> Path | None:
+    """``OUT/pairs.csv`` pairing each generated ``OUT/{tile}{ext}`` with every ``naip/{uuid}/{tile}/rgb.png``
+    (key ``{tile}/{uuid}``, as the S2-NAIP reader; paths relative to OUT), written atomically; None without
+    a ``naip/`` folder or any target."""
+    import csv
+
+    _, naip = s2naip_folders(input_dir)
+    if naip is None:
+        return None
+    wanted = set(tiles)
+    rows = []
+    for target in sorted(naip.glob("*/*/rgb.png")):
+        tile, uuid = target.parent.name, target.parent.parent.name
+        if tile in wanted:
+            rows.append({"key": f"{tile}/{uuid}", "gt": os.path.relpath(target, out_root), "sr": f"{tile}{ext}"})
+    if not rows:
+        return None
+    out_root.mkdir(parents=True, exist_ok=True)
+    path = out_root / "pairs.csv"
+    tmp = path.with_name(f".pairs.csv.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["key", "gt", "sr"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path

@@ -14,10 +14,14 @@ Sections (defaults in :data:`SCHEMA`; ``*`` = required)::
     output_dir*: runs/esrgan-clip
     model:     {name*: esrgan, size: small, n_frames: 8, scale: 4, options: {num_feat: 64}}
     data:      {reader*: s2naip, train*: {root: ...}, val: {root: ...}, val_fraction: 0.0,
-                crop_size: null, val_crop_size: null, num_workers: 0, max_val_samples: null}
-    losses:    L2 models:  {mse: 0.3, mae: 0.4, ssim: 0.3, clip: 0.0, ...clip options}
+                crop_size: null, val_crop_size: null, num_workers: 0, max_val_samples: null,
+                sampler: uniform (or tile_weights: the authors' OSM inverse-frequency weights), tile_weights: null}
+    losses:    L2 models:  {mse: 0.3, mae: 0.4, ssim: 0.3, ssim_style: authors (kornia 5x5, reflect) | metric
+                            (11x11, valid), clip: 0.0, ...clip options}
                ESRGAN:     {l1: 1.0, perceptual: 1.0, perceptual_layers: {...}, gan: 0.1, clip: 0.0,
-                            clip_model: clip-rn50, clip_distance: l1, unsharp_targets: false,
+                            clip_model: clip-rn50, clip_distance: l1, clip_resize: weights | nearest (the
+                            authors' F.interpolate(x, 224)), unsharp_targets: false (true = the authors'
+                            l1_gt_usm + percep_gt_usm, also the CLIP target; gan_gt_usm stays false),
                             pixel_warmup_steps: 0}
                SR3:        {} (the noise-prediction loss; its type is the model option loss_type)
     discriminator: {num_feat: 64, lr_conditioned: false, skip_connection: true}     (ESRGAN)
@@ -26,7 +30,7 @@ Sections (defaults in :data:`SCHEMA`; ``*`` = required)::
     train:     {steps*: 1000, batch_size: 8, precision: fp32, device: auto, grad_clip: null,
                 ema_decay: 0.999 (ESRGAN, SR3) / null (L2 models), log_interval: 1,
                 checkpoint_interval: 500, keep_checkpoints: 3, nan_check: true, tensorboard: auto}
-    validation: {interval: 500, at_start: true, metrics: [psnr, ssim], batch_size: 8,
+    validation: {interval: 500, at_start: true, metrics: [psnr, ssim], crop_border: 0 (authors: 4), batch_size: 8,
                  sampler: ddim, sampler_steps: 50, eta: 0.0}
 
 ``train.batch_size`` is the global batch: with ``torchrun --nproc_per_node N`` each process gets
@@ -175,6 +179,7 @@ _CLIP_KEYS = {
     "clip": (_float(0.0), 0.0),
     "clip_model": (_str, "clip-rn50"),
     "clip_distance": (_choice("l1", "cosine"), "l1"),
+    "clip_resize": (_choice("weights", "nearest"), "weights"),
 }
 
 SCHEMA: dict[str, Any] = {
@@ -197,9 +202,12 @@ SCHEMA: dict[str, Any] = {
         "val_crop_size": (_optional(_int(1)), None),
         "num_workers": (_int(0), 0),
         "max_val_samples": (_optional(_int(1)), None),
+        "sampler": (_choice("uniform", "tile_weights"), "uniform"),
+        "tile_weights": (_optional(_str), None),
     },
     "losses": {
-        "l2": {"mse": (_float(0.0), 0.3), "mae": (_float(0.0), 0.4), "ssim": (_float(0.0), 0.3), **_CLIP_KEYS},
+        "l2": {"mse": (_float(0.0), 0.3), "mae": (_float(0.0), 0.4), "ssim": (_float(0.0), 0.3),
+               "ssim_style": (_choice("authors", "metric"), "authors"), **_CLIP_KEYS},
         "gan": {
             "l1": (_float(0.0), 1.0),
             "perceptual": (_float(0.0), 1.0),
@@ -248,6 +256,7 @@ SCHEMA: dict[str, Any] = {
         "interval": (_int(0), 500),
         "at_start": (_bool, True),
         "metrics": (_list_of(_str), ["psnr", "ssim"]),
+        "crop_border": (_int(0), 0),
         "batch_size": (_int(1), 8),
         "sampler": (_choice("ddim", "ddpm"), "ddim"),
         "sampler_steps": (_int(1), 50),
@@ -389,6 +398,16 @@ def validate_config(raw: Any, source: str | os.PathLike | None = None, *, check_
         data["val"] = _check_reader_args(data["reader"], data["val"], f"{src}data.val.", check_paths)
         if data["val_fraction"]:
             raise ConfigError(f"{src}data.val_fraction: give either data.val or data.val_fraction, not both")
+    if data["sampler"] == "tile_weights":
+        if data["reader"] != "s2naip":
+            raise ConfigError(f"{src}data.sampler: tile_weights needs the s2naip reader (got {data['reader']})")
+        if data["tile_weights"] is None:
+            raise ConfigError(f"{src}data.tile_weights: needed by sampler: tile_weights (the authors' "
+                              "train_tile_weights JSON)")
+        if check_paths and not Path(data["tile_weights"]).expanduser().is_file():
+            raise ConfigError(f"{src}data.tile_weights: {data['tile_weights']} does not exist")
+    elif data["tile_weights"] is not None:
+        raise ConfigError(f"{src}data.tile_weights: only used with data.sampler: tile_weights")
     sched = cfg["schedule"]
     if sched["type"] == "multistep" and not sched["milestones"]:
         raise ConfigError(f"{src}schedule.milestones: needed for the multistep schedule")
@@ -446,4 +465,4 @@ def comparable_sections(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: cfg.get(k) for k in ("seed", "model", "losses", "discriminator", "optimizer", "schedule")} | {
         "batch_size": cfg["train"]["batch_size"], "precision": cfg["train"]["precision"],
         "ema_decay": cfg["train"]["ema_decay"], "reader": cfg["data"]["reader"],
-        "crop_size": cfg["data"]["crop_size"]}
+        "crop_size": cfg["data"]["crop_size"], "sampler": cfg["data"].get("sampler", "uniform")}

@@ -3,8 +3,12 @@
 * :func:`ssim_map_mean` / :func:`ssim_loss` - SSIM with an 11x11 Gaussian window (sigma 1.5), K1 0.01,
   K2 0.03, data range 1, over the valid region (no padding), averaged over channels and pixels: the same
   convention as the ``ssim`` metric, but in the input's dtype and differentiable. ``ssim_loss = (1 - SSIM) / 2``.
+* :func:`authors_ssim_loss` - the authors' SSIM term (kornia ``ssim_loss(window_size=5)``): a 5x5 Gaussian
+  window (sigma 1.5), reflect padding to the input size ("same"), ``clamp((1 - SSIM map) / 2, 0, 1)``
+  averaged over channels and pixels.
 * :class:`L2ModelLoss` - the remote-sensing baseline recipe for SRCNN / HighRes-net:
-  ``0.3 * MSE + 0.4 * MAE + 0.3 * (1 - SSIM) / 2`` (weights configurable).
+  ``0.3 * MSE + 0.4 * MAE + 0.3 * SSIM term`` (weights configurable); ``ssim_style="authors"`` (default)
+  uses :func:`authors_ssim_loss`, ``"metric"`` uses :func:`ssim_loss` (11x11, valid region).
 * :func:`unsharp_mask` - Real-ESRGAN's USM sharpening of targets (Gaussian blur kernel 51, sigma 8,
   weight 0.5, threshold 10/255, soft mask), reflect-101 borders as OpenCV.
 * :func:`gan_loss` - the vanilla (non-saturating BCE-with-logits) GAN loss.
@@ -55,20 +59,36 @@ def _check(sr: torch.Tensor, gt: torch.Tensor, who: str) -> None:
                                  f"{tuple(sr.shape)} and {tuple(gt.shape)}")
 
 
-def ssim_map_mean(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM ``[B]`` (data range 1), differentiable, computed in ``sr``'s dtype."""
+AUTHORS_SSIM_WINDOW = 5
+SSIM_STYLES = ("authors", "metric")
+
+
+def ssim_map(sr: torch.Tensor, gt: torch.Tensor, window: int = SSIM_WINDOW, pad_mode: str | None = None,
+             eps: float = 0.0) -> torch.Tensor:
+    """SSIM map ``[B,C,h,w]`` (data range 1, Gaussian sigma 1.5, K 0.01/0.03), differentiable, in ``sr``'s
+    dtype; ``pad_mode=None``: valid region only, ``"reflect"``: same size as the input (kornia's "same")."""
     _check(sr, gt, "ssim loss")
-    if min(sr.shape[-2:]) < SSIM_WINDOW:
-        raise InputMismatchError(f"ssim loss: images must be at least {SSIM_WINDOW}x{SSIM_WINDOW}, "
+    if pad_mode is None and min(sr.shape[-2:]) < window:
+        raise InputMismatchError(f"ssim loss: images must be at least {window}x{window}, "
                                  f"got {tuple(sr.shape[-2:])}")
     gt = gt.to(sr.dtype)
-    k = gaussian_kernel1d(SSIM_WINDOW, SSIM_SIGMA, dtype=sr.dtype, device=sr.device)
+    k = gaussian_kernel1d(window, SSIM_SIGMA, dtype=sr.dtype, device=sr.device)
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     stacked = torch.cat([sr, gt, sr * sr, gt * gt, sr * gt], 1)
-    mu_x, mu_y, xx, yy, xy = _separable(stacked, k, None).chunk(5, dim=1)
+    mu_x, mu_y, xx, yy, xy = _separable(stacked, k, pad_mode).chunk(5, dim=1)
     vx, vy, cxy = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cxy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(1)
+    return ((2 * mu_x * mu_y + c1) * (2 * cxy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (vx + vy + c2) + eps)
+
+
+def ssim_map_mean(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM ``[B]`` (data range 1, 11x11 window, valid region), differentiable, in ``sr``'s dtype."""
+    return ssim_map(sr, gt).flatten(1).mean(1)
+
+
+def authors_ssim_loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The authors' SSIM loss (kornia ``ssim_loss(sr, gt, window_size=5)``, then the mean over the batch)."""
+    m = ssim_map(sr, gt, AUTHORS_SSIM_WINDOW, "reflect", eps=1e-12)
+    return ((1.0 - m) / 2).clamp(0, 1).mean()
 
 
 def ssim_loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -77,11 +97,17 @@ def ssim_loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 class L2ModelLoss(nn.Module):
-    """``mse * MSE + mae * MAE + ssim * (1 - SSIM) / 2``; :meth:`terms` returns each weighted term."""
+    """``mse * MSE + mae * MAE + ssim * SSIM term``; :meth:`terms` returns each weighted term.
 
-    def __init__(self, mse: float = 0.3, mae: float = 0.4, ssim: float = 0.3) -> None:
+    ``ssim_style``: ``"authors"`` (:func:`authors_ssim_loss`, 5x5) or ``"metric"`` (:func:`ssim_loss`, 11x11).
+    """
+
+    def __init__(self, mse: float = 0.3, mae: float = 0.4, ssim: float = 0.3, ssim_style: str = "authors") -> None:
         super().__init__()
+        if ssim_style not in SSIM_STYLES:
+            raise ValueError(f"ssim_style must be one of {', '.join(SSIM_STYLES)}, got {ssim_style!r}")
         self.weights = {"mse": float(mse), "mae": float(mae), "ssim": float(ssim)}
+        self.ssim_fn = authors_ssim_loss if ssim_style == "authors" else ssim_loss
 
     def terms(self, sr: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
         _check(sr, gt, "L2 model loss")
@@ -91,7 +117,7 @@ class L2ModelLoss(nn.Module):
         if self.weights["mae"]:
             out["mae"] = self.weights["mae"] * F.l1_loss(sr, gt)
         if self.weights["ssim"]:
-            out["ssim"] = self.weights["ssim"] * ssim_loss(sr, gt)
+            out["ssim"] = self.weights["ssim"] * self.ssim_fn(sr, gt)
         return out
 
     def forward(self, sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

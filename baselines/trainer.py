@@ -9,13 +9,14 @@ Usage::
 What one optimiser step does, per model family (losses are means over the batch):
 
 * **L2 models** (SRCNN, HighRes-net): ``mse*MSE + mae*MAE + ssim*(1-SSIM)/2`` (+ optional CLIP loss).
-* **ESRGAN**: generator ``l1*L1 + perceptual*VGG19 + gan*BCE(D(sr), real) + ClipLoss(sr, hr)``, L1 and VGG
-  targets optionally unsharp-masked; then the U-Net discriminator ``BCE(D(hr), real) + BCE(D(sr), fake)``
+* **ESRGAN**: generator ``l1*L1 + perceptual*VGG19 + gan*BCE(D(sr), real) + ClipLoss(sr, target)``, the L1,
+  VGG and CLIP target optionally unsharp-masked (the authors' ``l1_gt_usm``/``percep_gt_usm``; D sees the raw HR); then the U-Net discriminator ``BCE(D(hr), real) + BCE(D(sr), fake)``
   (one forward pass over both). During ``pixel_warmup_steps`` only the L1 term is used and D is not trained.
 * **SR3**: the DDPM noise-prediction loss; the noise level and noise of every sample come from a generator
   seeded by ``(seed, step, sample index)``, so they do not depend on the number of processes.
 
-Data order: epoch ``e`` visits the training set in the permutation ``randperm(n, seed(seed, e))`` in
+Data order: epoch ``e`` visits the training set in the permutation ``randperm(n, seed(seed, e))`` (with
+``data.sampler: tile_weights``: ``n`` draws with replacement proportional to the tile weights) in
 consecutive global batches of ``train.batch_size`` (the incomplete last batch is dropped); process ``r`` of
 ``W`` takes the ``r``-th slice of ``batch_size / W`` samples. The batch of every step is a function of the
 step number, so resuming needs no data-loader state and DDP sees the same global batch as one process.
@@ -129,9 +130,19 @@ def export_generator(model: nn.Module, path: str | os.PathLike, *, extra: Mappin
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.safetensors")
     save_checkpoint(model, tmp, extra=extra)
+    mode = _umask_mode()
+    for f in (tmp, tmp.with_suffix(".json")):  # safetensors writes 0600; follow the umask as other outputs
+        os.chmod(f, mode)
     os.replace(tmp.with_suffix(".json"), path.with_suffix(".json"))
     os.replace(tmp, path)
     return path
+
+
+def _umask_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` gives new files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -143,13 +154,19 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint written by :class:`Trainer` (CPU tensors)."""
     path = Path(path)
+    expected = "expected a training checkpoint checkpoints/step_*.pt written by `srmetrics train`"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SRMetricsError(f"{path}: unreadable training checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise SRMetricsError(f"{path}: not readable as a training checkpoint ({expected}; torch.load: "
+                             f"{type(exc).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise SRMetricsError(f"{path}: not a clipscore-sr training checkpoint")
+        kind = "a generator file for `srmetrics generate`" if path.suffix == ".safetensors" else "another file"
+        raise SRMetricsError(f"{path}: not a clipscore-sr training checkpoint ({expected}; this is {kind})")
+    for key in ("config", "generator", "step"):
+        if key not in state:
+            raise SRMetricsError(f"{path}: training checkpoint lacks '{key}' (damaged or from another version)")
     return state
 
 
@@ -163,8 +180,16 @@ def export_from_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike
     model = build_generator(m["name"], m["size"], m["n_frames"], m["scale"], **m["options"])
     use_ema = ema and state.get("ema") is not None
     model.load_state_dict(state["ema"] if use_ema else state["generator"])
-    return export_generator(model, out, extra={"step": state["step"], "ema": use_ema, "run": run_label(cfg),
-                                               "tile": cfg["data"]["crop_size"] or 32})
+    return export_generator(model, out, extra={"step": state["step"], "ema": use_ema, **export_extra(cfg)})
+
+
+def export_extra(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What `srmetrics generate` reads from an exported generator: run label, training tile, S2-NAIP bands."""
+    data = cfg["data"]
+    extra: dict[str, Any] = {"run": run_label(cfg), "tile": data["crop_size"] or 32}
+    if data["reader"] == "s2naip":
+        extra["bands"] = [str(b).lower() for b in data["train"].get("bands", ("tci",))]
+    return extra
 
 
 def _lr_factor(cfg: Mapping[str, Any], total: int):
@@ -205,7 +230,8 @@ class Trainer:
     unless it already is; only rank 0 writes files and validates.
     """
 
-    def __init__(self, config: Mapping[str, Any] | str | os.PathLike, *, resume: bool = False) -> None:
+    def __init__(self, config: Mapping[str, Any] | str | os.PathLike, *, resume: bool = False,
+                 check_only: bool = False) -> None:
         if isinstance(config, (str, os.PathLike)):
             config = load_config(config)
         else:
@@ -223,7 +249,8 @@ class Trainer:
         if not resume and existing:
             raise ConfigError(f"output_dir {self.out}: holds checkpoints of an earlier run (up to "
                               f"{existing[-1].name}); pass --resume to continue it or choose another output_dir")
-        if not resume and self.rank == 0 and self.log_path.exists():
+        self.check_only = check_only
+        if not resume and not check_only and self.rank == 0 and self.log_path.exists():
             self.log_path.unlink()  # a run that never reached its first checkpoint starts over
 
         seed = cfg["seed"]
@@ -245,6 +272,11 @@ class Trainer:
         self._wrap_ddp()
         self._columns = self._log_columns()
         self._tb = None
+        if check_only:
+            from clipscore_sr.pipeline import prepare_metrics
+
+            prepare_metrics(self.metrics)  # validation metric weights (e.g. CLIP) resolve now
+            return
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             self._write_config()
@@ -307,6 +339,12 @@ class Trainer:
         if val is not None and data["max_val_samples"]:
             val = Subset(val, list(range(min(len(val), data["max_val_samples"]))))
         self.train_set, self.val_set = train, val
+        self.sample_weights: torch.Tensor | None = None
+        if data["sampler"] == "tile_weights":
+            w = _base_dataset(train).tile_weights(Path(data["tile_weights"]).expanduser())
+            if isinstance(train, Subset):
+                w = w[np.asarray(train.indices)]
+            self.sample_weights = torch.from_numpy(w)
         if len(train) < self.cfg["train"]["batch_size"]:
             raise ConfigError(f"train.batch_size: {self.cfg['train']['batch_size']} exceeds the "
                               f"{len(train)} training samples")
@@ -331,7 +369,7 @@ class Trainer:
 
     def _build_losses(self) -> None:
         L = self.cfg["losses"]
-        self.l2_loss = L2ModelLoss(L["mse"], L["mae"], L["ssim"]) if self.family == "l2" else None
+        self.l2_loss = L2ModelLoss(L["mse"], L["mae"], L["ssim"], L["ssim_style"]) if self.family == "l2" else None
         self.perceptual = None
         if self.family == "gan" and L["perceptual"] > 0:
             from .vgg_loss import VGGPerceptualLoss
@@ -343,13 +381,15 @@ class Trainer:
 
             spec = L["clip_model"]
             spec = spec[len("clipscore:"):] if spec.startswith("clipscore:") else spec
-            self.clip_loss = ClipLoss(spec, distance=L["clip_distance"], weight=L["clip"])
+            self.clip_loss = ClipLoss(spec, distance=L["clip_distance"], weight=L["clip"], resize=L["clip_resize"])
             self.clip_loss.clip(self.device)  # load now: missing weights fail before training starts
         self.metrics = []
         if self.rank == 0 and self.val_set is not None and self.cfg["validation"]["interval"]:
-            from clipscore_sr.metrics import get_metric
+            from clipscore_sr.pipeline import build_metrics
 
-            self.metrics = [get_metric(mid, device=self.device) for mid in self.cfg["validation"]["metrics"]]
+            v = self.cfg["validation"]
+            self.metrics = build_metrics(v["metrics"], device=self.device,
+                                         metric_options={"crop_border": v["crop_border"]})
 
     def _build_optim(self) -> None:
         o, total = self.cfg["optimizer"], self.cfg["train"]["steps"]
@@ -383,7 +423,10 @@ class Trainer:
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         n, b = len(self.train_set), self.cfg["train"]["batch_size"]
         g = torch.Generator().manual_seed(_seed_from(self.cfg["seed"], 2, epoch))
-        perm = torch.randperm(n, generator=g).tolist()
+        if self.sample_weights is not None:  # the authors' tile-weight sampler: n draws with replacement
+            perm = torch.multinomial(self.sample_weights, n, replacement=True, generator=g).tolist()
+        else:
+            perm = torch.randperm(n, generator=g).tolist()
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         return [perm[i * b: (i + 1) * b][lo:hi] for i in range(n // b)]
 
@@ -476,8 +519,8 @@ class Trainer:
                     self.discriminator.requires_grad_(False)
                     cond = lr if self.cfg["discriminator"]["lr_conditioned"] else None
                     terms["gan"] = L["gan"] * gan_loss(self.discriminator(sr, cond).float(), True)
-                if self.clip_loss is not None:
-                    terms["clip"] = self.clip_loss(sr.float(), hr)
+                if self.clip_loss is not None:  # the authors compare with the (sharpened) L1 target
+                    terms["clip"] = self.clip_loss(sr.float(), target)
         if not terms:
             raise ConfigError("losses: every generator loss weight is 0 at this step")
         loss = sum(terms.values())
@@ -660,6 +703,14 @@ class Trainer:
             if mine[k] != theirs.get(k):
                 raise ConfigError(f"--resume: '{k}' differs from the run in {self.out} ({theirs.get(k)!r} there, "
                                   f"{mine[k]!r} now); start a new output_dir instead")
+        steps_then, steps_now = state["config"]["train"]["steps"], self.cfg["train"]["steps"]
+        if steps_then != steps_now and self.cfg["schedule"]["type"] == "cosine":
+            raise ConfigError(f"--resume: train.steps {steps_now} differs from the run's {steps_then} and the cosine "
+                              "schedule depends on it; keep train.steps (changing it is allowed with the constant "
+                              "and multistep schedules, whose milestones are absolute steps)")
+        if self.rank == 0:
+            more = f"; train.steps {steps_then} -> {steps_now}" if steps_then != steps_now else ""
+            print(f"resuming from {path} at step {int(state['step'])}{more}", file=sys.stderr)
         self.generator.load_state_dict(state["generator"])
         for name in ("ema", "discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
             obj = getattr(self, name)
@@ -681,8 +732,7 @@ class Trainer:
             return None
         model = self.ema if self.ema is not None else self.generator
         return export_generator(model, path or self.out / "generator.safetensors",
-                                extra={"step": self.step, "ema": self.ema is not None, "run": run_label(self.cfg),
-                                       "tile": self.cfg["data"]["crop_size"] or 32})
+                                extra={"step": self.step, "ema": self.ema is not None, **export_extra(self.cfg)})
 
     def run(self, until: int | None = None) -> TrainResult:
         """Train to ``train.steps`` (or stop early after step ``until``, writing a checkpoint there)."""

@@ -88,8 +88,8 @@ def test_s2naip_reader(tmp_path):
     ds.set_epoch(0)
     assert torch.equal(ds[0]["frames"], s["frames"])
     # more frames than clean ones: the least-black frame (1: 9 px) comes before frame 4 (22 rows)
-    assert S2NAIPDataset(tmp_path, 5)[0]["frames"].tolist() == [0, 1, 2, 3, 5]
-    assert S2NAIPDataset(tmp_path, 8)[0]["frames"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1]
+    assert S2NAIPDataset(tmp_path, 5, frame_order="chronological")[0]["frames"].tolist() == [0, 1, 2, 3, 5]
+    assert S2NAIPDataset(tmp_path, 8, frame_order="chronological")[0]["frames"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1]
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["lr"].shape == (2, 3, 4, 32, 32) and batch["key"] == ["1000_2000/uuid0", "1001_2000/uuid1"]
 
@@ -128,9 +128,9 @@ def test_worldstrat_official_layout(tmp_path):
                 mask[:] = 1  # fully clouded revisit
             if i == 3:
                 mask[:4] = 1
-            tifffile.imwrite(l2a / f"{aoi}-{i}-L2A_cloud_mask.tiff", mask)
+            tifffile.imwrite(l2a / f"{aoi}-{i}-CLM.tiff", mask)
             arrays[(aoi, i)] = (data, mask)
-    ds = WorldStratDataset(tmp_path, n_frames=3, seed=0)
+    ds = WorldStratDataset(tmp_path, n_frames=3, seed=0, frame_order="chronological")
     assert len(ds) == 2
     s = ds[0]
     assert s["key"] == "Landcover-1" and s["lr"].shape == (3, 3, 16, 16) and s["hr"].shape == (3, 64, 64)
@@ -154,7 +154,7 @@ def test_worldstrat_flat_layout_synthetic(tmp_path):
     for name in ("L1.png", "L2_clouded.png", "L3.png", "L10.png"):
         lrs[name] = rng.integers(1, 256, (20, 20, 3), dtype=np.uint8)
         png(scene / name, lrs[name])
-    s = WorldStratDataset(tmp_path, n_frames=3)[0]
+    s = WorldStratDataset(tmp_path, n_frames=3, frame_order="chronological")[0]
     assert s["key"] == "scene_a" and s["frames"].tolist() == [0, 2, 3]  # natural order L1, L2, L3, L10
     np.testing.assert_allclose(s["lr"][2].numpy(), lrs["L10.png"].transpose(2, 0, 1) / 255.0, atol=1e-7)
 
@@ -169,7 +169,7 @@ def test_worldstrat_shared_sample():
     assert s["frames"].tolist() == [0]  # L1 is the only revisit not marked clouded
     expected = np.asarray(Image.open(root / "L1.png").convert("RGB")).transpose(2, 0, 1) / 255.0
     np.testing.assert_allclose(s["lr"][0].numpy(), expected, atol=1e-7)
-    assert WorldStratDataset(root, n_frames=3)[0]["frames"].tolist() == [0, 1, 2]
+    assert WorldStratDataset(root, n_frames=3, frame_order="chronological")[0]["frames"].tolist() == [0, 1, 2]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,11 +194,11 @@ def test_probav_reader(tmp_path):
     png(d / "SM.png", sm)
     png(tmp_path / "test" / "NIR" / "imgset0002" / "LR000.png", frames[0])
     (tmp_path / "norm.csv").write_text("imgset0001 45.25\nimgset0002 47.5\n")
-    ds = ProbaVDataset(tmp_path, "train", "NIR", n_frames=3, seed=1)
+    ds = ProbaVDataset(tmp_path, "train", "NIR", n_frames=3, seed=1, frame_order="chronological")
     s = ds[0]
     assert s["key"] == "train/NIR/imgset0001" and s["frames"].tolist() == [0, 2, 3]  # most clear first
-    np.testing.assert_allclose(s["lr"][:, 0].numpy(), np.stack([frames[i] for i in (0, 2, 3)]) / 16383.0, atol=1e-7)
-    np.testing.assert_allclose(s["hr"][0].numpy(), hr / 16383.0, atol=1e-7)
+    np.testing.assert_allclose(s["lr"][:, 0].numpy(), np.stack([frames[i] for i in (0, 2, 3)]) / 65535.0, atol=1e-7)
+    np.testing.assert_allclose(s["hr"][0].numpy(), hr / 65535.0, atol=1e-7)
     assert s["norm"] == 45.25 and not s["hr_valid"][0, 0].any() and s["hr_valid"][0, 1:].all()
     assert s["lr_valid"][2, 0, :8].all() and not s["lr_valid"][2, 0, 8:].any()
     test = ProbaVDataset(tmp_path, "test", n_frames=2)[0]

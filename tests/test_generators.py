@@ -166,6 +166,9 @@ def test_shapes_forward_backward(name, scale, frames):
         if name == "highresnet" and frames == 1 and pname.startswith("fusion."):
             assert p.grad is None  # one frame: nothing to fuse
             continue
+        if name == "esrgan" and scale == 3 and pname.startswith("conv_up1."):
+            assert p.grad is None and not p.requires_grad  # the authors' x3 path does not use conv_up1
+            continue
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
@@ -223,11 +226,11 @@ def test_esrgan_frames_concatenated_frame_major():
     assert not torch.allclose(model(lr), model(lr3))
 
 
-def test_esrgan_x4_matches_hand_written_forward():
-    """RRDBNet x4 = conv_first, RRDBs with 0.2 residual scaling, conv_body skip, 2x nearest stages."""
-    model = _tiny("esrgan", 2, 4).double()
-    lr = torch.rand(1, 2, 3, 5, 5, dtype=torch.float64)
-    x = lr.reshape(1, 6, 5, 5)
+def _rrdbnet_reference(model, lr, stages):
+    """RRDBNet written from the authors' code path: conv_first, RRDBs with 0.2 residual scaling, conv_body skip,
+    then each (conv name, nearest factor) upsampling stage, conv_hr, conv_last."""
+    b, t, c, h, w = lr.shape
+    x = lr.reshape(b, t * c, h, w)
     lrelu = lambda v: F.leaky_relu(v, 0.2)  # noqa: E731
 
     def rdb(m, v):
@@ -242,9 +245,29 @@ def test_esrgan_x4_matches_hand_written_forward():
     for block in model.body:
         body = body + 0.2 * rdb(block.rdb3, rdb(block.rdb2, rdb(block.rdb1, body)))
     feat = feat + model.conv_body(body)
-    feat = lrelu(model.conv_up1(feat.repeat_interleave(2, -1).repeat_interleave(2, -2)))
-    feat = lrelu(model.conv_up2(feat.repeat_interleave(2, -1).repeat_interleave(2, -2)))
-    expected = model.conv_last(lrelu(model.conv_hr(feat)))
+    for name, k in stages:
+        feat = lrelu(getattr(model, name)(feat.repeat_interleave(k, -1).repeat_interleave(k, -2)))
+    return model.conv_last(lrelu(model.conv_hr(feat)))
+
+
+def test_esrgan_x4_matches_hand_written_forward():
+    """RRDBNet x4 = conv_first, RRDBs with 0.2 residual scaling, conv_body skip, 2x nearest stages."""
+    model = _tiny("esrgan", 2, 4).double()
+    lr = torch.rand(1, 2, 3, 5, 5, dtype=torch.float64)
+    expected = _rrdbnet_reference(model, lr, [("conv_up1", 2), ("conv_up2", 2)])
+    torch.testing.assert_close(model(lr), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_esrgan_x3_follows_the_authors_path():
+    """The authors' x3 RRDBNet: nearest x3 -> conv_up2 -> lrelu -> conv_hr -> lrelu -> conv_last; conv_up1 unused
+    (its weights still load, so a wrong path would compute a different function silently)."""
+    model = _tiny("esrgan", 2, 3).double()
+    lr = torch.rand(1, 2, 3, 5, 5, dtype=torch.float64)
+    expected = _rrdbnet_reference(model, lr, [("conv_up2", 3)])
+    torch.testing.assert_close(model(lr), expected, rtol=1e-10, atol=1e-12)
+    assert "conv_up1.weight" in model.state_dict()
+    with torch.no_grad():
+        model.conv_up1.weight.normal_()
     torch.testing.assert_close(model(lr), expected, rtol=1e-10, atol=1e-12)
 
 

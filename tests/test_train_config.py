@@ -90,8 +90,8 @@ def test_defaults_per_family_and_idempotent(base):
     assert validate_config(gan) == gan  # a validated config validates to itself
     l2 = validate_config(_set(_set(_set(base, "model", {"name": "highresnet", "n_frames": 2}), "losses", {}),
                               "discriminator", _DELETE))
-    assert l2["losses"] == {"mse": 0.3, "mae": 0.4, "ssim": 0.3, "clip": 0.0, "clip_model": "clip-rn50",
-                            "clip_distance": "l1"}
+    assert l2["losses"] == {"mse": 0.3, "mae": 0.4, "ssim": 0.3, "ssim_style": "authors", "clip": 0.0,
+                            "clip_model": "clip-rn50", "clip_distance": "l1", "clip_resize": "weights"}
     assert l2["train"]["ema_decay"] is None and l2["discriminator"] is None
     assert run_label(gan) == "esrgan-small (no CLIP loss)"
     assert run_label(_set(gan, "losses.clip", 1.0)) == "esrgan-small + CLIP loss (w=1)"
@@ -113,7 +113,7 @@ def test_yaml_errors_and_cli_one_line(tmp_path, base):
                                   "steps, batch_size, precision, device, grad_clip, ema_decay, log_interval, "
                                   "checkpoint_interval, keep_checkpoints, nan_check, tensorboard")
     ok = tmp_path / "ok.yaml"
-    ok.write_text(yaml.safe_dump(base))
+    ok.write_text(yaml.safe_dump(_set(base, "train.batch_size", 1)))  # base has 1 training tile (--check builds it)
     out = CliRunner().invoke(main, ["train", str(ok), "--check"])
     assert out.exit_code == 0 and "esrgan-small, 6 steps" in out.output
 

@@ -68,7 +68,8 @@ def test_first_reaching_and_summary(runs):
     assert s["first_time_s"].tolist() == [3603.0, 253.0]
     assert s["speedup_steps"].tolist() == [1.0, 18.0]
     assert s["speedup_time"].iloc[1] == pytest.approx(3603.0 / 253.0)
-    assert s["final"].tolist() == [0.8, 0.89] and s["final_gain_points"].iloc[1] == pytest.approx(9.0)
+    assert s["final"].tolist() == [0.8, 0.89] and s["final_gain"].iloc[1] == pytest.approx(9.0)
+    assert s["gain_unit"].iloc[1] == "points"
     never = summarize([ca, cb], 0.95)
     assert never["first_step"].isna().all() and never["speedup_steps"].isna().all()
 

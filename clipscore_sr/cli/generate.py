@@ -16,9 +16,14 @@ from ..errors import SRMetricsError
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of LR scenes (see --layout).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--layout", type=click.Choice(["strip", "folder"]), default="strip", show_default=True,
-              help="strip: each image file is one scene of square frames stacked vertically (S2-NAIP tci.png); "
-                   "folder: each folder of images is one scene, one frame per file.")
+@click.option("--layout", type=click.Choice(["strip", "folder", "s2naip"]), default="strip", show_default=True,
+              help="strip: each image file is one scene of square frames stacked vertically; "
+                   "folder: each folder of images is one scene, one LR frame per file (HR, SM, QM*, *_mask, "
+                   "-CLM files are left out; PROBA-V LR*.png when present); "
+                   "s2naip: the S2-NAIP tree (INPUT = root or its sentinel2/), one scene per sentinel2/<tile>/, "
+                   "the model's bands from <band>.png, and OUT/pairs.csv for `srmetrics score --pairs`.")
+@click.option("--s2-bands", default=None,
+              help="--layout s2naip: bands to read, e.g. tci,b05,b06 (default: recorded in the checkpoint, else tci).")
 @click.option("--frames", "n_frames", type=int, default=None,
               help="Frames per scene the model takes (default: from the checkpoint).")
 @click.option("--scale", type=int, default=None, help="Scale factor 2, 3 or 4 (default: from the checkpoint).")
@@ -30,7 +35,8 @@ from ..errors import SRMetricsError
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tile", type=int, default=None,
               help="LR tile size for larger scenes (default: the checkpoint's training tile, else 32; 0 = never tile).")
-@click.option("--overlap", type=int, default=8, show_default=True, help="Tile overlap in LR pixels.")
+@click.option("--overlap", type=int, default=None,
+              help="Tile overlap in LR pixels (default: tile/4, e.g. 8 for a 32-pixel tile).")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="8: PNG; 16: 16-bit TIFF (.tif).")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist.")
@@ -41,7 +47,7 @@ from ..errors import SRMetricsError
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for frame choice and SR3 noise.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def generate_command(model_name: str | None, size: str, checkpoint: str, input_dir: str, out_dir: str, layout: str,
-                     n_frames: int | None, scale: int | None, frame_size: str, bands: str | None,
+                     s2_bands: str | None, n_frames: int | None, scale: int | None, frame_size: str, bands: str | None,
                      data_range: float | None, batch_size: int, device: str, tile: int | None, overlap: int,
                      bit_depth: str, skip_existing: bool, sampler: str, steps: int, eta: float, seed: int,
                      quiet: bool) -> None:
@@ -66,13 +72,21 @@ def generate_command(model_name: str | None, size: str, checkpoint: str, input_d
         if steps < 1 and sampler == "ddim":
             raise SRMetricsError(f"--steps must be >= 1, got {steps}")
         model.sampler, model.steps, model.eta = sampler, steps, eta
+    extra = ((read_checkpoint_meta(checkpoint) if checkpoint.endswith(".safetensors") else None) or {}).get(
+        "extra", {})
     if tile is None:
-        meta = read_checkpoint_meta(checkpoint) if checkpoint.endswith(".safetensors") else None
-        tile = int((meta or {}).get("extra", {}).get("tile", 32))
+        tile = int(extra.get("tile", 32))
+    band_list = [b.strip().lower() for b in s2_bands.split(",") if b.strip()] if s2_bands else \
+        list(extra.get("bands") or ["tci"])
     report = generate(model, input_dir, out_dir, layout=layout, frame_size=frame_size_v, batch_size=batch_size,
                       device=dev, tile=tile or None, overlap=overlap, seed=seed, bands=parse_bands(bands),
                       data_range=data_range, bit_depth=int(bit_depth), skip_existing=skip_existing,
-                      progress=not quiet)
+                      progress=not quiet, s2_bands=band_list)
+    total = len(report.written) + len(report.skipped_existing) + len(report.failed)
+    if report.failed and not report.written and not report.skipped_existing:
+        key, err = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more scene(s))" if len(report.failed) > 1 else ""
+        raise SRMetricsError(f"{err}{more}")
     if not quiet:
         msg = f"wrote {len(report.written)} image(s) to {out_dir}"
         if report.tiled:
@@ -80,6 +94,15 @@ def generate_command(model_name: str | None, size: str, checkpoint: str, input_d
         if report.skipped_existing:
             msg += f"; {len(report.skipped_existing)} existing left as they were"
         click.echo(msg)
+        if report.tiled and overlap is None:
+            click.echo(f"tiles of {tile} LR px, overlap {report.overlap} (tile/4)")
+        if report.pairs_csv is not None:
+            click.echo(f"pairs with targets: {report.pairs_csv} (srmetrics score --pairs {report.pairs_csv})")
         if report.repeated_frames:
             click.echo(f"warning: {len(report.repeated_frames)} scene(s) had fewer than {model.n_frames} frames; "
                        f"frames were repeated (e.g. {report.repeated_frames[0]})", err=True)
+    if report.failed:
+        key, err = report.failed[0]
+        click.echo(f"Error: {len(report.failed)} of {total} scene(s) failed and were skipped; first: {key}: {err}",
+                   err=True)
+        raise SystemExit(1)

@@ -12,7 +12,10 @@ import click
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--resume", is_flag=True,
               help="Continue the run in the config's output_dir from its newest checkpoint (exact continuation).")
-@click.option("--check", is_flag=True, help="Only validate the config and exit.")
+@click.option("--check", is_flag=True,
+              help="Check without training and exit: validates the config, builds the datasets (sizes vs "
+                   "train.batch_size), the models and losses, and resolves every weight they need (VGG19, CLIP "
+                   "loss, validation metrics); with --resume also the checkpoint. Writes nothing.")
 def train_cmd(config: str, resume: bool, check: bool) -> None:
     """Train a generator (SRCNN, HighRes-net, ESRGAN with optional CLIP loss, SR3) from CONFIG (YAML).
 
@@ -23,11 +26,15 @@ def train_cmd(config: str, resume: bool, check: bool) -> None:
     from clipscore_sr.baselines.train_config import load_config
 
     cfg = load_config(config)
-    if check:
-        click.echo(f"{config}: OK ({cfg['model']['name']}-{cfg['model']['size']}, {cfg['train']['steps']} steps, "
-                   f"output {cfg['output_dir']})")
-        return
     from clipscore_sr.baselines.trainer import Trainer, describe
+
+    if check:
+        t = Trainer(cfg, resume=resume, check_only=True)
+        val = len(t.val_set) if t.val_set is not None else 0
+        click.echo(f"{config}: OK ({cfg['model']['name']}-{cfg['model']['size']}, {cfg['train']['steps']} steps, "
+                   f"{len(t.train_set)} training / {val} validation samples, output {cfg['output_dir']}; "
+                   "datasets, models and weights checked)")
+        return
 
     trainer = Trainer(cfg, resume=resume)
     try:

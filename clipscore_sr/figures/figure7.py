@@ -9,8 +9,10 @@ summarises when each run first reaches a target score:
 * ``speedup_steps`` / ``speedup_time``: the first run's ``first_step`` (``first_time_s``) divided by this run's,
   i.e. how many times sooner this run gets there than the first run given (the paper's "18x"); NaN when
   either run never reaches the target;
-* ``final`` / ``best``: the last and the highest validation value, and ``final_gain_points``: ``100 * (final -
-  final of the first run)`` (the paper's "9 points higher").
+* ``final`` / ``best``: the last and the highest validation value, and ``final_gain`` in ``gain_unit``:
+  ``final - final of the first run`` in the metric's own units for unbounded metrics (``dB`` for PSNR/cPSNR),
+  or ``100 * (final - final of the first run)`` ``points`` for bounded [0, 1] / cosine metrics (CLIPScore,
+  SSIM, LPIPS; the paper's "9 points higher").
 """
 
 from __future__ import annotations
@@ -98,6 +100,19 @@ def first_reaching(x: np.ndarray, values: np.ndarray, target: float) -> float:
     return float(x[hit[0]]) if len(hit) else math.nan
 
 
+def gain_unit(metric_id: str) -> tuple[float, str]:
+    """``(factor, unit)`` for differences of a metric: ``(1, "dB")`` for metrics in dB, ``(100, "points")`` for
+    bounded ones (cosine, SSIM, LPIPS...), ``(1, "")`` for ids the registry does not know."""
+    from ..errors import UnknownMetricError
+    from ..metrics.base import get_metric_class, split_metric_id
+
+    try:
+        units = get_metric_class(split_metric_id(metric_id)[0]).units
+    except UnknownMetricError:
+        return 1.0, ""
+    return (1.0, units) if units == "dB" else (100.0, "points")
+
+
 def summarize(curves: Sequence[RunCurve], target: float) -> pd.DataFrame:
     """One row per run: first step/time reaching ``target``, speed-ups and final gain vs the first run."""
     rows = []
@@ -110,7 +125,9 @@ def summarize(curves: Sequence[RunCurve], target: float) -> pd.DataFrame:
     ref = table.iloc[0]
     table["speedup_steps"] = ref["first_step"] / table["first_step"]
     table["speedup_time"] = ref["first_time_s"] / table["first_time_s"]
-    table["final_gain_points"] = 100.0 * (table["final"] - ref["final"])
+    factor, unit = gain_unit(str(ref["metric"]))
+    table["final_gain"] = factor * (table["final"] - ref["final"])
+    table["gain_unit"] = unit
     return table
 
 
@@ -127,7 +144,8 @@ def format_summary(table: pd.DataFrame) -> str:
         if r.name != table.index[0]:
             if not math.isnan(r["speedup_steps"]):
                 line += f"; {r['speedup_steps']:.3g}x sooner in steps, {r['speedup_time']:.3g}x in time than {ref}"
-            line += f"; final {r['final_gain_points']:+.2f} points vs {ref}"
+            unit = f" {r['gain_unit']}" if r["gain_unit"] else ""
+            line += f"; final {r['final_gain']:+.{4 if unit == ' dB' else 2}f}{unit} vs {ref}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -185,4 +203,4 @@ def figure7(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike, 
     return {"path": str(path), "summary": summary, "curves": curves}
 
 
-__all__ = ["RunCurve", "figure7", "first_reaching", "format_summary", "read_run", "summarize"]
+__all__ = ["RunCurve", "figure7", "first_reaching", "format_summary", "gain_unit", "read_run", "summarize"]

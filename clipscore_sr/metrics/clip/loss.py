@@ -67,14 +67,19 @@ class ClipLoss(nn.Module):
 
     ``distance="l1"`` (default): mean absolute difference of the raw (unnormalised) image embeddings, as the
     authors' RN50 loss; ``distance="cosine"``: ``1 - cosine similarity`` (= ``1 - clip_score``).
+    ``resize``: ``"weights"`` (default) preprocesses as the weights were trained (the ``clipscore`` metric);
+    ``"nearest"`` is the authors' loss path: ``F.interpolate(x, model input size)`` (nearest) then OpenAI mean/std.
     ``reduction``: ``mean`` (default), ``sum`` or ``none`` (per-image ``[B]``). ``model``: a spec (default
     ``clip-rn50``), a :class:`ClipModel` or an open_clip model object; it is loaded lazily on the input's device
     on first use, frozen, and never registered as a sub-module (so optimisers and ``state_dict`` never see it).
     """
 
     def __init__(self, model: Any = "clip-rn50", *, distance: str = "l1", weight: float = 1.0,
-                 reduction: str = "mean", precision: str = "fp32") -> None:
+                 reduction: str = "mean", precision: str = "fp32", resize: str = "weights") -> None:
         super().__init__()
+        if resize not in ("weights", "nearest"):
+            raise ConfigError(f"ClipLoss resize '{resize}': expected 'weights' or 'nearest'")
+        self.resize = resize
         if distance not in ("l1", "cosine"):
             raise ConfigError(f"ClipLoss distance '{distance}': expected 'l1' or 'cosine'")
         if reduction not in ("mean", "sum", "none"):
@@ -93,9 +98,10 @@ class ClipLoss(nn.Module):
     def forward(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check(sr, target)
         clip = self.clip(sr.device)
-        e_sr = clip.embed(sr, precision=self.precision)
+        variant = "nearest-loss" if self.resize == "nearest" else "standard"
+        e_sr = clip.embed(sr, variant=variant, precision=self.precision)
         with torch.no_grad():
-            e_gt = clip.embed(target.detach(), precision=self.precision)
+            e_gt = clip.embed(target.detach(), variant=variant, precision=self.precision)
         if self.distance == "l1":
             per_image = (e_sr - e_gt).abs().mean(dim=-1)
         else:
@@ -108,4 +114,5 @@ class ClipLoss(nn.Module):
 
     def extra_repr(self) -> str:
         m = self._model_arg if isinstance(self._model_arg, str) else type(self._model_arg).__name__
-        return f"model={m!r}, distance={self.distance}, weight={self.weight}, reduction={self.reduction}"
+        return (f"model={m!r}, distance={self.distance}, weight={self.weight}, reduction={self.reduction}, "
+                f"resize={self.resize}")

@@ -14,7 +14,13 @@ import torch
 
 from ...devices import autocast, resolve_device
 from ...errors import ConfigError, SRMetricsError
-from .preprocess import PREPROCESS_PRESETS, Preprocess, preprocess_batch, satlas_preprocess_batch
+from .preprocess import (
+    PREPROCESS_PRESETS,
+    Preprocess,
+    nearest_loss_preprocess_batch,
+    preprocess_batch,
+    satlas_preprocess_batch,
+)
 from .resolve import ResolvedClip, resolve_clip
 from .spec import ClipSpec, import_open_clip, parse_clip_spec
 
@@ -44,6 +50,8 @@ class ClipModel:
         images = images.to(self.device)
         if variant == "satlas":
             return satlas_preprocess_batch(images, self.preprocess.size)
+        if variant == "nearest-loss":
+            return nearest_loss_preprocess_batch(images, self.preprocess.size)
         return preprocess_batch(images, self.preprocess)
 
     def embed(self, images: torch.Tensor, *, variant: str = "standard", precision: str = "fp32",

@@ -135,6 +135,16 @@ def _center_crop_or_pad(x: torch.Tensor, th: int, tw: int, fill: float) -> torch
     return x[..., top:top + th, left:left + tw]
 
 
+def nearest_loss_preprocess_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The authors' CLIP *loss* preprocessing (their ``CLIPLoss``): ``F.interpolate(x, size)`` (nearest, the
+    default mode) on RGB values in [0,1], then OpenAI mean/std (for every model, as their code). Gray input is
+    repeated to 3 channels."""
+    x = F.interpolate(to_three_channels(x), size=tuple(size))  # mode='nearest'
+    mean = torch.tensor(OPENAI_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def satlas_preprocess_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The authors' preprocessing: RGB->BGR, values as given in [0,1] (= uint8/255), nearest-neighbour resize to
     ``size``, no mean/std normalisation. Gray input is repeated to 3 channels."""
