@@ -146,8 +146,7 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
         stored, new = await run_in_threadpool(store.append, row)
         if not new and stored["choice"] != choice:
             raise BadRequest(f"trial {t.id} is already answered by {name} ({stored['choice']}); undo it first", 409)
-        n = len(await run_in_threadpool(store.answers, name))
-        return JSONResponse({"ok": True, "duplicate": not new, "choice": choice, "n_answered": n})
+        return JSONResponse({"ok": True, "duplicate": not new, "choice": choice, "n_answered": store.count(name)})
 
     async def undo(request: Request) -> Response:
         data = await body(request, {"annotator"})

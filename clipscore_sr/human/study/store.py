@@ -61,6 +61,7 @@ class JudgementStore:
         self._tlock = threading.Lock()
         self._rows: list[dict[str, str]] = []
         self._index: dict[tuple[str, str], dict[str, str]] = {}
+        self._count: dict[str, int] = {}
         self._offset = 0  # bytes of complete lines read
         self._ino: int | None = None
         with self._locked():
@@ -79,11 +80,12 @@ class JudgementStore:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def _reset(self) -> None:
-        self._rows, self._index, self._offset, self._ino = [], {}, 0, None
+        self._rows, self._index, self._count, self._offset, self._ino = [], {}, {}, 0, None
 
     def _add(self, row: dict[str, str]) -> None:
         self._rows.append(row)
         self._index[(row["annotator"], row["pair_id"])] = row
+        self._count[row["annotator"]] = self._count.get(row["annotator"], 0) + 1
 
     def _sync(self) -> None:
         """Read what was appended since the last call (everything again if the file was replaced)."""
@@ -166,6 +168,10 @@ class JudgementStore:
             self._reset()
             self._sync()
             return last
+
+    def count(self, annotator: str) -> int:
+        """How many answers ``annotator`` has given (as of the last read or write of this store)."""
+        return self._count.get(annotator, 0)
 
     def answers(self, annotator: str | None = None) -> list[dict[str, str]]:
         """Rows in file order (of one annotator, or all)."""
