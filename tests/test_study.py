@@ -433,3 +433,18 @@ def test_demo_study(tmp_path: Path) -> None:
     study = load_study(tmp_path / "demo" / "study")
     assert len(study.trials) == 24 and Counter(t.kind for t in study.trials) == {"real": 18, "sentinel": 3, "repeat": 3}
     assert "srmetrics study serve" in r.output and "srmetrics agreement" in r.output
+
+
+def test_import_amt_slots_need_a_per_slot_pair_id(tmp_path: Path) -> None:
+    from clipscore_sr.errors import JudgementError
+    from clipscore_sr.human.judgements import AmtMapping
+
+    m = AmtMapping.from_options(["gt=Input.gt_{k}", "a=Input.a_{k}", "b=Input.b_{k}", "choice=Answer.c_{k}"])
+    with pytest.raises(JudgementError, match="pair_id"):
+        m.slots(["Input.gt_1", "Input.a_1", "Input.b_1", "Answer.c_1"])
+    m = AmtMapping.from_options(["gt=Input.gt_{k}", "a=Input.a_{k}", "b=Input.b_{k}", "choice=Answer.c_{k}",
+                                 "pair_id=Input.p_{k}"])
+    header = [f"{c}_{k}" for k in (1, 2) for c in ("Input.gt", "Input.a", "Input.b", "Answer.c", "Input.p")]
+    assert [s.gt for s in m.slots(header)] == ["Input.gt_1", "Input.gt_2"]
+    with pytest.raises(JudgementError, match="no slot k = 1"):
+        m.slots(["Input.gt_2"])
