@@ -223,7 +223,7 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
         echo(f"Warning: serving on {host}: anyone who can reach this address and knows the token can see the "
              "images and submit answers")
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown if not loop else '127.0.0.1' if host != 'localhost' else host}:{port}/"
+    url = f"http://{shown}:{port}/"
     echo(f"study {study.root} ({len(study.trials)} trials) at {url}" + (f"?token={token}" if token else ""))
     echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
     uvicorn.run(app, host=host, port=port, log_level="warning")
