@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agreement": ("agreement:agreement_command", "2AFC agreement of metrics with human judgements, with CIs."),
     "judgements": ("agreement:judgements_group", "Validate human-judgement files; import AMT batch results."),
     "rank": ("rank:rank_command", "Rank SR methods from pairwise votes (Bradley-Terry/Thurstone), CIs, reliability."),
+    "study": ("study:study_group", "Collect human 2AFC judgements: make, serve, export-amt, status."),
     "figure3": ("agreement:figure3_command", "Draw the paper's Figure 3 from an agreement table."),
     "generate": ("generate:generate_command", "Run a reference SR generator (SRCNN, HighResNet, ESRGAN, SR3)."),
     "demo": ("demo:demo_command", "The main job end to end on the bundled example (offline)."),

@@ -35,6 +35,9 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid judgement rows (reported) instead of stopping.")
 @click.option("--human-ties", type=click.Choice(["exclude", "half"]), default="exclude", show_default=True,
               help="Human 'tie' votes: excluded from accuracy (counted), or half a vote for each side.")
+@click.option("--include-checks", is_flag=True,
+              help="Keep sentinel and repeat trials of a study's judgements (a 'trial_kind' column); "
+                   "by default they are excluded and counted.")
 @click.option("--ranking", is_flag=True,
               help="Also compare each metric's ranking of the methods (a_method/b_method) with people's.")
 @click.option("--ranking-out", type=click.Path(dir_okay=False), default=None,
@@ -45,8 +48,9 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
               help="With --ranking: figure of the human ranking beside each metric's (.png/.pdf/.svg).")
 @common_scoring_options
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
-                      skip_invalid, human_ties, ranking, ranking_out, ranking_methods_out, ranking_plot, bands, data_range, crop_border, batch_size, workers, device,
-                      precision, cache_dir, sam_checkpoint, quiet) -> None:
+                      skip_invalid, human_ties, include_checks, ranking, ranking_out, ranking_methods_out,
+                      ranking_plot, bands, data_range, crop_border, batch_size, workers, device, precision,
+                      cache_dir, sam_checkpoint, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
     JUDGEMENTS_CSV has one row per human vote: pair_id,dataset,gt,a,b,choice[,annotator,a_method,b_method].
@@ -69,11 +73,23 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
         from ..figures.style import figure_format
 
         figure_format(ranking_plot)
+    judgements = judgements_csv
+    if not include_checks:
+        from ..human.judgements import read_judgements_csv
+        from ..human.study.status import exclude_check_trials
+
+        rows = read_judgements_csv(judgements_csv)
+        kept, dropped = exclude_check_trials(rows)
+        if dropped:
+            kept.attrs["source"] = str(judgements_csv)
+            judgements, root = kept, root or str(Path(judgements_csv).parent)
+            click.echo(f"excluded {dropped['sentinel']} sentinel and {dropped['repeat']} repeat judgement(s) "
+                       f"(study check trials; --include-checks keeps them); {len(kept)} left", err=True)
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
         result = run_agreement(
-            judgements_csv, metric_ids, root=root, bootstrap=bootstrap, seed=seed, confidence=confidence,
+            judgements, metric_ids, root=root, bootstrap=bootstrap, seed=seed, confidence=confidence,
             skip_invalid=skip_invalid, human_ties=human_ties, pairs_out=pairs_out, scores_out=scores_out,
             batch_size=batch_size, workers=workers, bands=bands, data_range=data_range, device=device,
             precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint),
@@ -158,7 +174,9 @@ def validate_command(judgements_csv, root, no_images, max_problems) -> None:
               help="Column mapping, repeatable. Required: gt=, a=, b= (Input.* columns with image URLs/paths) "
                    "and choice=Answer.COLUMN (or onehot.a=/onehot.b=[/onehot.tie=] boolean Answer.* columns). "
                    "Optional: value.a=, value.b=, value.tie= ('|'-separated answer values; defaults a, b, tie), "
-                   "pair_id= (default HITId), annotator= (default WorkerId), dataset=, a_method=, b_method=.")
+                   "pair_id= (default HITId), annotator= (default WorkerId), dataset=, a_method=, b_method=, "
+                   "trial_kind=. Columns containing {k} (e.g. Answer.choice_{k}) read several judgements per "
+                   "assignment, k = 1, 2, ... (srmetrics study export-amt).")
 @click.option("--prefix", "prefixes", multiple=True, metavar="OLD=NEW",
               help="Replace a URL/path prefix, repeatable (first match wins), e.g. "
                    "https://bucket.s3.amazonaws.com/study/=images/ . URLs must match one.")

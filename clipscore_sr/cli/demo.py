@@ -15,10 +15,17 @@ from ..demo import run_demo
 @click.option("--device", default="cpu", show_default=True, help="auto|cpu|cuda|mps")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for the CIs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: int, quiet: bool) -> None:
+@click.option("--study", "study", is_flag=True,
+              help="Instead: make a 24-trial 2AFC study of the bundled outputs in OUT/study to judge yourself.")
+def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: int, quiet: bool, study: bool) -> None:
     """Score bundled SR outputs of a public-domain Landsat 8 scene, run agreement on the example judgement
     set and draw Figure 3. Learned metrics whose weights are not on disk are skipped (with how to get them).
 
     Example: srmetrics demo --out srmetrics-demo
     """
+    if study:
+        from ..human.study.demo import make_demo_study
+
+        make_demo_study(f"{out_dir}/study", echo=click.echo)
+        return
     run_demo(out_dir, clip=clip, device=device, bootstrap=bootstrap, progress=not quiet, echo=click.echo)

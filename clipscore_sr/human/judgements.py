@@ -210,7 +210,7 @@ def validate_judgements(
     """
     if isinstance(judgements, pd.DataFrame):
         df = judgements.copy()
-        src = source or "<judgements>"
+        src = source or df.attrs.get("source") or "<judgements>"
         base = Path(root) if root is not None else Path(df.attrs.get("root", "."))
         if "line" not in df.columns:
             df.insert(0, "line", np.arange(len(df), dtype=np.int64) + 2)
@@ -424,6 +424,7 @@ _MAP_KEYS = {
     "annotator": "column giving the annotator id (default: WorkerId)",
     "a_method": "column naming the method that produced A",
     "b_method": "column naming the method that produced B",
+    "trial_kind": "column giving the study trial kind (real/sentinel/repeat; srmetrics study export-amt)",
     "value.a": "answer value(s) meaning A is better, '|'-separated (default: a)",
     "value.b": "answer value(s) meaning B is better (default: b)",
     "value.tie": "answer value(s) meaning no preference (default: tie)",
@@ -458,6 +459,7 @@ class AmtMapping:
     dataset_name: str | None = None
     a_method: str | None = None
     b_method: str | None = None
+    trial_kind: str | None = None
     prefixes: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
@@ -504,13 +506,35 @@ class AmtMapping:
         return cls(gt=kv["gt"], a=kv["a"], b=kv["b"], choice=kv.get("choice"), values=values, onehot=onehot,
                    pair_id=kv.get("pair_id", "HITId"), annotator=kv.get("annotator", "WorkerId"),
                    dataset=kv.get("dataset"), dataset_name=dataset_name, a_method=kv.get("a_method"),
-                   b_method=kv.get("b_method"), prefixes=pfx)
+                   b_method=kv.get("b_method"), trial_kind=kv.get("trial_kind"), prefixes=pfx)
 
     def columns(self) -> list[str]:
         cols = [self.gt, self.a, self.b, self.pair_id, self.annotator]
-        cols += [c for c in (self.choice, self.dataset, self.a_method, self.b_method) if c]
+        cols += [c for c in (self.choice, self.dataset, self.a_method, self.b_method, self.trial_kind) if c]
         cols += list(self.onehot.values())
         return cols
+
+    def slots(self, header: Sequence[str]) -> list[AmtMapping]:
+        """Several judgements per assignment: column names containing ``{k}`` are expanded to ``k = 1, 2, ...``
+        for as long as the header has every such column (one mapping per slot; just ``[self]`` without ``{k}``)."""
+        templated = [c for c in self.columns() if "{k}" in c]
+        if not templated:
+            return [self]
+        if "{k}" not in self.pair_id:
+            raise JudgementError("--map: with '{k}' slots, map pair_id to a per-slot column too "
+                                 "(e.g. pair_id=Input.pair_id_{k})")
+        names = set(header)
+        out: list[AmtMapping] = []
+        k = 1
+        while all(c.replace("{k}", str(k)) in names for c in templated):
+            sub = {f: (v.replace("{k}", str(k)) if isinstance(v, str) else v) for f, v in vars(self).items()}
+            sub["onehot"] = {key: col.replace("{k}", str(k)) for key, col in self.onehot.items()}
+            out.append(AmtMapping(**sub))
+            k += 1
+        if not out:
+            raise JudgementError(f"no slot k = 1 found: column(s) {', '.join(c.replace('{k}', '1') for c in templated)} "
+                                 "missing")
+        return out
 
 
 @dataclass
@@ -543,6 +567,47 @@ def _map_location(value: str, prefixes: Sequence[tuple[str, str]], where: str, c
     return value
 
 
+def _amt_row(row: Mapping[str, str], m: AmtMapping, lookup: Mapping[str, str], where: str) -> dict[str, str]:
+    """One canonical judgement from one AMT assignment (one slot of it)."""
+    if m.onehot:
+        chosen = []
+        for choice, col in m.onehot.items():
+            v = row[col].strip().lower()
+            if v in _TRUE:
+                chosen.append(choice)
+            elif v not in _FALSE:
+                raise JudgementError(f"{where}: {col} value '{row[col]}' is not a boolean")
+        if len(chosen) != 1:
+            raise JudgementError(f"{where}: expected exactly one of {', '.join(m.onehot.values())} "
+                                 f"to be true, got {len(chosen)}")
+        choice = chosen[0]
+    else:
+        assert m.choice is not None
+        raw = row[m.choice].strip()
+        if raw.lower() not in lookup:
+            known = ", ".join(f"{k}->{v}" for k, v in lookup.items())
+            raise JudgementError(f"{where}: {m.choice} value '{raw}' is not mapped "
+                                 f"(mapped: {known}; use --map value.a=... etc.)")
+        choice = lookup[raw.lower()]
+    rec = {
+        "pair_id": row[m.pair_id].strip(),
+        "dataset": row[m.dataset].strip() if m.dataset else (m.dataset_name or "default"),
+        "gt": _map_location(row[m.gt].strip(), m.prefixes, where, m.gt),
+        "a": _map_location(row[m.a].strip(), m.prefixes, where, m.a),
+        "b": _map_location(row[m.b].strip(), m.prefixes, where, m.b),
+        "choice": choice,
+        "annotator": row[m.annotator].strip(),
+        "a_method": row[m.a_method].strip() if m.a_method else "",
+        "b_method": row[m.b_method].strip() if m.b_method else "",
+    }
+    for key in ("pair_id", "gt", "a", "b"):
+        if not rec[key]:
+            raise JudgementError(f"{where}: empty value for '{key}'")
+    if m.trial_kind:
+        rec["trial_kind"] = row[m.trial_kind].strip()
+    return rec
+
+
 def import_amt(
     batch_files: str | os.PathLike | Sequence[str | os.PathLike],
     mapping: AmtMapping,
@@ -573,7 +638,8 @@ def import_amt(
     for f in files:
         path = Path(f)
         header, rows = _read_csv_rows(path)
-        needed = [*AMT_REQUIRED, *mapping.columns()]
+        slot_maps = mapping.slots(header)
+        needed = [*AMT_REQUIRED, *(c for m in slot_maps for c in m.columns())]
         absent = [c for c in dict.fromkeys(needed) if c not in header]
         if absent:
             answers = [h for h in header if h.startswith(("Input.", "Answer."))]
@@ -589,42 +655,13 @@ def import_amt(
                 n_other += 1
                 continue
             where = f"{path}:{line}"
-            if mapping.onehot:
-                chosen = []
-                for choice, col in mapping.onehot.items():
-                    v = row[col].strip().lower()
-                    if v in _TRUE:
-                        chosen.append(choice)
-                    elif v not in _FALSE:
-                        raise JudgementError(f"{where}: {col} value '{row[col]}' is not a boolean")
-                if len(chosen) != 1:
-                    raise JudgementError(f"{where}: expected exactly one of {', '.join(mapping.onehot.values())} "
-                                         f"to be true, got {len(chosen)}")
-                choice = chosen[0]
-            else:
-                assert mapping.choice is not None
-                raw = row[mapping.choice].strip()
-                if raw.lower() not in lookup:
-                    known = ", ".join(f"{k}->{v}" for k, v in lookup.items())
-                    raise JudgementError(f"{where}: {mapping.choice} value '{raw}' is not mapped "
-                                         f"(mapped: {known}; use --map value.a=... etc.)")
-                choice = lookup[raw.lower()]
-            rec = {
-                "pair_id": row[mapping.pair_id].strip(),
-                "dataset": row[mapping.dataset].strip() if mapping.dataset else (mapping.dataset_name or "default"),
-                "gt": _map_location(row[mapping.gt].strip(), mapping.prefixes, where, mapping.gt),
-                "a": _map_location(row[mapping.a].strip(), mapping.prefixes, where, mapping.a),
-                "b": _map_location(row[mapping.b].strip(), mapping.prefixes, where, mapping.b),
-                "choice": choice,
-                "annotator": row[mapping.annotator].strip(),
-                "a_method": row[mapping.a_method].strip() if mapping.a_method else "",
-                "b_method": row[mapping.b_method].strip() if mapping.b_method else "",
-            }
-            for key in ("pair_id", "gt", "a", "b"):
-                if not rec[key]:
-                    raise JudgementError(f"{where}: empty value for '{key}'")
-            out_rows.append(rec)
+            for m in slot_maps:
+                if len(slot_maps) > 1 and not row[m.pair_id].strip() and not row[m.gt].strip():
+                    continue  # an unused slot (the last HIT of a batch)
+                out_rows.append(_amt_row(row, m, lookup, where))
     cols = [*REQUIRED_COLUMNS, "annotator", "a_method", "b_method"]
+    if mapping.trial_kind:
+        cols.append("trial_kind")
     df = pd.DataFrame(out_rows, columns=cols, dtype=object)
     for col in ("a_method", "b_method"):
         if (df[col] == "").all():

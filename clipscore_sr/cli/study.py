@@ -1,0 +1,151 @@
+"""``srmetrics study make|serve|export-amt|status``: collect human 2AFC judgements on your own SR outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group("study")
+def study_group() -> None:
+    """Run a pairwise (2AFC) study on your SR outputs: make it, serve it in the browser (or export it to
+    Amazon Mechanical Turk), check the annotators, then run 'srmetrics agreement' on the judgements."""
+
+
+@study_group.command("make")
+@click.argument("gt_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--method", "methods", multiple=True, required=True, metavar="NAME=SR_DIR",
+              help="A method's output folder (files pair with GT_DIR by relative path, as in 'score'); >= 2.")
+@click.option("--trials", "n_trials", type=int, required=True,
+              help="Trials per annotator, sentinels and repeats included.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling and the sides.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
+              help="Study folder to create (new or empty).")
+@click.option("--sentinels", type=float, default=0.0, show_default=True,
+              help="Fraction of attention checks: one candidate is the GT itself, the other a degraded copy.")
+@click.option("--repeats", type=float, default=0.0, show_default=True,
+              help="Fraction of trials shown again later with sides swapped (self-consistency).")
+@click.option("--allow-tie", is_flag=True, help="Offer 'can't tell' (ArrowDown).")
+@click.option("--bands", default=None, help="1-based bands to display, e.g. 3,2,1 (1 or 3 bands).")
+@click.option("--data-range", type=float, default=None, help="Data range (default: from the pixel type).")
+@click.option("--stretch", type=click.Choice(["auto", "percentile", "none"]), default="auto", show_default=True,
+              help="Display stretch computed from the GT (auto: none for 8-bit, percentile otherwise).")
+@click.option("--percentiles", default="2,98", show_default=True, help="Low,high percentiles of the stretch.")
+@click.option("--dataset", default=None, help="Dataset name in the judgements (default: GT_DIR's name).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow_tie, bands, data_range, stretch,
+                 percentiles, dataset, quiet) -> None:
+    """Sample balanced trials (GT, output X, output Y) and render them for display.
+
+    Example: srmetrics study make gt/ --method esrgan=out/esrgan --method sr3=out/sr3 --trials 200
+    --sentinels 0.1 --repeats 0.1 --out my-study
+    """
+    from ..human.study.make import make_study, parse_methods
+    from ..human.study.manifest import StudyError
+    from ..io import parse_bands
+
+    try:
+        pct = tuple(float(x) for x in percentiles.split(","))
+    except ValueError:
+        pct = ()
+    if len(pct) != 2 or not 0 <= pct[0] < pct[1] <= 100:
+        raise StudyError(f"--percentiles '{percentiles}': expected LOW,HIGH with 0 <= LOW < HIGH <= 100")
+    study = make_study(gt_dir, parse_methods(methods), n_trials, out, seed=seed, sentinels=sentinels,
+                       repeats=repeats, allow_tie=allow_tie, bands=parse_bands(bands), data_range=data_range,
+                       stretch=stretch, percentiles=pct, dataset=dataset, progress=not quiet,
+                       echo=lambda s: click.echo(s, err=True))
+    kinds = {k: sum(t.kind == k for t in study.trials) for k in ("real", "sentinel", "repeat")}
+    click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
+               f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
+               f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")
+    if not quiet:
+        click.echo(f"next: srmetrics study serve {out}")
+
+
+@study_group.command("serve")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--annotator", default=None, help="Record every answer under this name (else the page asks).")
+@click.option("--token", default=None, envvar="SRMETRICS_STUDY_TOKEN",
+              help="Secret every request must carry (?token=...); required off loopback. Env: SRMETRICS_STUDY_TOKEN.")
+def serve_command(study_dir, host, port, annotator, token) -> None:
+    """Serve the study page; answers are appended to STUDY_DIR/judgements.csv (fsynced, resumable).
+
+    Example: srmetrics study serve my-study --port 8765
+    """
+    from ..human.study.app import BadRequest, serve
+    from ..human.study.manifest import StudyError
+
+    try:
+        serve(study_dir, host=host, port=port, annotator=annotator, token=token, echo=click.echo)
+    except BadRequest as exc:
+        raise StudyError(str(exc)) from None
+
+
+@study_group.command("export-amt")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--trials-per-hit", type=click.IntRange(min=1), required=True, help="Trials in one HIT.")
+@click.option("--image-base-url", required=True,
+              help="URL of the uploaded study folder (its renders/ must be below it), e.g. https://bucket/my-study/.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), required=True, help="HIT input CSV.")
+@click.option("--template", "template_out", type=click.Path(dir_okay=False), required=True,
+              help="HIT HTML template (crowd-html-elements) to paste into the AMT project.")
+def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_out) -> None:
+    """Write an Amazon Mechanical Turk HIT CSV and template; prints the import-amt command for the results.
+
+    Example: srmetrics study export-amt my-study --trials-per-hit 10 --image-base-url
+    https://bucket.s3.amazonaws.com/my-study/ -o hits.csv --template hit.html
+    """
+    from ..human.study.amt import export_amt, import_command
+    from ..human.study.manifest import load_study
+
+    study = load_study(study_dir)
+    n = export_amt(study, trials_per_hit, image_base_url, out, template_out)
+    click.echo(f"{n} HIT(s) of up to {trials_per_hit} trial(s) -> {out}; template -> {template_out}")
+    click.echo(f"upload {Path(study_dir) / 'renders'} to {image_base_url.rstrip('/')}/renders/; "
+               "import the batch results with:")
+    click.echo("  " + import_command("Batch_results.csv", str(Path(study_dir) / "amt-judgements.csv")))
+
+
+@study_group.command("status")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--judgements", "judgements", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Judgements to check (default: STUDY_DIR/judgements.csv; an AMT import works too).")
+@click.option("--min-sentinel-accuracy", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Flag annotators whose sentinel accuracy is below this.")
+@click.option("--exclude-failed", is_flag=True, help="With -o: leave out the flagged annotators' rows.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the (filtered) judgements here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-annotator table as JSON.")
+def status_command(study_dir, judgements, min_sentinel_accuracy, exclude_failed, out, as_json) -> None:
+    """Per annotator: answers, sentinel accuracy, repeat consistency, median response time, time spent.
+
+    Example: srmetrics study status my-study --exclude-failed -o my-study/clean.csv
+    """
+    from ..human.judgements import write_judgements
+    from ..human.study.manifest import StudyError, load_study
+    from ..human.study.status import annotator_status, filter_flagged, format_status, study_judgements
+
+    if exclude_failed and not out:
+        raise StudyError("--exclude-failed needs -o/--out FILE for the filtered judgements")
+    study = load_study(study_dir, check_files=False)
+    df = study_judgements(study, judgements)
+    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy)
+    if as_json:
+        click.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+    else:
+        click.echo(format_status(study, table))
+    if out:
+        kept = filter_flagged(df, table) if exclude_failed else df
+        src = Path(df.attrs["source"]).resolve().parent
+        if Path(out).resolve().parent != src:
+            raise StudyError(f"--out {out}: write it next to {df.attrs['source']} (image paths are relative to it)")
+        write_judgements(kept.drop(columns=["line"]), out)
+        click.echo(f"{len(kept)} of {len(df)} judgement row(s) -> {out}")
+
+
+__all__ = ["study_group"]

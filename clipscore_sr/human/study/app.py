@@ -1,0 +1,229 @@
+"""The local 2AFC web app: a Starlette application served by uvicorn.
+
+Routes (all under the server's root): ``/`` the page, ``/static/{app.js,app.css}``, ``GET /api/config``,
+``GET /api/session?annotator=NAME`` (trial order, sides, answers so far), ``GET /img/{trial}/{gt|left|right}
+?annotator=NAME`` (only the study's renders), ``POST /api/answer`` and ``POST /api/undo``.
+
+Security: the server binds 127.0.0.1 by default and then refuses requests whose ``Host`` is not a loopback
+name (DNS rebinding). With ``token`` every request must carry it (``?token=``, the ``X-Study-Token`` header or
+the cookie the page sets); the comparison is constant-time. Submissions are checked field by field: unknown
+trial, a side that is not the one this annotator was shown, a choice the study does not allow, a malformed
+body: HTTP 400 with a message, nothing written.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .manifest import Study, load_study
+from .store import JudgementStore, answer_row, shown_left
+
+ANNOTATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MAX_BODY = 4096
+_COOKIE = "srmetrics_study_token"
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def static_dir() -> Path:
+    return Path(str(resources.files("clipscore_sr.human.study") / "static"))
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def create_app(study_dir: str | Path, *, annotator: str | None = None, token: str | None = None,
+               loopback: bool = True):
+    """The ASGI application for one study folder (see the module docstring)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    study: Study = load_study(study_dir)
+    store = JudgementStore(study.root)
+    trials = study.by_id
+    if annotator is not None and not ANNOTATOR.match(annotator):
+        raise BadRequest(f"--annotator '{annotator}': use letters, digits, space, '.', '_', '@' or '-' (max 64)")
+    static = static_dir()
+
+    def who(value: Any) -> str:
+        if not isinstance(value, str) or not ANNOTATOR.match(value):
+            raise BadRequest("annotator: 1-64 letters, digits, space, '.', '_', '@' or '-' expected")
+        if annotator is not None and value != annotator:
+            raise BadRequest(f"annotator: this server records answers of '{annotator}' only")
+        return value
+
+    def trial_of(value: Any):
+        t = trials.get(value) if isinstance(value, str) else None
+        if t is None:
+            raise BadRequest(f"trial: unknown trial {str(value)[:40]!r}")
+        return t
+
+    async def body(request: Request, keys: set[str]) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise BadRequest(f"body larger than {MAX_BODY} bytes")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadRequest("body is not JSON") from None
+        if not isinstance(data, dict) or set(data) != keys:
+            raise BadRequest(f"body must be a JSON object with exactly the keys {', '.join(sorted(keys))}")
+        return data
+
+    async def index(request: Request) -> Response:
+        resp = HTMLResponse((static / "index.html").read_text(encoding="utf-8"),
+                            headers={"Cache-Control": "no-store"})
+        if token:
+            resp.set_cookie(_COOKIE, token, httponly=True, samesite="strict")
+        return resp
+
+    async def static_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return FileResponse(static / name, media_type=STATIC_FILES[name])
+
+    async def config(request: Request) -> Response:
+        return JSONResponse({"dataset": study.dataset, "n_trials": len(study.trials), "allow_tie": study.allow_tie,
+                             "annotator": annotator})
+
+    async def session(request: Request) -> Response:
+        name = who(request.query_params.get("annotator"))
+        answered = [r["pair_id"] for r in await run_in_threadpool(store.answers, name)]
+        order = [{"id": t.id, "shown_left": shown_left(study, name, t)} for t in study.trials]
+        return JSONResponse({"annotator": name, "trials": order, "answered": answered,
+                             "allow_tie": study.allow_tie})
+
+    async def image(request: Request) -> Response:
+        role = request.path_params["role"]
+        t = trials.get(request.path_params["trial"])
+        if t is None or role not in ("gt", "left", "right"):
+            return JSONResponse({"error": "not found"}, status_code=404)
+        if role == "gt":
+            rel = t.gt_render
+        else:
+            left = shown_left(study, who(request.query_params.get("annotator")), t)
+            side = left if role == "left" else ("b" if left == "a" else "a")
+            rel = t.a_render if side == "a" else t.b_render
+        return FileResponse(study.render_path(rel), media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=3600"})
+
+    async def answer(request: Request) -> Response:
+        data = await body(request, {"annotator", "trial", "shown_left", "choice", "rt_ms"})
+        name, t = who(data["annotator"]), trial_of(data["trial"])
+        left = shown_left(study, name, t)
+        if data["shown_left"] != left:
+            raise BadRequest(f"shown_left: trial {t.id} was not shown with {str(data['shown_left'])[:8]!r} on the left")
+        allowed = ("left", "right", "tie") if study.allow_tie else ("left", "right")
+        if data["choice"] not in allowed:
+            raise BadRequest(f"choice: expected one of {', '.join(allowed)}")
+        rt = data["rt_ms"]
+        if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not 0 <= rt <= 86_400_000:
+            raise BadRequest("rt_ms: a response time in milliseconds (0 to 86400000) expected")
+        right = "b" if left == "a" else "a"
+        choice = {"left": left, "right": right, "tie": "tie"}[data["choice"]]
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        row = answer_row(study, t, name, choice, left, int(round(rt)), stamp)
+        stored, new = await run_in_threadpool(store.append, row)
+        if not new and stored["choice"] != choice:
+            raise BadRequest(f"trial {t.id} is already answered by {name} ({stored['choice']}); undo it first", 409)
+        return JSONResponse({"ok": True, "duplicate": not new, "choice": choice, "n_answered": store.count(name)})
+
+    async def undo(request: Request) -> Response:
+        data = await body(request, {"annotator"})
+        row = await run_in_threadpool(store.undo, who(data["annotator"]))
+        return JSONResponse({"undone": row["pair_id"] if row else None})
+
+    routes = [
+        Route("/", index), Route("/static/{name}", static_file), Route("/api/config", config),
+        Route("/api/session", session), Route("/img/{trial}/{role}", image),
+        Route("/api/answer", answer, methods=["POST"]), Route("/api/undo", undo, methods=["POST"]),
+    ]
+
+    async def bad_request(request: Request, exc: BadRequest) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
+    app.state.study = study
+    app.state.store = store
+    return _Guard(app, token=token, loopback=loopback)
+
+
+class _Guard:
+    """ASGI middleware: loopback ``Host`` names only (when bound to loopback); the token on every request."""
+
+    def __init__(self, app, *, token: str | None, loopback: bool) -> None:
+        self.app, self.token, self.loopback = app, token, loopback
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            from starlette.requests import Request
+            from starlette.responses import JSONResponse
+
+            request = Request(scope)
+            problem = None
+            if self.loopback and _host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+                problem = JSONResponse({"error": "Host header is not a loopback name"}, status_code=400)
+            elif self.token:
+                given = (request.query_params.get("token") or request.headers.get("x-study-token")
+                         or request.cookies.get(_COOKIE) or "")
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    problem = JSONResponse({"error": "missing or wrong token"}, status_code=403)
+            if problem is not None:
+                await problem(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, annotator: str | None = None,
+          token: str | None = None, echo=print) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    from .manifest import StudyError
+
+    loop = is_loopback(host)
+    if not loop and not token:
+        raise StudyError(f"--host {host} is reachable from the network: give --token SECRET (every request must "
+                         "carry it), or bind 127.0.0.1")
+    app = create_app(study_dir, annotator=annotator, token=token, loopback=loop)
+    study = app.state.study
+    if not loop:
+        echo(f"Warning: serving on {host}: anyone who can reach this address and knows the token can see the "
+             "images and submit answers")
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/"
+    echo(f"study {study.root} ({len(study.trials)} trials) at {url}" + (f"?token={token}" if token else ""))
+    echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

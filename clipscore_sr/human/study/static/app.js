@@ -1,0 +1,194 @@
+// The study page: no framework, no build step. Three canvases share one view (zoom, centre), drawn with
+// nearest-neighbour pixels; answers go to the server, which maps left/right back to a/b.
+(() => {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const S = { cfg: null, annotator: "", trials: [], answered: new Set(), idx: -1, shownAt: 0, screen: "intro",
+              zoom: 1, cx: 0.5, cy: 0.5, flicker: false, swapped: false, timer: null, busy: false, drag: null };
+  const sides = ["left", "gt", "right"];
+  const img = { left: $("img-left"), gt: $("img-gt"), right: $("img-right") };
+  const cv = { left: $("c-left"), gt: $("c-gt"), right: $("c-right") };
+
+  async function api(method, url, body) {
+    const opt = { method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) { opt.headers["Content-Type"] = "application/json"; opt.body = JSON.stringify(body); }
+    const r = await fetch(url, opt);
+    let data = {};
+    try { data = await r.json(); } catch (e) { data = { error: r.statusText }; }
+    if (!r.ok) throw new Error(data.error || r.statusText);
+    return data;
+  }
+
+  function show(screen) {
+    S.screen = screen;
+    for (const id of ["intro", "trial", "done"]) $(id).hidden = id !== screen;
+    document.body.dataset.screen = screen;
+  }
+
+  function message(text) { $(S.screen === "intro" ? "intro-msg" : "msg").textContent = text || ""; }
+
+  function nextUnanswered(from) {
+    for (let k = 0; k < S.trials.length; k++) {
+      const i = (from + k) % S.trials.length;
+      if (!S.answered.has(S.trials[i].id)) return i;
+    }
+    return -1;
+  }
+
+  function load(el, src) {
+    return new Promise((resolve, reject) => {
+      el.onload = () => resolve(); el.onerror = () => reject(new Error("image did not load: " + src)); el.src = src;
+    });
+  }
+
+  async function showTrial(i) {
+    S.idx = i;
+    const t = S.trials[i];
+    const q = "?annotator=" + encodeURIComponent(S.annotator);
+    S.busy = true;
+    document.body.dataset.trial = "";
+    await Promise.all(sides.map((s) => load(img[s], `img/${t.id}/${s}${q}`)));
+    S.swapped = false;
+    draw();
+    $("progress").textContent = `${S.answered.size + 1} / ${S.trials.length}`;
+    document.body.dataset.trial = t.id;
+    S.shownAt = performance.now();
+    S.busy = false;
+  }
+
+  function draw() {
+    const src = S.swapped ? { left: img.right, gt: img.gt, right: img.left } : img;
+    for (const s of sides) {
+      const c = cv[s], im = src[s];
+      const dpr = window.devicePixelRatio || 1;
+      const w = Math.max(1, Math.round(c.clientWidth * dpr)), h = Math.max(1, Math.round(c.clientHeight * dpr));
+      if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
+      const ctx = c.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.fillStyle = "#000"; ctx.fillRect(0, 0, w, h);
+      if (!im.naturalWidth) continue;
+      const fit = Math.min(w / im.naturalWidth, h / im.naturalHeight);
+      const sc = fit * S.zoom;
+      const x0 = w / 2 - S.cx * im.naturalWidth * sc, y0 = h / 2 - S.cy * im.naturalHeight * sc;
+      ctx.drawImage(im, x0, y0, im.naturalWidth * sc, im.naturalHeight * sc);
+      c.classList.toggle("swapped", S.swapped && s !== "gt");
+    }
+    $("zoom-label").textContent = S.zoom === 1 ? "fit" : `zoom ${S.zoom.toFixed(2)}x`;
+    $("cap-left").innerHTML = S.swapped ? "showing the <b>right</b> one" : "left <kbd>&larr;</kbd>";
+    $("cap-right").innerHTML = S.swapped ? "showing the <b>left</b> one" : "right <kbd>&rarr;</kbd>";
+  }
+
+  function setZoom(z, fx, fy) {  // keep the image point at fraction (fx, fy) of the view fixed
+    z = Math.min(64, Math.max(1, z));
+    if (fx !== undefined) {
+      const k = 1 / S.zoom - 1 / z;
+      S.cx += (fx - 0.5) * k; S.cy += (fy - 0.5) * k;
+    }
+    S.zoom = z;
+    if (z === 1) { S.cx = 0.5; S.cy = 0.5; }
+    draw();
+  }
+
+  function setFlicker(on) {
+    S.flicker = on;
+    clearInterval(S.timer);
+    S.swapped = false;
+    if (on) S.timer = setInterval(() => { S.swapped = !S.swapped; draw(); }, 500);
+    $("flicker-label").textContent = on ? "flicker on (F)" : "";
+    draw();
+  }
+
+  async function start() {
+    const name = S.cfg.annotator || $("name").value.trim();
+    if (!name) { message("Please enter your name or id first."); $("name").focus(); return; }
+    try {
+      const sess = await api("GET", "api/session?annotator=" + encodeURIComponent(name));
+      S.annotator = sess.annotator; S.trials = sess.trials; S.answered = new Set(sess.answered);
+    } catch (e) { message(e.message); return; }
+    const i = nextUnanswered(0);
+    if (i < 0) { finish(); return; }
+    show("trial");
+    await showTrial(i);
+  }
+
+  function finish() {
+    setFlicker(false);
+    show("done");
+    $("done-msg").textContent = `${S.answered.size} of ${S.trials.length} trials answered as ${S.annotator}.`;
+  }
+
+  async function answer(choice) {
+    if (S.busy || S.idx < 0) return;
+    const t = S.trials[S.idx];
+    S.busy = true;
+    try {
+      await api("POST", "api/answer", { annotator: S.annotator, trial: t.id, shown_left: t.shown_left, choice,
+                                        rt_ms: Math.round(performance.now() - S.shownAt) });
+    } catch (e) { message(e.message); S.busy = false; return; }
+    message("");
+    S.answered.add(t.id);
+    const i = nextUnanswered(S.idx + 1);
+    if (i < 0) { S.busy = false; finish(); return; }
+    await showTrial(i);
+  }
+
+  async function undo() {
+    if (S.busy) return;
+    S.busy = true;
+    let res;
+    try { res = await api("POST", "api/undo", { annotator: S.annotator }); } catch (e) { message(e.message); S.busy = false; return; }
+    S.busy = false;
+    if (!res.undone) { message("nothing to undo"); return; }
+    S.answered.delete(res.undone);
+    const i = S.trials.findIndex((t) => t.id === res.undone);
+    show("trial");
+    message(`undid your answer to trial ${S.answered.size + 1}; answer it again`);
+    await showTrial(i);
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (S.screen === "intro") {
+      if (ev.key === "Enter") { ev.preventDefault(); start(); }
+      return;
+    }
+    if (ev.key === "Backspace") { ev.preventDefault(); undo(); return; }
+    if (S.screen !== "trial") return;
+    const k = ev.key;
+    if (k === "ArrowLeft") { ev.preventDefault(); answer("left"); }
+    else if (k === "ArrowRight") { ev.preventDefault(); answer("right"); }
+    else if (k === "ArrowDown") {
+      ev.preventDefault();
+      if (S.cfg.allow_tie) answer("tie"); else message("this study has no 'can't tell' answer");
+    }
+    else if (k === "+" || k === "=") setZoom(S.zoom * 1.5, 0.5, 0.5);
+    else if (k === "-") setZoom(S.zoom / 1.5, 0.5, 0.5);
+    else if (k === "0") setZoom(1);
+    else if (k === "f" || k === "F") setFlicker(!S.flicker);
+  });
+
+  for (const s of sides) {
+    const c = cv[s];
+    c.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      const r = c.getBoundingClientRect();
+      setZoom(S.zoom * (ev.deltaY < 0 ? 1.25 : 0.8), (ev.clientX - r.left) / r.width, (ev.clientY - r.top) / r.height);
+    }, { passive: false });
+    c.addEventListener("mousedown", (ev) => { S.drag = { x: ev.clientX, y: ev.clientY, w: c.clientWidth }; });
+  }
+  window.addEventListener("mousemove", (ev) => {
+    if (!S.drag) return;
+    const k = 1 / (S.drag.w * S.zoom);
+    S.cx -= (ev.clientX - S.drag.x) * k; S.cy -= (ev.clientY - S.drag.y) * k;
+    S.drag.x = ev.clientX; S.drag.y = ev.clientY;
+    draw();
+  });
+  window.addEventListener("mouseup", () => { S.drag = null; });
+  window.addEventListener("resize", draw);
+
+  api("GET", "api/config").then((cfg) => {
+    S.cfg = cfg;
+    if (cfg.annotator) $("name-row").hidden = true; else $("name").focus();
+    if (!cfg.allow_tie) { $("tie-key").hidden = true; $("tie-hint").hidden = true; }
+    document.body.dataset.ready = "1";
+  }).catch((e) => message(e.message));
+})();

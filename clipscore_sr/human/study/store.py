@@ -1,0 +1,179 @@
+"""``judgements.csv`` of a study: appended answer by answer, flushed and fsynced, under a lock.
+
+The file is in the canonical schema (:mod:`clipscore_sr.human.judgements`) plus the study's columns
+(:data:`COLUMNS`). ``pair_id`` is the trial id. Writes take a thread lock and an ``fcntl`` lock on
+``.judgements.lock`` so that several threads or server processes can share one study; before each write the
+store reads what other writers appended. A repeated (annotator, trial) is answered from the file, unchanged.
+A line cut short by a crash (no final newline) is ignored and overwritten by the next answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io as _io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..judgements import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from .manifest import JUDGEMENTS, Study, Trial
+
+STUDY_COLUMNS = ("trial_kind", "shown_left", "rt_ms", "timestamp")
+COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *STUDY_COLUMNS)
+_LOCK = ".judgements.lock"
+
+
+def shown_left(study: Study, annotator: str, trial: Trial) -> str:
+    """Which of ``a``/``b`` is shown on the left to ``annotator`` (seeded by the study's seed, the annotator
+    and the trial id); a repeat shows the opposite of the trial it repeats."""
+    if trial.kind == "repeat":
+        return "b" if shown_left(study, annotator, study.by_id[trial.repeat_of]) == "a" else "a"
+    h = hashlib.sha256(f"{study.seed}\0{annotator}\0{trial.id}".encode()).digest()
+    return "a" if h[0] & 1 else "b"
+
+
+def answer_row(study: Study, trial: Trial, annotator: str, choice: str, left: str, rt_ms: int,
+               timestamp: str) -> dict[str, str]:
+    """The CSV row of one answer; ``choice`` is ``a``, ``b`` or ``tie``."""
+    return {"pair_id": trial.id, "dataset": study.dataset, "gt": trial.gt, "a": trial.a, "b": trial.b,
+            "choice": choice, "annotator": annotator, "a_method": trial.a_method, "b_method": trial.b_method,
+            "trial_kind": trial.kind, "shown_left": left, "rt_ms": str(int(rt_ms)), "timestamp": timestamp}
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class JudgementStore:
+    """The answers of one study folder; safe across threads and processes (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.path = self.root / JUDGEMENTS
+        self._tlock = threading.Lock()
+        self._rows: list[dict[str, str]] = []
+        self._index: dict[tuple[str, str], dict[str, str]] = {}
+        self._count: dict[str, int] = {}
+        self._offset = 0  # bytes of complete lines read
+        self._ino: int | None = None
+        with self._locked():
+            pass
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        with self._tlock, open(self.root / _LOCK, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                self._sync()
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _reset(self) -> None:
+        self._rows, self._index, self._count, self._offset, self._ino = [], {}, {}, 0, None
+
+    def _add(self, row: dict[str, str]) -> None:
+        self._rows.append(row)
+        self._index[(row["annotator"], row["pair_id"])] = row
+        self._count[row["annotator"]] = self._count.get(row["annotator"], 0) + 1
+
+    def _sync(self) -> None:
+        """Read what was appended since the last call (everything again if the file was replaced)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._reset()
+            return
+        if st.st_ino != self._ino or st.st_size < self._offset:
+            self._reset()
+            self._ino = st.st_ino
+        if st.st_size == self._offset:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read(st.st_size - self._offset)
+        end = chunk.rfind(b"\n") + 1  # complete lines only
+        if end == 0:
+            return
+        text = chunk[:end].decode("utf-8")
+        lines = list(csv.reader(_io.StringIO(text, newline="")))
+        if self._offset == 0:
+            header, lines = lines[0], lines[1:]
+            if tuple(header) != COLUMNS:
+                from .manifest import StudyError
+
+                raise StudyError(f"{self.path}:1: header is not the study's columns ({', '.join(COLUMNS)})")
+        for values in lines:
+            if len(values) == len(COLUMNS):
+                self._add(dict(zip(COLUMNS, values)))
+        self._offset += end
+
+    @staticmethod
+    def _line(values: list[str]) -> bytes:
+        buf = _io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        return buf.getvalue().encode("utf-8")
+
+    def append(self, row: dict[str, str]) -> tuple[dict[str, str], bool]:
+        """Append one answer (flushed and fsynced before returning). Returns ``(row in the file, new)``;
+        an (annotator, trial) already answered returns the stored row and ``False``, writing nothing."""
+        with self._locked():
+            old = self._index.get((row["annotator"], row["pair_id"]))
+            if old is not None:
+                return old, False
+            new_file = not self.path.exists()
+            with open(self.path, "r+b" if not new_file else "wb") as fh:
+                if new_file:
+                    fh.write(self._line(list(COLUMNS)))
+                else:
+                    fh.truncate(self._offset)  # drop a line cut short by a crash
+                    fh.seek(self._offset)
+                fh.write(self._line([row[c] for c in COLUMNS]))
+                fh.flush()
+                os.fsync(fh.fileno())
+                self._offset = fh.tell()
+            if new_file:
+                _fsync_dir(self.root)
+                self._ino = os.stat(self.path).st_ino
+            self._add(dict(row))
+            return row, True
+
+    def undo(self, annotator: str) -> dict[str, str] | None:
+        """Remove ``annotator``'s most recent answer (the file is rewritten atomically); returns it."""
+        with self._locked():
+            mine = [r for r in self._rows if r["annotator"] == annotator]
+            if not mine:
+                return None
+            last = mine[-1]
+            keep = [r for r in self._rows if r is not last]
+            tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                fh.write(self._line(list(COLUMNS)))
+                for r in keep:
+                    fh.write(self._line([r[c] for c in COLUMNS]))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.root)
+            self._reset()
+            self._sync()
+            return last
+
+    def count(self, annotator: str) -> int:
+        """How many answers ``annotator`` has given (as of the last read or write of this store)."""
+        return self._count.get(annotator, 0)
+
+    def answers(self, annotator: str | None = None) -> list[dict[str, str]]:
+        """Rows in file order (of one annotator, or all)."""
+        with self._locked():
+            return [dict(r) for r in self._rows if annotator is None or r["annotator"] == annotator]
