@@ -82,7 +82,7 @@ def _decode_lr(pair: io.Pair, sr: io.LoadedImage, bands: Sequence[int] | None, d
 
 
 def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None, want_ids: bool,
-            lr_frame: int | str | None = None, mixed_sizes: bool = False) -> DecodedPair:
+            lr_frame: int | str | None = None, mixed_sizes: bool = False, lr_from_gt: bool = False) -> DecodedPair:
     out = DecodedPair(pair)
     try:
         sr = io.read_image(pair.sr, bands=bands, data_range=data_range)
@@ -94,6 +94,13 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
                 out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
             return out
         gt = io.read_image(pair.gt, bands=bands, data_range=data_range)
+        if lr_from_gt and not pair.lr and _is_lr_of(gt.data, sr.data):  # real-world SR studies: gt = LR input
+            lr_pair = io.Pair(pair.key, "", pair.sr, lr=pair.gt)
+            out.lr = _decode_lr(lr_pair, sr, bands, data_range, None)
+            out.sr, out.data_range = sr.data, sr.data_range
+            if want_ids:
+                out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
+            return out
         if gt.data.shape != sr.data.shape and not (mixed_sizes and gt.data.shape[0] == sr.data.shape[0]):
             raise InputMismatchError(
                 f"size mismatch: gt {pair.gt} is {_shape(gt.data)} but sr {pair.sr} is {_shape(sr.data)}")
@@ -119,6 +126,12 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
     except Exception as exc:  # keep the run going; report the pair
         out.error = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _is_lr_of(gt: np.ndarray, sr: np.ndarray) -> bool:
+    """True when ``gt`` is smaller than ``sr`` by one integer scale > 1 (same bands)."""
+    (c, h, w), (sc, sh, sw) = gt.shape, sr.shape
+    return c == sc and h < sh and sh % h == 0 and sw % w == 0 and sh // h == sw // w
 
 
 def _shape(chw: np.ndarray) -> str:
@@ -215,8 +228,8 @@ def _call_metric(metric: Metric, tensors: dict[str, Any]) -> Any:
         common["gt_ids"] = None
         return metric.compute(tensors["sr"], lr, **common)
     if gt is None:
-        raise InputMismatchError("needs an HR reference of the SR's size (this pair has none; use metrics with "
-                                 "reference 'lr', see 'srmetrics metrics')")
+        raise InputMismatchError("needs an HR reference of the SR's size; this pair has only an LR reference (use "
+                                 "metrics with reference 'lr', see 'srmetrics metrics')")
     if kind == "hr+lr" and lr is None:
         raise InputMismatchError("needs the LR input too (--lr LR_DIR): reference kind 'hr+lr'")
     if lr is not None and _accepts_lr(metric):
@@ -383,6 +396,7 @@ def score_pairs(
     baseline: str | None = None,
     maps_dir: str | os.PathLike | None = None,
     mixed_sizes: bool = False,
+    lr_from_gt: bool = False,
 ) -> pd.DataFrame:
     """Score GT/SR pairs with every metric; returns one row per pair (``key, gt, sr, <metric ids>, error``).
 
@@ -395,7 +409,8 @@ def score_pairs(
     ``per_band`` adds one column per band for psnr/ssim/cpsnr; ``baseline="bicubic"`` adds, per column, the
     value of the bicubic-upsampled LR, the gain over it and (bounded metrics) the fraction of the gap closed;
     ``maps_dir`` receives correctness maps; ``mixed_sizes`` lets size-agnostic metrics (CLIPScore) compare SR
-    with a reference of another size (or with the LR input where a pair has no HR).
+    with a reference of another size (or with the LR input where a pair has no HR); ``lr_from_gt`` uses a GT
+    smaller than SR by an integer scale as the pair's LR input (judgement files of real-world SR, no HR).
     """
     if batch_size < 1:
         raise SRMetricsError(f"--batch-size must be >= 1, got {batch_size}")
@@ -464,7 +479,8 @@ def score_pairs(
                           snapshot_every=snapshot_every)
     want_ids = any(getattr(m, "uses_image_ids", False) for m in metric_objs)
     stream = _decoded_stream(shard, workers, prefetch=max(2 * batch_size, 4), bands=bands,
-                             data_range=data_range, want_ids=want_ids, lr_frame=lr_frame, mixed_sizes=mixed_sizes)
+                             data_range=data_range, want_ids=want_ids, lr_frame=lr_frame, mixed_sizes=mixed_sizes,
+                             lr_from_gt=lr_from_gt)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(shard), desc="scoring", unit="pair", disable=not progress or rank != 0, dynamic_ncols=True)
