@@ -56,9 +56,14 @@ CLASS_COLOURS = ((85, 168, 104), (76, 114, 176), (196, 78, 82))
 MASKED_COLOUR = (200, 200, 200)
 
 
-def histogram_match(src: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+def histogram_match(src: torch.Tensor, ref: torch.Tensor, levels: int | None = None) -> torch.Tensor:
     """Per image and band, map ``src`` values to ``ref``'s distribution (``skimage.exposure.match_histograms``
-    semantics) ``[B,C,H,W]`` -> same shape; ``ref`` may have another size."""
+    semantics) ``[B,C,H,W]`` -> same shape; ``ref`` may have another size. ``levels`` (e.g. 255 for 8-bit
+    files): count instead of sorting when every value is ``k / levels`` (checked; same result)."""
+    if levels is not None and 1 < levels <= 65535:
+        out = _histogram_match_levels(src, ref, int(levels))
+        if out is not None:
+            return out
     b, c = src.shape[:2]
     s = src.reshape(b * c, -1)
     t = ref.reshape(b * c, -1)
@@ -82,6 +87,40 @@ def histogram_match(src: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     out = torch.where(q <= kq[:, :1], t_sorted[:, :1], out)
     out = torch.where(q >= kq[:, -1:], t_sorted[:, -1:], out)
     return out.reshape(src.shape)
+
+
+def _histogram_match_levels(src: torch.Tensor, ref: torch.Tensor, levels: int) -> torch.Tensor | None:
+    """:func:`histogram_match` by counting when every value is one of ``levels + 1`` quantised levels
+    (8/16-bit files: ``k / levels``): O(n) instead of a sort, same result. None when the data is not quantised."""
+    b, c = src.shape[:2]
+    p, nl = b * c, levels + 1
+    s, t = src.reshape(p, -1), ref.reshape(p, -1)
+    cs = torch.round(s * levels).long().clamp(0, levels)
+    ct = torch.round(t * levels).long().clamp(0, levels)
+    lut_s = torch.full((p, nl), -1.0, dtype=s.dtype, device=s.device).scatter_reduce(1, cs, s, "amax")
+    lut_t_hi = torch.full((p, nl), -1.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amax")
+    lut_t_lo = torch.full((p, nl), 2.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amin")
+    if not (torch.equal(lut_s.gather(1, cs), s) and torch.equal(lut_t_hi.gather(1, ct), t)
+            and torch.equal(lut_t_lo.gather(1, ct), t)):
+        return None  # some level holds two different values: not quantised at this level count
+    count_s = torch.zeros((p, nl), dtype=s.dtype, device=s.device).scatter_add_(1, cs, torch.ones_like(s))
+    count_t = torch.zeros((p, nl), dtype=t.dtype, device=t.device).scatter_add_(1, ct, torch.ones_like(t))
+    q = count_s.cumsum(1) / s.shape[1]  # quantile of each source level
+    present = count_t > 0
+    idx = torch.arange(nl, device=t.device).expand(p, nl)
+    nxt = torch.where(present, idx, torch.full_like(idx, nl)).flip(1).cummin(dim=1).values.flip(1)
+    last_present = torch.where(present, idx, torch.full_like(idx, -1)).cummax(dim=1).values[:, -1:]
+    nxt = torch.where(nxt >= nl, last_present.expand(p, nl), nxt)  # knots: each level -> next present level
+    kq = (count_t.cumsum(1) / t.shape[1]).gather(1, nxt)
+    kv = lut_t_hi.gather(1, nxt)
+    m = nl
+    j = torch.searchsorted(kq, q.contiguous(), right=True).clamp(1, m - 1)
+    x0, x1, y0, y1 = kq.gather(1, j - 1), kq.gather(1, j), kv.gather(1, j - 1), kv.gather(1, j)
+    same = x1 == x0
+    lut = torch.where(same, y0, y0 + (y1 - y0) / torch.where(same, torch.ones_like(x1), x1 - x0) * (q - x0))
+    lut = torch.where(q <= kq[:, :1], kv[:, :1], lut)
+    lut = torch.where(q >= kq[:, -1:], kv[:, -1:], lut)
+    return lut.gather(1, cs).reshape(src.shape)
 
 
 def upsample_lr(lr: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -114,9 +153,9 @@ def _threshold(d_ref: torch.Tensor, threshold: float | str) -> torch.Tensor:
     """Per-image threshold ``[B,1,1]``: a number, or ``qNN`` = the ``int(NN/100 * n)``-th smallest ``d_ref``."""
     if isinstance(threshold, str):
         pct = float(threshold[1:]) / 100.0
-        flat = d_ref.flatten(1).sort(dim=1).values
+        flat = d_ref.flatten(1)
         k = min(max(int(pct * flat.shape[1]), 1), flat.shape[1])
-        return flat[:, k - 1].view(-1, 1, 1)
+        return flat.kthvalue(k, dim=1).values.view(-1, 1, 1)
     return torch.full((d_ref.shape[0], 1, 1), float(threshold), dtype=d_ref.dtype, device=d_ref.device)
 
 
@@ -137,8 +176,9 @@ class CorrectnessMaps:
 def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distance: str = "l1",
                 patch_size: int = 1, threshold: float | str = "q75", mask_rule: str = "ref",
                 harmonize: bool = True, register: bool = False,
-                gammas: tuple[float, float, float] = DEFAULT_GAMMAS) -> CorrectnessMaps:
-    """Improvement / omission / hallucination per location and their fractions (see the module docstring)."""
+                gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None) -> CorrectnessMaps:
+    """Improvement / omission / hallucination per location and their fractions (see the module docstring).
+    ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching."""
     sr64, hr64 = check_pair(sr, hr, "correctness")
     if not isinstance(lr, torch.Tensor) or lr.ndim != 4 or lr.shape[:2] != sr64.shape[:2]:
         raise InputMismatchError(f"correctness: LR must be [B,C,h,w] matching SR's batch and bands, got "
@@ -148,7 +188,7 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     if patch_size > min(sr64.shape[-2:]):
         raise InputMismatchError(f"correctness: patch_size {patch_size} is larger than the {sr64.shape[-1]}x"
                                  f"{sr64.shape[-2]} image")
-    sr_h = histogram_match(sr64, hr64) if harmonize else sr64
+    sr_h = histogram_match(sr64, hr64, levels) if harmonize else sr64
     if register:
         shift = phase_correlation(hr64.mean(dim=1), sr_h.mean(dim=1), 10)
         sr_h = _fourier_shift(sr_h, -shift)
@@ -165,9 +205,12 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     y = d_om / torch.where(keep, d_ref, torch.ones_like(d_ref))
     g_im, g_om, g_ha = gammas
     h = x + y - 1.0
-    scores = torch.stack((x + y * (1.0 - torch.exp(-h * g_im)), y + x * (1.0 - torch.exp(-h * g_om)),
-                          torch.exp(-g_ha * x * y)), dim=1)
-    classes = torch.where(keep, scores.argmin(dim=1), torch.full_like(keep, -1, dtype=torch.int64))
+    s_im, s_om, s_ha = (x + y * (1.0 - torch.exp(-h * g_im)), y + x * (1.0 - torch.exp(-h * g_om)),
+                        torch.exp(-g_ha * x * y))
+    scores = torch.stack((s_im, s_om, s_ha), dim=1)
+    # argmin over the three with argmin's tie order (improvement, then omission), without a strided reduction
+    cls = torch.where((s_im <= s_om) & (s_im <= s_ha), 0, torch.where(s_om <= s_ha, 1, 2))
+    classes = torch.where(keep, cls, torch.full_like(cls, -1))
     scores = torch.where(keep[:, None], scores, torch.full_like(scores, math.nan))
     n_keep = keep.flatten(1).sum(dim=1).to(torch.float64)
     counts = torch.stack([(classes == k).flatten(1).sum(dim=1) for k in range(3)], dim=1).to(torch.float64)
@@ -229,6 +272,17 @@ def write_class_map(out_dir: str | Path, key: str, classes: np.ndarray, *, patch
     return written
 
 
+def _common_levels(data_range: torch.Tensor | None) -> int | None:
+    """The files' integer data range (255, 65535, 4095...) when the whole batch shares one, else None."""
+    if data_range is None:
+        return None
+    r = torch.as_tensor(data_range).flatten()
+    if r.numel() == 0 or not bool((r == r[0]).all()):
+        return None
+    v = float(r[0])
+    return int(v) if v.is_integer() and 1 < v <= 65535 else None
+
+
 def _parse_threshold(value: Any) -> float | str:
     if isinstance(value, str):
         if re.fullmatch(r"q(100|[0-9]{1,2}(\.[0-9]+)?)", value.strip()):
@@ -285,6 +339,6 @@ class Correctness(Metric):
                 **kwargs: Any) -> dict[str, torch.Tensor]:
         if lr is None:
             raise InputMismatchError(f"{self.id} needs the LR input too (--lr LR_DIR)")
-        maps = correctness(sr, gt, lr, **self.settings)
+        maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")))
         self.last_maps = maps
         return {c.name: maps.fractions[:, i] for i, c in enumerate(self.columns())}
