@@ -164,3 +164,16 @@ def test_class_maps_png_and_geotiff(tmp_path):
     np.testing.assert_array_equal(codes[::2, ::2], [[1, 2], [3, 0]])
     with pytest.raises(ConfigError, match="outside"):
         write_class_map(tmp_path / "maps", "../../evil", classes)
+
+
+def test_maps_figure_is_deterministic(tmp_path):
+    from clipscore_sr.figures.correctness_maps import draw_correctness_maps
+
+    hr, lr, rng = _scene(6, size=32)
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1)
+    maps = correctness(*(torch.from_numpy(x[None]) for x in (sr, hr, lr)))
+    paths = [draw_correctness_maps(lr, sr, hr, maps.classes[0].numpy(), tuple(maps.fractions[0].tolist()),
+                                   tmp_path / f"f{i}.png", title="t") for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes() and paths[0].stat().st_size > 1000
+    with pytest.raises(Exception, match="unsupported figure format"):
+        draw_correctness_maps(lr, sr, hr, maps.classes[0].numpy(), (1, 0, 0), tmp_path / "f.gif")
