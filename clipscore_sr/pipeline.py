@@ -327,6 +327,8 @@ def baseline_columns(metrics: Sequence[Metric], baseline: str) -> tuple[list[str
     cols, dirs = [], {}
     for m in metrics:
         for c in m.columns():
+            if c.signed:
+                continue
             cols.append(f"{c.name}@{baseline}")
             dirs[cols[-1]] = c.higher_is_better
             cols.append(f"{c.name}-gain")
@@ -352,8 +354,9 @@ def _add_baseline(items: list[DecodedPair], metrics: Sequence[Metric], tensors: 
         values, errors = _metric_batch(metric, items, base)
         if hasattr(metric, "last_maps"):
             metric.last_maps = None
-        add(values, errors, f"@{baseline}")
-        for c in metric.columns():
+        unsigned = [c for c in metric.columns() if not c.signed]
+        add({c.name: values[c.name] for c in unsigned}, errors, f"@{baseline}")
+        for c in unsigned:
             for row in rows:
                 v, b = row[c.name], row[f"{c.name}@{baseline}"]
                 gain = (v - b) if c.higher_is_better else (b - v)
@@ -442,7 +445,7 @@ def score_pairs(
     lr_frame = io.parse_lr_frame(lr_frame)
     prepare_metrics(metric_objs)
     value_columns = [c.name for m in metric_objs for c in m.columns()]
-    directions = {c.name: c.higher_is_better for m in metric_objs for c in m.columns()}
+    directions = {c.name: c.higher_is_better for m in metric_objs for c in m.columns() if not c.signed}
     if baseline is not None:
         extra_cols, extra_dirs = baseline_columns(metric_objs, baseline)
         value_columns += extra_cols

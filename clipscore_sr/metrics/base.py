@@ -52,11 +52,13 @@ class MetricInfo:
 
 @dataclass(frozen=True)
 class Column:
-    """One output column of a metric: its name, direction and best possible value (None: unbounded)."""
+    """One output column of a metric: its name, direction and best possible value (None: unbounded);
+    ``signed`` columns (a shift component) have no better direction."""
 
     name: str
     higher_is_better: bool
     best_value: float | None = None
+    signed: bool = False
 
 
 class Metric:

@@ -273,8 +273,8 @@ class LRShift(_LRMetric):
         self.options["upsample_factor"] = upsample_factor
 
     def columns(self) -> list[Column]:
-        return [Column(self.id, False, 0.0), Column(f"{self.id}-dy", False, None),
-                Column(f"{self.id}-dx", False, None)]
+        return [Column(self.id, False, 0.0), Column(f"{self.id}-dy", False, None, signed=True),
+                Column(f"{self.id}-dx", False, None, signed=True)]
 
     def compute(self, sr: torch.Tensor, gt: torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
         v = lr_shift(sr, gt, psf_sigma=self.psf_sigma, upsample_factor=self.upsample_factor)
