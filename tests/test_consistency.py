@@ -178,3 +178,10 @@ def test_bad_inputs():
         get_metric("lr-l1", psf_sigma=-1)
     with pytest.raises(ConfigError, match="upsample_factor"):
         get_metric("lr-shift", upsample_factor=0)
+
+
+def test_nan_input_is_an_error():
+    sr = torch.rand(2, 3, 8, 8)
+    sr[1, 0, 3, 3] = float("nan")
+    with pytest.raises(InputMismatchError, match="SR contains NaN"):
+        lr_l1(sr, torch.rand(2, 3, 4, 4))
