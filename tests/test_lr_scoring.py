@@ -183,3 +183,28 @@ def test_worldstrat_correctness_sr_vs_hr_with_l1(shared_dir: Path, tmp_path: Pat
     assert png.shape == (800, 800, 3)
     up = downsample(torch.from_numpy(io.read_image(d / "SR.png").data[None]).double(), 2)
     assert up.shape[-1] == 400
+
+
+def test_agreement_with_judgements_whose_gt_is_lr(triplets: Path) -> None:
+    """A real-world SR study (no HR): gt = LR input; lr-psnr agrees with votes for the consistent output,
+    psnr gives a one-line error per pair."""
+    from clipscore_sr.human.agreement import run_agreement
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(3):
+        sr = np.asarray(Image.open(triplets / "sr" / f"s{i}.png")).astype(float)
+        noisy = np.clip(sr + rng.normal(0, 25, sr.shape), 0, 255).astype(np.uint8)
+        _write(triplets / "noisy" / f"s{i}.png", noisy)
+        rows.append({"pair_id": f"p{i}", "dataset": "real", "gt": f"lr/s{i}.png", "a": f"sr/s{i}.png",
+                     "b": f"noisy/s{i}.png", "choice": "a"})
+    csv = triplets / "judgements.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    run = run_agreement(csv, ["lr-psnr", "lr-l1"], bootstrap=0, workers=0)
+    assert run.pairs["agree:lr-psnr"].eq(1.0).all() and run.pairs["agree:lr-l1"].eq(1.0).all()
+    from clipscore_sr.errors import SRMetricsError
+
+    scores = triplets / "scores.csv"
+    with pytest.raises(SRMetricsError, match="no pair has both"):
+        run_agreement(csv, ["psnr"], bootstrap=0, workers=0, scores_out=scores)
+    assert pd.read_csv(scores)["error"].str.startswith("psnr: needs an HR reference of the SR's size").all()
