@@ -208,3 +208,15 @@ def test_agreement_with_judgements_whose_gt_is_lr(triplets: Path) -> None:
     with pytest.raises(SRMetricsError, match="no pair has both"):
         run_agreement(csv, ["psnr"], bootstrap=0, workers=0, scores_out=scores)
     assert pd.read_csv(scores)["error"].str.startswith("psnr: needs an HR reference of the SR's size").all()
+
+
+def test_pairs_csv_lr_column_and_sidecar_reference(triplets: Path) -> None:
+    import json
+
+    rows = [{"gt": f"hr/s{i}.png", "sr": f"sr/s{i}.png", "lr": f"lr/s{i}.png"} for i in range(3)]
+    pd.DataFrame(rows).to_csv(triplets / "pairs.csv", index=False)
+    out = triplets / "p.json"
+    r = run("score", "--pairs", str(triplets / "pairs.csv"), "-m", "psnr,lr-psnr", "-o", str(out), "-q")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(Path(str(out) + ".meta.json").read_text())
+    assert [m.get("reference", "hr") for m in meta["metrics"]] == ["hr", "lr"]

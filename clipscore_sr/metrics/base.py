@@ -126,7 +126,10 @@ class Metric:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description of exactly what this metric computes (for result sidecars)."""
-        return {"id": self.id, "higher_is_better": self.higher_is_better, "options": _jsonable(self.options)}
+        prov = {"id": self.id, "higher_is_better": self.higher_is_better, "options": _jsonable(self.options)}
+        if self.reference != "hr":
+            prov["reference"] = self.reference
+        return prov
 
     @classmethod
     def info(cls) -> MetricInfo:
