@@ -177,3 +177,43 @@ def test_maps_figure_is_deterministic(tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes() and paths[0].stat().st_size > 1000
     with pytest.raises(Exception, match="unsupported figure format"):
         draw_correctness_maps(lr, sr, hr, maps.classes[0].numpy(), (1, 0, 0), tmp_path / "f.gif")
+
+
+@pytest.fixture
+def alex_home(tmp_path, monkeypatch):
+    """A torchvision AlexNet checkpoint with random features where LPIPS looks for it (no download)."""
+    import torchvision
+
+    from clipscore_sr.metrics.lpips import backbone_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(0)
+    path = backbone_checkpoint("alex")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")
+def test_lpips_distance_per_patch_matches_the_lpips_package(alex_home):
+    """correctness:lpips: d per 32x32 block equals the lpips package called on that block (1e-5)."""
+    import lpips
+
+    hr, lr, rng = _scene(7, size=64)
+    sr = np.clip(hr + rng.normal(0, 0.08, hr.shape), 0, 1)
+    m = get_metric("correctness:lpips", patch_size=32, harmonize=False)
+    out = m(*(torch.from_numpy(x[None]) for x in (sr, hr)), lr=torch.from_numpy(lr[None]))
+    maps = m.last_maps
+    ref_model = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
+    up = np_bilinear_up(lr, 4)
+    for (a, b), got in (((up, hr), maps.d_ref), ((sr, hr), maps.d_im), ((sr, up), maps.d_om)):
+        for i in range(2):
+            for j in range(2):
+                pa = torch.from_numpy(a[None, :, 32 * i:32 * i + 32, 32 * j:32 * j + 32]).float()
+                pb = torch.from_numpy(b[None, :, 32 * i:32 * i + 32, 32 * j:32 * j + 32]).float()
+                want = ref_model(pa * 2 - 1, pb * 2 - 1).item()
+                assert got[0, i, j].item() == pytest.approx(want, abs=1e-5)
+    assert sum(v.item() for v in out.values()) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="patch_size >= 32"):
+        get_metric("correctness:lpips", patch_size=8)

@@ -13,7 +13,8 @@ Steps, per image
 3. Distances per location (a pixel, or a ``patch_size`` x ``patch_size`` block), over the bands:
    ``d_im = d(SR', HR)``, ``d_om = d(SR', LR_up)``, ``d_ref = d(LR_up, HR)``. ``d`` is ``l1`` (mean absolute
    difference, default), ``l2`` (mean squared difference) or ``ipsnr`` (``1/PSNR`` in 1/dB with the MSE
-   floored at 1e-10, opensr-test's PSNR-like distance). LPIPS and CLIP distances are not offered here.
+   floored at 1e-10, opensr-test's PSNR-like distance) or ``lpips`` (LPIPS v0.1, AlexNet trunk, per
+   ``patch_size`` block >= 32 px, 1 or 3 bands, where its weights are on disk). CLIP is not offered here.
 4. Locations where LR_up is already close to HR are left out (the paper's rule): ``d_ref <= threshold``,
    ``threshold`` a number or ``"qNN"``, the NN-th percentile of the image's ``d_ref`` (default ``q75``, as
    opensr-test's ``gradient_threshold="auto"``). opensr-test's code instead keeps a location when any of
@@ -49,7 +50,7 @@ __all__ = ["CLASS_NAMES", "CorrectnessMaps", "correctness", "histogram_match", "
            "upsample_lr", "write_class_map"]
 
 CLASS_NAMES = ("improvement", "omission", "hallucination")
-DISTANCES = ("l1", "l2", "ipsnr")
+DISTANCES = ("l1", "l2", "ipsnr", "lpips")
 DEFAULT_GAMMAS = (0.8, 0.8, 0.4)
 #: map colours (RGB, 0-255): improvement, omission, hallucination; masked locations are grey
 CLASS_COLOURS = ((85, 168, 104), (76, 114, 176), (196, 78, 82))
@@ -139,8 +140,24 @@ def _fourier_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(f).real.to(x.dtype)
 
 
-def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", patch_size: int = 1) -> torch.Tensor:
+def _patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``[B,C,H,W]`` -> ``[B*(H//p)*(W//p), C, p, p]`` non-overlapping blocks, row-major per image."""
+    b, c, h, w = x.shape
+    nh, nw = h // p, w // p
+    x = x[:, :, :nh * p, :nw * p].reshape(b, c, nh, p, nw, p)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, p, p)
+
+
+def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", patch_size: int = 1,
+                      lpips_model: Any = None) -> torch.Tensor:
     """Distance per location over the bands: ``[B,C,H,W]`` x2 -> ``[B,H//p,W//p]``."""
+    if distance == "lpips":
+        from .lpips import lpips_distance
+
+        if patch_size < 32:
+            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
+        d = lpips_distance(_patches(x, patch_size), _patches(y, patch_size), lpips_model)
+        return d.to(x.dtype).reshape(x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
     diff = (x - y).abs() if distance == "l1" else (x - y).square()
     per_pixel = diff.mean(dim=1, keepdim=True)
     d = F.avg_pool2d(per_pixel, patch_size)[:, 0] if patch_size > 1 else per_pixel[:, 0]
@@ -176,9 +193,15 @@ class CorrectnessMaps:
 def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distance: str = "l1",
                 patch_size: int = 1, threshold: float | str = "q75", mask_rule: str = "ref",
                 harmonize: bool = True, register: bool = False,
-                gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None) -> CorrectnessMaps:
+                gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None,
+                lpips_model: Any = None) -> CorrectnessMaps:
     """Improvement / omission / hallucination per location and their fractions (see the module docstring).
-    ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching."""
+    ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching;
+    ``lpips_model``: an ``lpips.LPIPS`` for ``distance="lpips"`` (built from local weights when None)."""
+    if distance == "lpips" and lpips_model is None:
+        from .lpips import build_lpips
+
+        lpips_model = build_lpips("alex", sr.device)
     sr64, hr64 = check_pair(sr, hr, "correctness")
     if not isinstance(lr, torch.Tensor) or lr.ndim != 4 or lr.shape[:2] != sr64.shape[:2]:
         raise InputMismatchError(f"correctness: LR must be [B,C,h,w] matching SR's batch and bands, got "
@@ -193,9 +216,9 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
         shift = phase_correlation(hr64.mean(dim=1), sr_h.mean(dim=1), 10)
         sr_h = _fourier_shift(sr_h, -shift)
     lr_up = upsample_lr(lr64, tuple(sr64.shape[-2:]))
-    d_ref = location_distance(lr_up, hr64, distance, patch_size)
-    d_im = location_distance(sr_h, hr64, distance, patch_size)
-    d_om = location_distance(sr_h, lr_up, distance, patch_size)
+    d_ref = location_distance(lr_up, hr64, distance, patch_size, lpips_model)
+    d_im = location_distance(sr_h, hr64, distance, patch_size, lpips_model)
+    d_om = location_distance(sr_h, lr_up, distance, patch_size, lpips_model)
     t = _threshold(d_ref, threshold)
     keep = d_ref > t
     if mask_rule == "any":
@@ -309,7 +332,7 @@ class Correctness(Metric):
                    "to HR, distances to HR and bilinear LR_up normalised by d(LR_up, HR), locations with small "
                    "d_ref left out; SPEC = distance l1|l2|ipsnr; options patch_size, threshold, mask_rule, "
                    "harmonize, register")
-    spec_help = "distance: l1 (default), l2, ipsnr"
+    spec_help = "distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk)"
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", patch_size: int = 1,
                  threshold: float | str = "q75", mask_rule: str = "ref", harmonize: bool = True,
@@ -328,8 +351,19 @@ class Correctness(Metric):
         self.settings = dict(distance=self.distance, patch_size=patch_size, threshold=_parse_threshold(threshold),
                              mask_rule=mask_rule, harmonize=bool(harmonize), register=bool(register),
                              gammas=tuple(float(g) for g in gammas))
+        if self.distance == "lpips" and patch_size < 32:
+            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
         self.options.update(self.settings)
         self.last_maps: CorrectnessMaps | None = None
+        self._lpips: Any = None
+
+    def load(self) -> Any:
+        """LPIPS weights for ``correctness:lpips`` (before any decoding, so missing weights fail fast)."""
+        if self.distance == "lpips" and self._lpips is None:
+            from .lpips import build_lpips
+
+            self._lpips = build_lpips("alex", self.device)
+        return self._lpips
 
     def columns(self) -> list[Column]:
         return [Column(f"{self.id}-improvement", True, 1.0), Column(f"{self.id}-omission", False, 0.0),
@@ -339,6 +373,7 @@ class Correctness(Metric):
                 **kwargs: Any) -> dict[str, torch.Tensor]:
         if lr is None:
             raise InputMismatchError(f"{self.id} needs the LR input too (--lr LR_DIR)")
-        maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")))
+        maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")),
+                           lpips_model=self.load())
         self.last_maps = maps
         return {c.name: maps.fractions[:, i] for i, c in enumerate(self.columns())}
