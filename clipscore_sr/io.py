@@ -255,9 +255,10 @@ class Pair:
     """One GT/SR pair; ``key`` is the relative path without extension (posix separators)."""
 
     key: str
-    gt: str
+    gt: str  # "" when there is no HR image (LR-reference scoring)
     sr: str
     mask: str | None = None
+    lr: str | None = None
 
 
 @dataclass
@@ -334,8 +335,70 @@ def attach_masks(pairs: Iterable[Pair], mask_dir: str | os.PathLike) -> None:
         p.mask = str(mask_index[p.key])
 
 
+def attach_lr(pairs: Iterable[Pair], lr_dir: str | os.PathLike) -> None:
+    """Give every pair its LR input from ``lr_dir``, paired by the same key (relative path without extension);
+    a pair without one is an error."""
+    lr_index = index_images(lr_dir)
+    pairs = list(pairs)
+    missing = [p.key for p in pairs if p.key not in lr_index]
+    if missing:
+        raise PairingError(f"{lr_dir}: no LR image for {len(missing)} of {len(pairs)} pair(s), e.g. '{missing[0]}' "
+                           "(LR files pair by relative path without extension)")
+    for p in pairs:
+        p.lr = str(lr_index[p.key])
+
+
+def pair_lr_folders(lr_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict: bool = False) -> Pairing:
+    """SR outputs and their LR inputs, no HR: pairs with ``gt=""`` and ``lr`` set, keyed as :func:`pair_folders`."""
+    lr_index, sr_index = index_images(lr_dir), index_images(sr_dir)
+    if not sr_index:
+        raise PairingError(f"{sr_dir}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    keys = sorted(lr_index.keys() & sr_index.keys())
+    if not keys:
+        raise PairingError(f"no LR/SR pairs: none of the {len(sr_index)} files in {sr_dir} has a counterpart in "
+                           f"{lr_dir} (files pair by relative path without extension)")
+    pairing = Pairing(pairs=[Pair(k, "", str(sr_index[k]), lr=str(lr_index[k])) for k in keys],
+                      unmatched_gt=sorted(lr_index.keys() - sr_index.keys()),
+                      unmatched_sr=sorted(sr_index.keys() - lr_index.keys()))
+    if strict and (pairing.unmatched_gt or pairing.unmatched_sr):
+        raise PairingError(f"--strict: {pairing.warning()}")
+    return pairing
+
+
+def parse_lr_frame(value: str | int | None) -> int | str | None:
+    """``--lr-frame``: None (the LR file is one image), a 1-based frame number, or ``mean``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().lower() == "mean":
+        return "mean"
+    try:
+        frame = int(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"--lr-frame {value!r}: expected a 1-based frame number or 'mean'") from None
+    if frame < 1:
+        raise ImageReadError(f"--lr-frame {value}: frame numbers are 1-based")
+    return frame
+
+
+def select_lr_frame(chw: np.ndarray, frame: int | str | None, path: str | os.PathLike = "") -> np.ndarray:
+    """A multi-frame LR strip ``[C, T*S, S]`` (T square frames stacked vertically, as S2-NAIP strips) ->
+    ``[C, S, S]``: the 1-based ``frame`` or the per-pixel ``mean`` of all frames; None returns ``chw``."""
+    if frame is None:
+        return chw
+    c, h, w = chw.shape
+    if h % w:
+        raise ImageReadError(f"{path}: --lr-frame needs a strip of square frames stacked vertically, got {w}x{h}")
+    t = h // w
+    frames = chw.reshape(c, t, w, w)
+    if frame == "mean":
+        return np.ascontiguousarray(frames.mean(axis=1, dtype=np.float64).astype(chw.dtype))
+    if frame > t:
+        raise ImageReadError(f"{path}: --lr-frame {frame} but the strip has {t} frame(s)")
+    return np.ascontiguousarray(frames[:, frame - 1])
+
+
 def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
-    """A manifest CSV with columns ``gt,sr`` (optional ``key``, ``mask``); relative paths are relative to
+    """A manifest CSV with columns ``gt,sr`` (optional ``key``, ``mask``, ``lr``); relative paths are relative to
     the CSV's folder. Missing files are an error naming the line."""
     path = Path(path)
     if not path.is_file():
@@ -362,7 +425,9 @@ def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
                 for name, p in (("gt", gt_p), ("sr", sr_p)):
                     if not p.is_file():
                         raise PairingError(f"{path}:{line}: {name} file not found: {p}")
-            pairs.append(Pair(key, str(gt_p), str(sr_p), str(base / mask) if mask else None))
+            lr = (row.get("lr") or "").strip() or None
+            pairs.append(Pair(key, str(gt_p), str(sr_p), str(base / mask) if mask else None,
+                              lr=str(base / lr) if lr else None))
     if not pairs:
         raise PairingError(f"{path}: no pairs listed")
     return Pairing(pairs=pairs)

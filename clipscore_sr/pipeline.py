@@ -36,13 +36,15 @@ class DecodedPair:
     gt: np.ndarray | None = None
     sr: np.ndarray | None = None
     mask: np.ndarray | None = None
+    lr: np.ndarray | None = None
     data_range: float = 1.0
     gt_id: str = ""
     sr_id: str = ""
     error: str = ""
 
     def shape_key(self) -> tuple:
-        return (self.gt.shape, self.sr.shape, self.mask is not None)
+        return (None if self.gt is None else self.gt.shape, self.sr.shape, self.mask is not None,
+                None if self.lr is None else self.lr.shape)
 
 
 @dataclass
@@ -55,14 +57,51 @@ class ScoreRun:
     n_skipped: int = 0
     n_failed: int = 0
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # value columns (metric ids, extra and baseline columns)
+    directions: dict[str, bool] = field(default_factory=dict)  # column -> higher_is_better
 
 
-def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None, want_ids: bool) -> DecodedPair:
+def _decode_lr(pair: io.Pair, sr: io.LoadedImage, bands: Sequence[int] | None, data_range: float | None,
+               lr_frame: int | str | None) -> np.ndarray:
+    """The pair's LR input ``[C,h,w]`` (frame chosen from a strip), checked against SR: same bands and data
+    range, an integer scale."""
+    from .metrics.consistency import integer_scale
+
+    lr = io.read_image(pair.lr, bands=bands, data_range=data_range)
+    data = io.select_lr_frame(lr.data, lr_frame, pair.lr)
+    if data.shape[0] != sr.data.shape[0]:
+        raise InputMismatchError(f"lr {pair.lr} has {data.shape[0]} band(s) but sr {pair.sr} has {sr.data.shape[0]}")
+    if lr.data_range != sr.data_range:
+        raise InputMismatchError(
+            f"data range mismatch: lr {pair.lr} ({lr.dtype}, range {lr.data_range:g}) vs sr {pair.sr} "
+            f"({sr.dtype}, range {sr.data_range:g}); pass --data-range")
+    if not np.isfinite(data).all():
+        raise InputMismatchError(f"lr {pair.lr} contains NaN or inf values")
+    integer_scale(sr.data.shape, data.shape, what=f"lr {pair.lr}")
+    return data
+
+
+def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None, want_ids: bool,
+            lr_frame: int | str | None = None, mixed_sizes: bool = False, lr_from_gt: bool = False) -> DecodedPair:
     out = DecodedPair(pair)
     try:
-        gt = io.read_image(pair.gt, bands=bands, data_range=data_range)
         sr = io.read_image(pair.sr, bands=bands, data_range=data_range)
-        if gt.data.shape != sr.data.shape:
+        if pair.lr:
+            out.lr = _decode_lr(pair, sr, bands, data_range, lr_frame)
+        if not pair.gt:  # no HR: LR-reference scoring only
+            out.sr, out.data_range = sr.data, sr.data_range
+            if want_ids:
+                out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
+            return out
+        gt = io.read_image(pair.gt, bands=bands, data_range=data_range)
+        if lr_from_gt and not pair.lr and _is_lr_of(gt.data, sr.data):  # real-world SR studies: gt = LR input
+            lr_pair = io.Pair(pair.key, "", pair.sr, lr=pair.gt)
+            out.lr = _decode_lr(lr_pair, sr, bands, data_range, None)
+            out.sr, out.data_range = sr.data, sr.data_range
+            if want_ids:
+                out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
+            return out
+        if gt.data.shape != sr.data.shape and not (mixed_sizes and gt.data.shape[0] == sr.data.shape[0]):
             raise InputMismatchError(
                 f"size mismatch: gt {pair.gt} is {_shape(gt.data)} but sr {pair.sr} is {_shape(sr.data)}")
         if gt.data_range != sr.data_range:
@@ -75,7 +114,7 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
         out.gt, out.sr, out.data_range = gt.data, sr.data, gt.data_range
         if pair.mask is not None:
             mask = io.read_mask(pair.mask)
-            if mask.shape != gt.data.shape[1:]:
+            if mask.shape != gt.data.shape[1:] and not mixed_sizes:
                 raise InputMismatchError(f"mask {pair.mask} is {mask.shape[1]}x{mask.shape[0]} but gt is "
                                          f"{gt.data.shape[2]}x{gt.data.shape[1]}")
             out.mask = mask
@@ -87,6 +126,12 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
     except Exception as exc:  # keep the run going; report the pair
         out.error = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _is_lr_of(gt: np.ndarray, sr: np.ndarray) -> bool:
+    """True when ``gt`` is smaller than ``sr`` by one integer scale > 1 (same bands)."""
+    (c, h, w), (sc, sh, sw) = gt.shape, sr.shape
+    return c == sc and h < sh and sh % h == 0 and sw % w == 0 and sh // h == sw // w
 
 
 def _shape(chw: np.ndarray) -> str:
@@ -164,37 +209,75 @@ def prepare_metrics(metrics: Sequence[Metric]) -> None:
             loader()
 
 
-def _metric_batch(metric: Metric, items: list[DecodedPair], tensors: dict[str, Any]) -> tuple[list[float], list[str]]:
-    """Run one metric on a batch; on failure retry pair by pair so one bad pair can't sink the batch."""
+def _accepts_lr(metric: Metric) -> bool:
+    params = inspect.signature(metric.compute).parameters
+    return "lr" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _call_metric(metric: Metric, tensors: dict[str, Any]) -> Any:
+    """Run a metric with the reference it declares: ``hr`` -> (sr, gt), ``lr`` -> (sr, lr), ``hr+lr`` ->
+    (sr, gt, lr=lr). Size-agnostic metrics compare with LR where a pair has no HR and ``mixed_sizes`` is on."""
+    kind = getattr(metric, "reference", "hr")
+    common = dict(mask=tensors["mask"], data_range=tensors["range"], sr_ids=tensors["sr_ids"],
+                  gt_ids=tensors["gt_ids"])
+    lr, gt = tensors.get("lr"), tensors["gt"]
+    if kind == "lr" or (gt is None and lr is not None and tensors.get("mixed_sizes")
+                        and getattr(metric, "size_agnostic", False)):
+        if lr is None:
+            raise InputMismatchError("needs the LR input (--lr LR_DIR): reference kind 'lr'")
+        common["gt_ids"] = None
+        return metric.compute(tensors["sr"], lr, **common)
+    if gt is None:
+        raise InputMismatchError("needs an HR reference of the SR's size; this pair has only an LR reference (use "
+                                 "metrics with reference 'lr', see 'srmetrics metrics')")
+    if kind == "hr+lr" and lr is None:
+        raise InputMismatchError("needs the LR input too (--lr LR_DIR): reference kind 'hr+lr'")
+    if lr is not None and _accepts_lr(metric):
+        common["lr"] = lr
+    return metric.compute(tensors["sr"], gt, **common)
+
+
+def _metric_batch(metric: Metric, items: list[DecodedPair], tensors: dict[str, Any]
+                  ) -> tuple[dict[str, list[float]], list[str]]:
+    """Run one metric on a batch (values per output column); on failure retry pair by pair so one bad pair
+    can't sink the batch."""
+    names = [c.name for c in metric.columns()]
     try:
         with torch.inference_mode():  # metrics apply their own precision (autocast) where they support it
-            values = metric.compute(tensors["sr"], tensors["gt"], mask=tensors["mask"],
-                                    data_range=tensors["range"], sr_ids=tensors["sr_ids"],
-                                    gt_ids=tensors["gt_ids"])
-        values = values.detach().double().cpu().tolist()
-        if len(values) != len(items):
-            raise SRMetricsError(f"metric {metric.id} returned {len(values)} values for {len(items)} images")
+            result = _call_metric(metric, tensors)
+        if not isinstance(result, dict):
+            result = {names[0]: result}
+        values = {c: result[c].detach().double().cpu().tolist() for c in names}
+        if any(len(v) != len(items) for v in values.values()):
+            raise SRMetricsError(f"metric {metric.id} returned {len(values[names[0]])} values for {len(items)} images")
         # NaN means "undefined for this pair" (e.g. cpsnr with no clear pixel in any window): report it
-        errors = [f"{metric.id}: undefined (NaN) for this pair, e.g. no valid/clear pixels" if math.isnan(v) else ""
-                  for v in values]
+        errors = [f"{metric.id}: undefined (NaN) for this pair, e.g. no valid/clear pixels"
+                  if any(math.isnan(values[c][i]) for c in names) else "" for i in range(len(items))]
         return values, errors
     except Exception as batch_exc:
         if len(items) == 1:
             msg = str(batch_exc) if isinstance(batch_exc, SRMetricsError) else f"{type(batch_exc).__name__}: {batch_exc}"
-            return [math.nan], [f"{metric.id}: {msg}"]
-    values, errors = [], []
+            return {c: [math.nan] for c in names}, [f"{metric.id}: {msg}"]
+    values, errors = {c: [] for c in names}, []
     for i, item in enumerate(items):
-        single = {k: (v[i:i + 1] if v is not None else None) for k, v in tensors.items()}
+        single = {k: (v[i:i + 1] if isinstance(v, (torch.Tensor, list)) else v) for k, v in tensors.items()}
         v, e = _metric_batch(metric, [item], single)
-        values += v
+        for c in names:
+            values[c] += v[c]
         errors += e
     return values, errors
 
 
-def _score_batch(items: list[DecodedPair], metrics: Sequence[Metric], device: torch.device) -> list[dict[str, Any]]:
+def _score_batch(items: list[DecodedPair], metrics: Sequence[Metric], device: torch.device,
+                 extras: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    extras = extras or {}
     non_blocking = device.type == "cuda"
     tensors: dict[str, Any] = {
-        "gt": torch.from_numpy(np.stack([d.gt for d in items])).to(device, non_blocking=non_blocking),
+        "gt": (torch.from_numpy(np.stack([d.gt for d in items])).to(device, non_blocking=non_blocking)
+               if items[0].gt is not None else None),
+        "lr": (torch.from_numpy(np.stack([d.lr for d in items])).to(device, non_blocking=non_blocking)
+               if items[0].lr is not None else None),
+        "mixed_sizes": bool(extras.get("mixed_sizes")),
         "sr": torch.from_numpy(np.stack([d.sr for d in items])).to(device, non_blocking=non_blocking),
         "mask": (torch.from_numpy(np.stack([d.mask for d in items]))[:, None].to(device)
                  if items[0].mask is not None else None),
@@ -203,13 +286,84 @@ def _score_batch(items: list[DecodedPair], metrics: Sequence[Metric], device: to
         "gt_ids": [d.gt_id for d in items] if items[0].gt_id else None,
     }
     rows = [{"key": d.pair.key, "gt": d.pair.gt, "sr": d.pair.sr, "error": ""} for d in items]
-    for metric in metrics:
-        values, errors = _metric_batch(metric, items, tensors)
-        for row, v, e in zip(rows, values, errors):
-            row[metric.id] = v
+
+    def add(values: dict[str, list[float]], errors: list[str], suffix: str = "") -> None:
+        for i, (row, e) in enumerate(zip(rows, errors)):
+            for col, v in values.items():
+                row[col + suffix] = v[i]
             if e:
                 row["error"] = "; ".join(x for x in (row["error"], e) if x)
+
+    for metric in metrics:
+        values, errors = _metric_batch(metric, items, tensors)
+        add(values, errors)
+        if extras.get("maps_dir") and getattr(metric, "last_maps", None) is not None and not any(errors):
+            _write_maps(metric, items, extras["maps_dir"])
+    if extras.get("baseline"):
+        _add_baseline(items, metrics, tensors, rows, add, extras["baseline"])
     return rows
+
+
+def _write_maps(metric: Metric, items: list[DecodedPair], maps_dir: str | os.PathLike) -> None:
+    """Correctness maps of the batch just scored: PNG, plus GeoTIFF when the SR (or HR) file is one."""
+    from .metrics.correctness import write_class_map
+
+    maps = metric.last_maps
+    classes = maps.classes.cpu().numpy()
+    sub = Path(maps_dir) / metric.id.replace(":", "-") if getattr(metric, "spec", None) else Path(maps_dir)
+    for i, d in enumerate(items):
+        geo = next((p for p in (d.pair.sr, d.pair.gt) if p and Path(p).suffix.lower() in (".tif", ".tiff")), None)
+        write_class_map(sub, d.pair.key, classes[i], patch_size=maps.patch_size, geo_source=geo)
+    metric.last_maps = None
+
+
+BASELINES = ("bicubic",)
+
+
+def baseline_columns(metrics: Sequence[Metric], baseline: str) -> tuple[list[str], dict[str, bool]]:
+    """Columns added by ``baseline``: ``<col>@bicubic`` (the value of the upsampled LR), ``<col>-gain`` (SR minus
+    baseline, signed so that > 0 is better) and, for bounded metrics, ``<col>-gap-closed`` =
+    gain / (perfect - baseline): the fraction of the way from the baseline to a perfect score."""
+    cols, dirs = [], {}
+    for m in metrics:
+        for c in m.columns():
+            if c.signed:
+                continue
+            cols.append(f"{c.name}@{baseline}")
+            dirs[cols[-1]] = c.higher_is_better
+            cols.append(f"{c.name}-gain")
+            dirs[cols[-1]] = True
+            if c.best_value is not None:
+                cols.append(f"{c.name}-gap-closed")
+                dirs[cols[-1]] = True
+    return cols, dirs
+
+
+def _add_baseline(items: list[DecodedPair], metrics: Sequence[Metric], tensors: dict[str, Any],
+                  rows: list[dict[str, Any]], add: Any, baseline: str) -> None:
+    from .metrics.correctness import upsample_lr
+
+    if tensors["lr"] is None:
+        for row in rows:
+            row["error"] = "; ".join(x for x in (row["error"], f"--baseline {baseline} needs the LR input (--lr)") if x)
+        return
+    lr = tensors["lr"]
+    base = dict(tensors, sr=upsample_lr(lr.double(), tuple(tensors["sr"].shape[-2:]), mode="bicubic").to(lr.dtype),
+                sr_ids=None)
+    for metric in metrics:
+        values, errors = _metric_batch(metric, items, base)
+        if hasattr(metric, "last_maps"):
+            metric.last_maps = None
+        unsigned = [c for c in metric.columns() if not c.signed]
+        add({c.name: values[c.name] for c in unsigned}, errors, f"@{baseline}")
+        for c in unsigned:
+            for row in rows:
+                v, b = row[c.name], row[f"{c.name}@{baseline}"]
+                gain = (v - b) if c.higher_is_better else (b - v)
+                row[f"{c.name}-gain"] = gain if not (math.isinf(v) and math.isinf(b)) else math.nan
+                if c.best_value is not None:
+                    gap = abs(c.best_value - b)
+                    row[f"{c.name}-gap-closed"] = gain / gap if gap > 0 else math.nan
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -240,12 +394,26 @@ def score_pairs(
     metric_options: dict[str, Any] | None = None,
     progress: bool = True,
     snapshot_every: float = 30.0,
+    lr_frame: int | str | None = None,
+    per_band: bool = False,
+    baseline: str | None = None,
+    maps_dir: str | os.PathLike | None = None,
+    mixed_sizes: bool = False,
+    lr_from_gt: bool = False,
 ) -> pd.DataFrame:
     """Score GT/SR pairs with every metric; returns one row per pair (``key, gt, sr, <metric ids>, error``).
 
     ``out`` (``.csv``/``.json``/``.parquet``) is written incrementally and atomically; ``resume`` skips pairs
     already scored without error in ``out``. Values are per image; see :func:`clipscore_sr.results.summarize`
     for means and confidence intervals. ``df.attrs['run']`` holds a :class:`ScoreRun`.
+
+    LR inputs (``pair.lr``, e.g. from :func:`clipscore_sr.io.attach_lr`) feed the metrics whose ``reference`` is
+    ``lr`` or ``hr+lr``; ``lr_frame`` picks a frame (1-based) or the ``"mean"`` of multi-frame LR strips.
+    ``per_band`` adds one column per band for psnr/ssim/cpsnr; ``baseline="bicubic"`` adds, per column, the
+    value of the bicubic-upsampled LR, the gain over it and (bounded metrics) the fraction of the gap closed;
+    ``maps_dir`` receives correctness maps; ``mixed_sizes`` lets size-agnostic metrics (CLIPScore) compare SR
+    with a reference of another size (or with the LR input where a pair has no HR); ``lr_from_gt`` uses a GT
+    smaller than SR by an integer scale as the pair's LR input (judgement files of real-world SR, no HR).
     """
     if batch_size < 1:
         raise SRMetricsError(f"--batch-size must be >= 1, got {batch_size}")
@@ -268,8 +436,25 @@ def score_pairs(
     metric_ids = [m.id for m in metric_objs]
     if len(set(metric_ids)) != len(metric_ids):
         raise SRMetricsError(f"metric listed twice: {', '.join(metric_ids)}")
+    if per_band:
+        metric_objs += _per_band_metrics(metric_objs, pairs[0], bands)
+    if baseline is not None and baseline not in BASELINES:
+        raise SRMetricsError(f"--baseline {baseline}: unknown baseline (choose from {', '.join(BASELINES)})")
+    if baseline is not None and not any(p.lr for p in pairs):
+        raise SRMetricsError(f"--baseline {baseline} needs the LR inputs (--lr LR_DIR)")
+    lr_frame = io.parse_lr_frame(lr_frame)
     prepare_metrics(metric_objs)
-    columns = ["key", "gt", "sr", *metric_ids, "error"]
+    value_columns = [c.name for m in metric_objs for c in m.columns()]
+    directions = {c.name: c.higher_is_better for m in metric_objs for c in m.columns() if not c.signed}
+    if baseline is not None:
+        extra_cols, extra_dirs = baseline_columns(metric_objs, baseline)
+        value_columns += extra_cols
+        directions.update(extra_dirs)
+    if len(set(value_columns)) != len(value_columns):
+        dup = next(c for c in value_columns if value_columns.count(c) > 1)
+        raise SRMetricsError(f"two metrics write the column '{dup}'")
+    columns = ["key", "gt", "sr", *value_columns, "error"]
+    extras = {"baseline": baseline, "maps_dir": maps_dir, "mixed_sizes": mixed_sizes}
 
     keys = [p.key for p in pairs]
     if len(set(keys)) != len(keys):
@@ -291,22 +476,23 @@ def score_pairs(
     shard = todo[rank::world]
 
     run = ScoreRun(metric_ids=metric_ids, n_pairs=len(pairs), n_skipped=len(pairs) - len(todo),
-                   provenance=[m.provenance() for m in metric_objs])
+                   provenance=[m.provenance() for m in metric_objs], columns=value_columns, directions=directions)
     writer_out = out if world == 1 else (_rank_out(out, rank) if out is not None else None)
     writer = ResultWriter(writer_out, columns, previous=previous if rank == 0 else None,
                           snapshot_every=snapshot_every)
     want_ids = any(getattr(m, "uses_image_ids", False) for m in metric_objs)
     stream = _decoded_stream(shard, workers, prefetch=max(2 * batch_size, 4), bands=bands,
-                             data_range=data_range, want_ids=want_ids)
+                             data_range=data_range, want_ids=want_ids, lr_frame=lr_frame, mixed_sizes=mixed_sizes,
+                             lr_from_gt=lr_from_gt)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(shard), desc="scoring", unit="pair", disable=not progress or rank != 0, dynamic_ncols=True)
     try:
         for batch, failed in _batches(stream, batch_size, max_buffered=4 * batch_size):
             rows = [{"key": d.pair.key, "gt": d.pair.gt, "sr": d.pair.sr, "error": d.error,
-                     **{m: math.nan for m in metric_ids}} for d in failed]
+                     **{m: math.nan for m in value_columns}} for d in failed]
             if batch:
-                rows += _score_batch(batch, metric_objs, dev)
+                rows += _score_batch(batch, metric_objs, dev, extras)
             writer.add(rows)
             bar.update(len(rows))
     except BaseException:
@@ -324,8 +510,23 @@ def score_pairs(
     df.attrs["run"] = run
     if out is not None and rank == 0:
         _write_sidecar(out, run, dict(bands=bands, data_range=data_range, device=str(dev), precision=precision,
-                                      world_size=world))
+                                      world_size=world, lr_frame=lr_frame, baseline=baseline,
+                                      mixed_sizes=mixed_sizes))
     return df
+
+
+PER_BAND_METRICS = ("psnr", "ssim", "cpsnr")
+
+
+def _per_band_metrics(metrics: Sequence[Metric], first: io.Pair, bands: Sequence[int] | None) -> list[Metric]:
+    """Per-band copies of the psnr/ssim/cpsnr metrics asked for; band numbers from ``--bands`` or the first SR."""
+    from .metrics.spectral import PerBand
+
+    chosen = [m for m in metrics if m.name in PER_BAND_METRICS]
+    if not chosen:
+        raise SRMetricsError(f"--per-band applies to {', '.join(PER_BAND_METRICS)}; none of them is in --metrics")
+    numbers = list(bands) if bands else list(range(1, io.read_image(first.sr).data.shape[0] + 1))
+    return [PerBand(m, numbers) for m in chosen]
 
 
 def _rank_out(out: str | os.PathLike, rank: int) -> Path:

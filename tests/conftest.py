@@ -12,7 +12,10 @@ from PIL import Image
 os.environ.setdefault("CLIPSCORE_SR_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+_ROOT = Path(__file__).resolve().parents[1]
+# ../shared beside the checkout; from a worktree (/work/wt/NAME) it is two levels up
+SHARED = next((p for p in (_ROOT.parent / "shared", _ROOT.parent.parent / "shared") if p.is_dir()),
+              _ROOT.parent / "shared")
 
 
 @pytest.fixture

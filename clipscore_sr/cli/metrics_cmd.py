@@ -22,6 +22,7 @@ def metrics_command(as_json: bool) -> None:
         name = info.name + (":SPEC" if info.spec_help else "")
         direction = "higher" if info.higher_is_better else "lower"
         units = f" [{info.units}]" if info.units else ""
-        click.echo(f"{name:<{width}}  {direction:>6} is better{units}  {info.description}")
+        ref = f" (reference: {info.reference})" if info.reference != "hr" else ""
+        click.echo(f"{name:<{width}}  {direction:>6} is better{units}{ref}  {info.description}")
         if info.spec_help:
             click.echo(f"{'':<{width}}  SPEC: {info.spec_help}")

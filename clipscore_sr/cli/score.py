@@ -54,6 +54,42 @@ def directions(metric_ids: list[str]) -> dict[str, bool]:
     return {m: metric_direction(m) for m in metric_ids}
 
 
+def lr_scoring_options(func):
+    """Options for references at another resolution (LR input, spectral metrics, calibrated scores)."""
+    options = [
+        click.option("--lr", "lr_dir", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="LR inputs paired by relative path: for lr-* metrics, correctness, ergas and --baseline. "
+                          "With one folder argument it is SR_DIR (no HR)."),
+        click.option("--lr-frame", default=None,
+                     help="LR files are strips of square frames stacked vertically: use frame N (1-based) or 'mean'."),
+        click.option("--scale", type=float, default=None, help="SR scale for ergas when there is no --lr."),
+        click.option("--per-band", is_flag=True, help="Add one column per band for psnr, ssim, cpsnr (<id>-b<N>)."),
+        click.option("--red-band", type=int, default=None, help="Red band number (1-based, in the file) for ndvi-error."),
+        click.option("--nir-band", type=int, default=None, help="NIR band number (1-based, in the file) for ndvi-error."),
+        click.option("--baseline", type=click.Choice(["bicubic"]), default=None,
+                     help="Add per column the bicubic-upsampled LR's value, the gain and the gap closed (needs --lr)."),
+        click.option("--maps", "maps_dir", type=click.Path(file_okay=False), default=None,
+                     help="Write correctness maps (PNG; GeoTIFF for GeoTIFF inputs) to this folder."),
+        click.option("--mixed-sizes", is_flag=True,
+                     help="Let size-agnostic metrics (clipscore) compare SR with a reference of another size."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def file_band_to_channel(band: int | None, bands: str | None, option: str) -> int | None:
+    """A 1-based file band number -> its 1-based channel after ``--bands`` selection."""
+    if band is None:
+        return None
+    chosen = io.parse_bands(bands)
+    if chosen is None:
+        return band
+    if band not in chosen:
+        raise SRMetricsError(f"{option} {band}: band {band} is not among --bands {bands}")
+    return chosen.index(band) + 1
+
+
 @click.command("score")
 @click.argument("gt_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.argument("sr_dir", required=False, type=click.Path(exists=True, file_okay=False))
@@ -70,12 +106,16 @@ def directions(metric_ids: list[str]) -> dict[str, bool]:
 @click.option("--strict", is_flag=True, help="Unmatched files are an error instead of a warning.")
 @click.option("--resume", is_flag=True, help="Skip pairs already scored in --out.")
 @common_scoring_options
+@lr_scoring_options
 def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, bands,
                   data_range, crop_border, batch_size, workers, device, precision, cache_dir, sam_checkpoint,
-                  quiet) -> None:
+                  quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
+                  mixed_sizes) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
     Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
+
+    Without HR: srmetrics score --lr lr/ out/ --metrics lr-psnr,lr-sam,lr-shift
     """
     metric_ids = parse_metric_list(metrics)
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
@@ -87,10 +127,20 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         pairing = io.read_pairs_csv(pairs_csv)
         if mask_dir:
             io.attach_masks(pairing.pairs, mask_dir)
+    elif lr_dir and gt_dir and not sr_dir:  # --lr LR_DIR SR_DIR: no HR
+        pairing = io.pair_lr_folders(lr_dir, gt_dir, strict=strict)
+        lr_dir = None
     else:
         if not (gt_dir and sr_dir):
             raise SRMetricsError("missing GT_DIR and SR_DIR (or use --pairs pairs.csv)")
         pairing = io.pair_folders(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
+    if lr_dir:
+        io.attach_lr(pairing.pairs, lr_dir)
+    options = metric_options_from(crop_border, cache_dir, sam_checkpoint)
+    for key, value in (("scale", scale), ("red_band", file_band_to_channel(red_band, bands, "--red-band")),
+                       ("nir_band", file_band_to_channel(nir_band, bands, "--nir-band"))):
+        if value is not None:
+            options[key] = value
     warning = pairing.warning()
     if warning:
         click.echo(f"Warning: {warning}", err=True)
@@ -101,8 +151,12 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         df = score_pairs(
             pairing.pairs, metric_ids, out=out, resume=resume, batch_size=batch_size, workers=workers,
             bands=bands, data_range=data_range, device=device, precision=precision,
-            metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint), progress=not quiet,
+            metric_options=options, progress=not quiet, lr_frame=lr_frame, per_band=per_band,
+            baseline=baseline, maps_dir=maps_dir, mixed_sizes=mixed_sizes,
         )
+    run = df.attrs.get("run")
+    if run is not None and run.columns:
+        metric_ids, higher_is_better = run.columns, run.directions
     summary = summarize(df, metric_ids)
     if summary_out:
         write_table(summary, summary_out)

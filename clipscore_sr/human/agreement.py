@@ -447,7 +447,8 @@ def run_agreement(
     uniq, ia, ib = unique_image_pairs(votes)
     scored = score_pairs(uniq, metrics, out=scores_out, batch_size=batch_size, workers=workers, bands=bands,
                          data_range=data_range, device=device, precision=precision,
-                         metric_options=metric_options, progress=progress)
+                         metric_options=metric_options, progress=progress,
+                         lr_from_gt=True)  # a gt that is the LR input (no HR) feeds metrics with an LR reference
     run = scored.attrs.get("run")
     metric_ids = list(run.metric_ids) if run is not None else [m if isinstance(m, str) else m.id for m in metrics]
     by_key = scored.set_index("key")

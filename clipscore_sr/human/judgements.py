@@ -172,6 +172,12 @@ def _image_shape(path: str) -> tuple[int, int, int]:
     return int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]) - int(alpha)
 
 
+def _is_lr_reference(gt: tuple[int, int, int], img: tuple[int, int, int]) -> bool:
+    """True when ``gt`` (H, W, C) is smaller than ``img`` by one integer scale > 1 with the same bands."""
+    (h, w, c), (ih, iw, ic) = gt, img
+    return c == ic and h < ih and ih % h == 0 and iw % w == 0 and ih // h == iw // w
+
+
 def _probe_image(path: str) -> tuple[int, int, int] | str:
     """(H, W, C) of an image file, or the problem: ``image not found`` / ``unreadable image (...)``."""
     if not os.path.isfile(path):
@@ -300,6 +306,8 @@ def validate_judgements(
                     s = row_shapes.get(col)
                     if s is None:
                         continue
+                    if s[:2] != ref[:2] and _is_lr_reference(ref, s) and s[:2] == row_shapes.get("a", s)[:2]:
+                        continue  # gt is the LR input (real-world SR, no HR): integer scale, a and b agree
                     if s[:2] != ref[:2]:
                         flag(pos, col, f"image size {s[1]}x{s[0]} of '{col}' ({cells[col][pos]}) differs from "
                                        f"gt {ref[1]}x{ref[0]} ({cells['gt'][pos]}) (W x H)")

@@ -9,6 +9,11 @@ Conventions (all metrics):
 
 Metric ids are lowercase with dashes (``psnr``, ``ssim-gray``). A parameterised metric is written
 ``name:SPEC`` (``clipscore:clip-rn50``); the output column is the id exactly as given.
+
+Reference kinds (``Metric.reference``): ``"hr"`` (default) compares SR with the high-resolution image of the
+same size, ``metric(sr, hr)``; ``"lr"`` compares SR with the low-resolution input, ``metric(sr, lr)``, the scale
+being the integer ratio of the sizes; ``"hr+lr"`` needs both, ``metric(sr, hr, lr=lr)``. A metric may write
+several columns (:meth:`Metric.columns`); its ``compute`` then returns a dict column -> ``[B]``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import torch
 from ..errors import UnknownMetricError
 
 # Modules that define metrics; imported lazily the first time the registry is used.
-_METRIC_MODULES = ("pixel", "cpsnr", "clip", "lpips", "samscore")
+_METRIC_MODULES = ("pixel", "cpsnr", "clip", "lpips", "samscore", "consistency", "correctness", "spectral")
+
+#: What a metric compares the SR output with (``Metric.reference``).
+REFERENCE_KINDS = ("hr", "lr", "hr+lr")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,18 @@ class MetricInfo:
     is_differentiable: bool
     needs_weights: bool
     spec_help: str = ""
+    reference: str = "hr"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column of a metric: its name, direction and best possible value (None: unbounded);
+    ``signed`` columns (a shift component) have no better direction."""
+
+    name: str
+    higher_is_better: bool
+    best_value: float | None = None
+    signed: bool = False
 
 
 class Metric:
@@ -59,6 +79,9 @@ class Metric:
     spec_help: ClassVar[str] = ""  # non-empty when the metric accepts ``name:SPEC``
     uses_mask: ClassVar[bool] = False  # True when a clear-pixel mask changes the result
     uses_image_ids: ClassVar[bool] = False  # True when ``sr_ids``/``gt_ids`` enable caching
+    reference: ClassVar[str] = "hr"  # "hr" | "lr" | "hr+lr" (see REFERENCE_KINDS)
+    best_value: ClassVar[float | None] = None  # perfect score of a bounded metric (calibrated gap-closed)
+    size_agnostic: ClassVar[bool] = False  # True when the reference may have another size than SR
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
         if spec is not None and not self.spec_help:
@@ -93,11 +116,20 @@ class Metric:
     def __call__(self, sr: torch.Tensor, gt: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         if sr.ndim == 3:
             sr, gt = sr.unsqueeze(0), gt.unsqueeze(0)
+            if isinstance(kwargs.get("lr"), torch.Tensor) and kwargs["lr"].ndim == 3:
+                kwargs["lr"] = kwargs["lr"].unsqueeze(0)
         return self.compute(sr, gt, **kwargs)
+
+    def columns(self) -> list[Column]:
+        """Output columns; one (the id) unless a subclass writes several (then ``compute`` returns a dict)."""
+        return [Column(self.id, bool(self.higher_is_better), self.best_value)]
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description of exactly what this metric computes (for result sidecars)."""
-        return {"id": self.id, "higher_is_better": self.higher_is_better, "options": _jsonable(self.options)}
+        prov = {"id": self.id, "higher_is_better": self.higher_is_better, "options": _jsonable(self.options)}
+        if self.reference != "hr":
+            prov["reference"] = self.reference
+        return prov
 
     @classmethod
     def info(cls) -> MetricInfo:
@@ -110,6 +142,7 @@ class Metric:
             is_differentiable=cls.is_differentiable,
             needs_weights=cls.needs_weights,
             spec_help=cls.spec_help,
+            reference=cls.reference,
         )
 
     def __repr__(self) -> str:
@@ -132,6 +165,8 @@ _loaded = False
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
     """Class decorator adding a metric to the registry under ``cls.name``."""
+    if cls.reference not in REFERENCE_KINDS:
+        raise ValueError(f"metric '{cls.name}': reference {cls.reference!r} is not one of {REFERENCE_KINDS}")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"metric name '{cls.name}' registered twice")
     _REGISTRY[cls.name] = cls

@@ -170,6 +170,7 @@ class _LPIPSMetric(Metric):
 
     net: ClassVar[str]
     higher_is_better = False
+    best_value = 0.0
     units = "distance"
     value_range = "[0, ~1]; 0 = identical"
     needs_weights = True

@@ -372,6 +372,7 @@ class PSNR(PixelMetric):
 @register_metric
 class SSIM(PixelMetric):
     name = "ssim"
+    best_value = 1.0
     higher_is_better = True
     units = "unitless"
     value_range = "[-1, 1]; 1 for identical images"
@@ -389,6 +390,7 @@ class SSIM(PixelMetric):
 @register_metric
 class SSIMGray(PixelMetric):
     name = "ssim-gray"
+    best_value = 1.0
     higher_is_better = True
     units = "unitless"
     value_range = "[-1, 1]; 1 for identical images"

@@ -301,6 +301,7 @@ class SAMScore(Metric):
     """
 
     name = "samscore"
+    best_value = 1.0
     higher_is_better = True
     units = "cosine"
     value_range = "[-1, 1]; 1 = identical"

@@ -77,6 +77,8 @@ class ClipScore(Metric):
     """
 
     name = "clipscore"
+    best_value = 1.0
+    size_agnostic = True  # both images are resized to the model input: any reference size works
     higher_is_better = True
     units = "cosine"
     value_range = "[-1, 1]"

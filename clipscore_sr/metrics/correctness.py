@@ -1,0 +1,379 @@
+"""Correctness of the added detail (reference: HR and LR): improvement, omission and hallucination maps and
+fractions, after Aybar et al., "A comprehensive benchmark for optical remote sensing image super-resolution"
+(opensr-test, IEEE GRSL 2024), computed batched on the device.
+
+Steps, per image
+----------------
+1. Harmonise SR to HR: per-band histogram matching (the same mapping as ``skimage.exposure.match_histograms``:
+   each SR value goes to the HR value at the same empirical quantile, linear between HR's distinct values);
+   optional ``register``: remove the global SR->HR shift found by phase correlation (Fourier shift).
+2. ``LR_up``: LR brought to the HR grid by bilinear interpolation (``align_corners=False``; opensr-test does
+   the same but names this helper ``apply_downsampling``, and its SR->LR helper ``apply_upsampling``: the
+   names are swapped, the operations are the ones described here).
+3. Distances per location (a pixel, or a ``patch_size`` x ``patch_size`` block), over the bands:
+   ``d_im = d(SR', HR)``, ``d_om = d(SR', LR_up)``, ``d_ref = d(LR_up, HR)``. ``d`` is ``l1`` (mean absolute
+   difference, default), ``l2`` (mean squared difference) or ``ipsnr`` (``1/PSNR`` in 1/dB with the MSE
+   floored at 1e-10, opensr-test's PSNR-like distance) or ``lpips`` (LPIPS v0.1, AlexNet trunk, per
+   ``patch_size`` block >= 32 px, 1 or 3 bands, where its weights are on disk). CLIP is not offered here.
+4. Locations where LR_up is already close to HR are left out (the paper's rule): ``d_ref <= threshold``,
+   ``threshold`` a number or ``"qNN"``, the NN-th percentile of the image's ``d_ref`` (default ``q75``, as
+   opensr-test's ``gradient_threshold="auto"``). opensr-test's code instead keeps a location when any of
+   ``d_ref``, ``d_im``, ``d_om`` exceeds the threshold: ``mask_rule="any"``.
+5. ``x = d_im/d_ref``, ``y = d_om/d_ref``; with ``H = x + y - 1``: improvement ``x + y(1 - exp(-g_im H))``,
+   omission ``y + x(1 - exp(-g_om H))``, hallucination ``exp(-g_ha x y)`` (the paper's equations;
+   ``g = (0.8, 0.8, 0.4)``, the defaults of opensr-test's ``tc_*`` functions). Each location is classified
+   as the class with the lowest score (ties: improvement, then omission), which is what opensr-test's
+   softmin + argmax does; the metric values are the fractions of kept locations in each class.
+
+The three fractions are the columns ``<id>-improvement`` (higher is better), ``<id>-omission`` and
+``<id>-hallucination`` (lower is better); NaN when no location is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, InputMismatchError
+from .base import Column, Metric, register_metric
+from .consistency import integer_scale, phase_correlation
+from .pixel import check_pair
+
+__all__ = ["CLASS_NAMES", "CorrectnessMaps", "correctness", "histogram_match", "location_distance",
+           "upsample_lr", "write_class_map"]
+
+CLASS_NAMES = ("improvement", "omission", "hallucination")
+DISTANCES = ("l1", "l2", "ipsnr", "lpips")
+DEFAULT_GAMMAS = (0.8, 0.8, 0.4)
+#: map colours (RGB, 0-255): improvement, omission, hallucination; masked locations are grey
+CLASS_COLOURS = ((85, 168, 104), (76, 114, 176), (196, 78, 82))
+MASKED_COLOUR = (200, 200, 200)
+
+
+def histogram_match(src: torch.Tensor, ref: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+    """Per image and band, map ``src`` values to ``ref``'s distribution (``skimage.exposure.match_histograms``
+    semantics) ``[B,C,H,W]`` -> same shape; ``ref`` may have another size. ``levels`` (e.g. 255 for 8-bit
+    files): count instead of sorting when every value is ``k / levels`` (checked; same result)."""
+    if levels is not None and 1 < levels <= 65535:
+        out = _histogram_match_levels(src, ref, int(levels))
+        if out is not None:
+            return out
+    b, c = src.shape[:2]
+    s = src.reshape(b * c, -1)
+    t = ref.reshape(b * c, -1)
+    n, m = s.shape[1], t.shape[1]
+    if m == 1:
+        return t.expand(b * c, n).reshape(src.shape).clone()
+    s_sorted = s.sort(dim=1).values
+    q = torch.searchsorted(s_sorted, s.contiguous(), right=True).to(s.dtype) / n  # quantile of each value
+    t_sorted = t.sort(dim=1).values
+    # knots at the last occurrence of each distinct value; earlier duplicates repeat that knot (no effect)
+    last = torch.ones_like(t_sorted, dtype=torch.bool)
+    last[:, :-1] = t_sorted[:, 1:] != t_sorted[:, :-1]
+    idx = torch.arange(m, device=t.device).expand(b * c, m)
+    run_end = torch.where(last, idx, torch.full_like(idx, m)).flip(1).cummin(dim=1).values.flip(1)
+    kq = (run_end + 1).to(t.dtype) / m
+    j = torch.searchsorted(kq, q.contiguous(), right=True).clamp(1, m - 1)
+    x0, x1 = kq.gather(1, j - 1), kq.gather(1, j)
+    y0, y1 = t_sorted.gather(1, j - 1), t_sorted.gather(1, j)
+    same = x1 == x0
+    out = torch.where(same, y0, y0 + (y1 - y0) / torch.where(same, torch.ones_like(x1), x1 - x0) * (q - x0))
+    out = torch.where(q <= kq[:, :1], t_sorted[:, :1], out)
+    out = torch.where(q >= kq[:, -1:], t_sorted[:, -1:], out)
+    return out.reshape(src.shape)
+
+
+def _histogram_match_levels(src: torch.Tensor, ref: torch.Tensor, levels: int) -> torch.Tensor | None:
+    """:func:`histogram_match` by counting when every value is one of ``levels + 1`` quantised levels
+    (8/16-bit files: ``k / levels``): O(n) instead of a sort, same result. None when the data is not quantised."""
+    b, c = src.shape[:2]
+    p, nl = b * c, levels + 1
+    s, t = src.reshape(p, -1), ref.reshape(p, -1)
+    cs = torch.round(s * levels).long().clamp(0, levels)
+    ct = torch.round(t * levels).long().clamp(0, levels)
+    lut_s = torch.full((p, nl), -1.0, dtype=s.dtype, device=s.device).scatter_reduce(1, cs, s, "amax")
+    lut_t_hi = torch.full((p, nl), -1.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amax")
+    lut_t_lo = torch.full((p, nl), 2.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amin")
+    if not (torch.equal(lut_s.gather(1, cs), s) and torch.equal(lut_t_hi.gather(1, ct), t)
+            and torch.equal(lut_t_lo.gather(1, ct), t)):
+        return None  # some level holds two different values: not quantised at this level count
+    count_s = torch.zeros((p, nl), dtype=s.dtype, device=s.device).scatter_add_(1, cs, torch.ones_like(s))
+    count_t = torch.zeros((p, nl), dtype=t.dtype, device=t.device).scatter_add_(1, ct, torch.ones_like(t))
+    q = count_s.cumsum(1) / s.shape[1]  # quantile of each source level
+    present = count_t > 0
+    idx = torch.arange(nl, device=t.device).expand(p, nl)
+    nxt = torch.where(present, idx, torch.full_like(idx, nl)).flip(1).cummin(dim=1).values.flip(1)
+    last_present = torch.where(present, idx, torch.full_like(idx, -1)).cummax(dim=1).values[:, -1:]
+    nxt = torch.where(nxt >= nl, last_present.expand(p, nl), nxt)  # knots: each level -> next present level
+    kq = (count_t.cumsum(1) / t.shape[1]).gather(1, nxt)
+    kv = lut_t_hi.gather(1, nxt)
+    m = nl
+    j = torch.searchsorted(kq, q.contiguous(), right=True).clamp(1, m - 1)
+    x0, x1, y0, y1 = kq.gather(1, j - 1), kq.gather(1, j), kv.gather(1, j - 1), kv.gather(1, j)
+    same = x1 == x0
+    lut = torch.where(same, y0, y0 + (y1 - y0) / torch.where(same, torch.ones_like(x1), x1 - x0) * (q - x0))
+    lut = torch.where(q <= kq[:, :1], kv[:, :1], lut)
+    lut = torch.where(q >= kq[:, -1:], kv[:, -1:], lut)
+    return lut.gather(1, cs).reshape(src.shape)
+
+
+def upsample_lr(lr: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """LR ``[B,C,h,w]`` -> ``size`` by bilinear (or ``"bicubic"``, clamped to [0, 1]) interpolation."""
+    up = F.interpolate(lr, size=size, mode=mode, align_corners=False)
+    return up.clamp(0.0, 1.0) if mode == "bicubic" else up
+
+
+def _fourier_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Move each image's content by ``shift`` ``[B,2]`` (dy, dx) pixels (periodic, sub-pixel)."""
+    h, w = x.shape[-2:]
+    ky = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device)
+    kx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device)
+    phase = ky[None, :, None] * shift[:, 0, None, None] + kx[None, None, :] * shift[:, 1, None, None]
+    f = torch.fft.fft2(x.to(torch.complex128)) * torch.exp(-2j * math.pi * phase)[:, None]
+    return torch.fft.ifft2(f).real.to(x.dtype)
+
+
+def _patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``[B,C,H,W]`` -> ``[B*(H//p)*(W//p), C, p, p]`` non-overlapping blocks, row-major per image."""
+    b, c, h, w = x.shape
+    nh, nw = h // p, w // p
+    x = x[:, :, :nh * p, :nw * p].reshape(b, c, nh, p, nw, p)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, p, p)
+
+
+def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", patch_size: int = 1,
+                      lpips_model: Any = None) -> torch.Tensor:
+    """Distance per location over the bands: ``[B,C,H,W]`` x2 -> ``[B,H//p,W//p]``."""
+    if distance == "lpips":
+        from .lpips import lpips_distance
+
+        if patch_size < 32:
+            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
+        d = lpips_distance(_patches(x, patch_size), _patches(y, patch_size), lpips_model)
+        return d.to(x.dtype).reshape(x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
+    diff = (x - y).abs() if distance == "l1" else (x - y).square()
+    per_pixel = diff.mean(dim=1, keepdim=True)
+    d = F.avg_pool2d(per_pixel, patch_size)[:, 0] if patch_size > 1 else per_pixel[:, 0]
+    if distance == "ipsnr":
+        d = 1.0 / (-10.0 * torch.log10(d.clamp_min(1e-10)))
+    return d
+
+
+def _threshold(d_ref: torch.Tensor, threshold: float | str) -> torch.Tensor:
+    """Per-image threshold ``[B,1,1]``: a number, or ``qNN`` = the ``int(NN/100 * n)``-th smallest ``d_ref``."""
+    if isinstance(threshold, str):
+        pct = float(threshold[1:]) / 100.0
+        flat = d_ref.flatten(1)
+        k = min(max(int(pct * flat.shape[1]), 1), flat.shape[1])
+        return flat.kthvalue(k, dim=1).values.view(-1, 1, 1)
+    return torch.full((d_ref.shape[0], 1, 1), float(threshold), dtype=d_ref.dtype, device=d_ref.device)
+
+
+@dataclass
+class CorrectnessMaps:
+    """Per-location results: distances ``[B,h,w]``, ``scores`` ``[B,3,h,w]`` (NaN where masked), ``classes``
+    ``[B,h,w]`` int64 (0 improvement, 1 omission, 2 hallucination, -1 left out) and ``fractions`` ``[B,3]``."""
+
+    d_ref: torch.Tensor
+    d_im: torch.Tensor
+    d_om: torch.Tensor
+    scores: torch.Tensor
+    classes: torch.Tensor
+    fractions: torch.Tensor
+    patch_size: int
+
+
+def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distance: str = "l1",
+                patch_size: int = 1, threshold: float | str = "q75", mask_rule: str = "ref",
+                harmonize: bool = True, register: bool = False,
+                gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None,
+                lpips_model: Any = None) -> CorrectnessMaps:
+    """Improvement / omission / hallucination per location and their fractions (see the module docstring).
+    ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching;
+    ``lpips_model``: an ``lpips.LPIPS`` for ``distance="lpips"`` (built from local weights when None)."""
+    if distance == "lpips" and lpips_model is None:
+        from .lpips import build_lpips
+
+        lpips_model = build_lpips("alex", sr.device)
+    sr64, hr64 = check_pair(sr, hr, "correctness")
+    if not isinstance(lr, torch.Tensor) or lr.ndim != 4 or lr.shape[:2] != sr64.shape[:2]:
+        raise InputMismatchError(f"correctness: LR must be [B,C,h,w] matching SR's batch and bands, got "
+                                 f"{list(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__}")
+    integer_scale(sr64.shape, lr.shape)
+    lr64 = lr.to(sr64.device, torch.float64)
+    if patch_size > min(sr64.shape[-2:]):
+        raise InputMismatchError(f"correctness: patch_size {patch_size} is larger than the {sr64.shape[-1]}x"
+                                 f"{sr64.shape[-2]} image")
+    sr_h = histogram_match(sr64, hr64, levels) if harmonize else sr64
+    if register:
+        shift = phase_correlation(hr64.mean(dim=1), sr_h.mean(dim=1), 10)
+        sr_h = _fourier_shift(sr_h, -shift)
+    lr_up = upsample_lr(lr64, tuple(sr64.shape[-2:]))
+    d_ref = location_distance(lr_up, hr64, distance, patch_size, lpips_model)
+    d_im = location_distance(sr_h, hr64, distance, patch_size, lpips_model)
+    d_om = location_distance(sr_h, lr_up, distance, patch_size, lpips_model)
+    t = _threshold(d_ref, threshold)
+    keep = d_ref > t
+    if mask_rule == "any":
+        keep = keep | (d_im > t) | (d_om > t)
+    keep = keep & (d_ref > 0)
+    x = d_im / torch.where(keep, d_ref, torch.ones_like(d_ref))
+    y = d_om / torch.where(keep, d_ref, torch.ones_like(d_ref))
+    g_im, g_om, g_ha = gammas
+    h = x + y - 1.0
+    s_im, s_om, s_ha = (x + y * (1.0 - torch.exp(-h * g_im)), y + x * (1.0 - torch.exp(-h * g_om)),
+                        torch.exp(-g_ha * x * y))
+    scores = torch.stack((s_im, s_om, s_ha), dim=1)
+    # argmin over the three with argmin's tie order (improvement, then omission), without a strided reduction
+    cls = torch.where((s_im <= s_om) & (s_im <= s_ha), 0, torch.where(s_om <= s_ha, 1, 2))
+    classes = torch.where(keep, cls, torch.full_like(cls, -1))
+    scores = torch.where(keep[:, None], scores, torch.full_like(scores, math.nan))
+    n_keep = keep.flatten(1).sum(dim=1).to(torch.float64)
+    counts = torch.stack([(classes == k).flatten(1).sum(dim=1) for k in range(3)], dim=1).to(torch.float64)
+    fractions = torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None],
+                            torch.full_like(counts, math.nan))
+    return CorrectnessMaps(d_ref, d_im, d_om, scores, classes, fractions, patch_size)
+
+
+def class_map_rgb(classes: np.ndarray) -> np.ndarray:
+    """``[h,w]`` class codes (-1 masked) -> ``[h,w,3]`` uint8 colours."""
+    lut = np.array([*CLASS_COLOURS, MASKED_COLOUR], dtype=np.uint8)
+    return lut[np.where(classes < 0, 3, classes)]
+
+
+_GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # pixel scale, tiepoint, transform, GeoKeys, params
+
+
+def _geotags(path: str | None) -> list[tuple] | None:
+    if not path or Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        out = [(t.code, t.dtype, t.count, t.value, False) for t in tags.values() if t.code in _GEO_TAGS]
+    return out or None
+
+
+def write_class_map(out_dir: str | Path, key: str, classes: np.ndarray, *, patch_size: int = 1,
+                    geo_source: str | None = None) -> list[Path]:
+    """Write ``<out_dir>/<key>.correctness.png`` (colours) and, when ``geo_source`` is a GeoTIFF, a
+    ``.correctness.tif`` with codes 1 improvement, 2 omission, 3 hallucination, 0 left out (nodata) on the
+    source's georeferencing. Patch maps are expanded to pixels. Paths stay inside ``out_dir``."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    base = (out_dir / f"{key}.correctness").resolve()
+    if not base.is_relative_to(out_dir.resolve()):
+        raise ConfigError(f"--maps: key '{key}' would write outside {out_dir}")
+    if patch_size > 1:
+        classes = np.repeat(np.repeat(classes, patch_size, axis=0), patch_size, axis=1)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    png = base.with_name(base.name + ".png")
+    tmp = png.with_name(png.name + ".tmp")
+    Image.fromarray(class_map_rgb(classes)).save(tmp, format="PNG")
+    tmp.replace(png)
+    written.append(png)
+    tags = _geotags(geo_source)
+    if tags is not None:
+        import tifffile
+
+        tif = base.with_name(base.name + ".tif")
+        tmp = tif.with_name(tif.name + ".tmp")
+        codes = np.where(classes < 0, 0, classes + 1).astype(np.uint8)
+        tifffile.imwrite(tmp, codes, compression="zlib", extratags=[*tags, (42113, "s", 0, "0", False)])
+        tmp.replace(tif)
+        written.append(tif)
+    return written
+
+
+def _common_levels(data_range: torch.Tensor | None) -> int | None:
+    """The files' integer data range (255, 65535, 4095...) when the whole batch shares one, else None."""
+    if data_range is None:
+        return None
+    r = torch.as_tensor(data_range).flatten()
+    if r.numel() == 0 or not bool((r == r[0]).all()):
+        return None
+    v = float(r[0])
+    return int(v) if v.is_integer() and 1 < v <= 65535 else None
+
+
+def _parse_threshold(value: Any) -> float | str:
+    if isinstance(value, str):
+        if re.fullmatch(r"q(100|[0-9]{1,2}(\.[0-9]+)?)", value.strip()):
+            return value.strip()
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"correctness: threshold={value!r}: expected a number >= 0 or qNN (a percentile of "
+                              "d_ref, e.g. q75)") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"correctness: threshold={value!r}: expected a number >= 0 or qNN (e.g. q75)")
+    return float(value)
+
+
+@register_metric
+class Correctness(Metric):
+    name = "correctness"
+    reference = "hr+lr"
+    higher_is_better = True
+    best_value = 1.0
+    units = "fraction of locations"
+    value_range = "[0, 1] each; columns <id>-improvement (higher better), -omission, -hallucination (lower)"
+    description = ("Aybar et al. (opensr-test) improvement/omission/hallucination fractions: SR histogram-matched "
+                   "to HR, distances to HR and bilinear LR_up normalised by d(LR_up, HR), locations with small "
+                   "d_ref left out; SPEC = distance l1|l2|ipsnr; options patch_size, threshold, mask_rule, "
+                   "harmonize, register")
+    spec_help = "distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk)"
+
+    def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", patch_size: int = 1,
+                 threshold: float | str = "q75", mask_rule: str = "ref", harmonize: bool = True,
+                 register: bool = False, gammas: tuple[float, float, float] = DEFAULT_GAMMAS,
+                 **options: Any) -> None:
+        super().__init__(spec, device=device, **options)
+        self.distance = (spec or "l1").lower()
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"correctness:{spec}: unknown distance (choose from {', '.join(DISTANCES)})")
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+            raise ConfigError(f"correctness: patch_size={patch_size!r}: expected an integer >= 1")
+        if mask_rule not in ("ref", "any"):
+            raise ConfigError(f"correctness: mask_rule={mask_rule!r}: expected 'ref' or 'any'")
+        if len(tuple(gammas)) != 3:
+            raise ConfigError(f"correctness: gammas={gammas!r}: expected three numbers (im, om, ha)")
+        self.settings = dict(distance=self.distance, patch_size=patch_size, threshold=_parse_threshold(threshold),
+                             mask_rule=mask_rule, harmonize=bool(harmonize), register=bool(register),
+                             gammas=tuple(float(g) for g in gammas))
+        if self.distance == "lpips" and patch_size < 32:
+            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
+        self.options.update(self.settings)
+        self.last_maps: CorrectnessMaps | None = None
+        self._lpips: Any = None
+
+    def load(self) -> Any:
+        """LPIPS weights for ``correctness:lpips`` (before any decoding, so missing weights fail fast)."""
+        if self.distance == "lpips" and self._lpips is None:
+            from .lpips import build_lpips
+
+            self._lpips = build_lpips("alex", self.device)
+        return self._lpips
+
+    def columns(self) -> list[Column]:
+        return [Column(f"{self.id}-improvement", True, 1.0), Column(f"{self.id}-omission", False, 0.0),
+                Column(f"{self.id}-hallucination", False, 0.0)]
+
+    def compute(self, sr: torch.Tensor, gt: torch.Tensor, *, lr: torch.Tensor | None = None,
+                **kwargs: Any) -> dict[str, torch.Tensor]:
+        if lr is None:
+            raise InputMismatchError(f"{self.id} needs the LR input too (--lr LR_DIR)")
+        maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")),
+                           lpips_model=self.load())
+        self.last_maps = maps
+        return {c.name: maps.fractions[:, i] for i, c in enumerate(self.columns())}

@@ -1,0 +1,219 @@
+"""Correctness (improvement / omission / hallucination) against a float64 NumPy computation written from
+Aybar et al.'s definitions, with skimage's ``match_histograms`` as the harmonisation reference.
+
+Tolerances: histogram matching vs skimage 1e-12; distances 1e-12; fractions exactly equal (same classes at
+every location, checked on the maps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from skimage.exposure import match_histograms
+
+from clipscore_sr.errors import ConfigError
+from clipscore_sr.metrics import get_metric
+from clipscore_sr.metrics.correctness import correctness, histogram_match, write_class_map
+
+
+def np_bilinear_up(x: np.ndarray, s: int) -> np.ndarray:
+    """[C,h,w] -> [C,h*s,w*s]: bilinear, half-pixel centres, edge-clamped (align_corners=False)."""
+    def axis_weights(n):
+        src = np.maximum((np.arange(n * s) + 0.5) / s - 0.5, 0)
+        i0 = np.floor(src).astype(int)
+        i1 = np.minimum(i0 + 1, n - 1)
+        f = src - i0
+        m = np.zeros((n * s, n))
+        m[np.arange(n * s), i0] += 1 - f
+        m[np.arange(n * s), i1] += f
+        return m
+    mh, mw = axis_weights(x.shape[1]), axis_weights(x.shape[2])
+    return np.einsum("Hh,chw,Ww->cHW", mh, x, mw)
+
+
+def np_correctness(sr, hr, lr, *, patch=1, q=0.75, gammas=(0.8, 0.8, 0.4), rule="ref"):
+    """One image [C,H,W]: class map (-1 left out) and the three fractions."""
+    sr_h = np.moveaxis(match_histograms(np.moveaxis(sr, 0, -1), np.moveaxis(hr, 0, -1), channel_axis=-1), -1, 0)
+    up = np_bilinear_up(lr, hr.shape[1] // lr.shape[1])
+
+    def dist(a, b):
+        d = np.abs(a - b).mean(0)
+        h, w = d.shape[0] // patch, d.shape[1] // patch
+        return d[:h * patch, :w * patch].reshape(h, patch, w, patch).mean(axis=(1, 3))
+    d_ref, d_im, d_om = dist(up, hr), dist(sr_h, hr), dist(sr_h, up)
+    flat = np.sort(d_ref.ravel())
+    t = flat[max(int(q * flat.size), 1) - 1]
+    keep = d_ref > t
+    if rule == "any":
+        keep |= (d_im > t) | (d_om > t)
+    keep &= d_ref > 0
+    classes = np.full(d_ref.shape, -1)
+    fr = np.zeros(3)
+    for i, j in zip(*np.nonzero(keep)):
+        x, y = d_im[i, j] / d_ref[i, j], d_om[i, j] / d_ref[i, j]
+        h = x + y - 1
+        scores = [x + y * (1 - np.exp(-h * gammas[0])), y + x * (1 - np.exp(-h * gammas[1])),
+                  np.exp(-gammas[2] * x * y)]
+        classes[i, j] = int(np.argmin(scores))
+        fr[classes[i, j]] += 1
+    return classes, fr / keep.sum()
+
+
+def _scene(seed=0, size=64, scale=4):
+    rng = np.random.default_rng(seed)
+    hr = ndimage.gaussian_filter(rng.random((3, size, size)), (0, 1.2, 1.2))
+    hr = (hr - hr.min()) / (hr.max() - hr.min())
+    lr = hr.reshape(3, size // scale, scale, size // scale, scale).mean(axis=(2, 4))
+    return hr, lr, rng
+
+
+def test_histogram_match_equals_skimage():
+    rng = np.random.default_rng(3)
+    for src, ref in ((rng.integers(0, 40, (2, 3, 17, 23)) / 40.0, rng.random((2, 3, 30, 11)) ** 3),
+                     (rng.random((1, 4, 16, 16)), rng.integers(0, 5, (1, 4, 16, 16)) / 4.0)):
+        ours = histogram_match(torch.from_numpy(src), torch.from_numpy(ref)).numpy()
+        for b in range(src.shape[0]):
+            want = match_histograms(np.moveaxis(src[b], 0, -1), np.moveaxis(ref[b], 0, -1), channel_axis=-1)
+            np.testing.assert_allclose(ours[b], np.moveaxis(want, -1, 0), atol=1e-12)
+
+
+@pytest.mark.parametrize("patch,rule", [(1, "ref"), (4, "ref"), (1, "any")])
+def test_matches_numpy_reference(patch, rule):
+    hr, lr, rng = _scene()
+    srs = [np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1), np_bilinear_up(lr, 4),
+           np.clip(ndimage.gaussian_filter(hr, (0, 1, 1)) + 0.1 * (rng.random(hr.shape) > 0.9), 0, 1)]
+    sr = torch.from_numpy(np.stack(srs))
+    hr_t = torch.from_numpy(np.stack([hr] * 3))
+    lr_t = torch.from_numpy(np.stack([lr] * 3))
+    maps = correctness(sr, hr_t, lr_t, patch_size=patch, mask_rule=rule)
+    for b, s in enumerate(srs):
+        classes, fr = np_correctness(s, hr, lr, patch=patch, rule=rule)
+        np.testing.assert_array_equal(maps.classes[b].numpy(), classes)
+        np.testing.assert_allclose(maps.fractions[b].numpy(), fr, atol=1e-15)
+
+
+def test_identity_improves_lr_up_omits_noise_hallucinates():
+    hr, lr, rng = _scene(1)
+    hr_t, lr_t = torch.from_numpy(hr[None]), torch.from_numpy(lr[None])
+    perfect = correctness(hr_t, hr_t, lr_t).fractions[0].tolist()
+    assert perfect == [1.0, 0.0, 0.0]
+    omitted = correctness(torch.from_numpy(np_bilinear_up(lr, 4)[None]), hr_t, lr_t, harmonize=False)
+    assert omitted.fractions[0].tolist() == [0.0, 1.0, 0.0]
+    # more invented high-frequency detail -> more hallucination, less improvement
+    previous = (2.0, -1.0)
+    for amp in (0.02, 0.1, 0.3, 0.6):
+        noise = ndimage.gaussian_filter(rng.normal(0, 1, hr.shape), (0, 0.7, 0.7))
+        sr = torch.from_numpy(np.clip(hr + amp * noise, 0, 1)[None])
+        im, _, ha = correctness(sr, hr_t, lr_t, harmonize=False).fractions[0].tolist()
+        assert im <= previous[0] and ha >= previous[1], (amp, im, ha, previous)
+        previous = (im, ha)
+    assert previous[1] > 0.5
+
+
+def test_registration_option_undoes_a_global_shift():
+    hr, lr, _ = _scene(2)
+    hr_t, lr_t = torch.from_numpy(hr[None]), torch.from_numpy(lr[None])
+    shifted = torch.from_numpy(np.roll(hr, (2, -1), axis=(1, 2))[None])
+    plain = correctness(shifted, hr_t, lr_t).fractions[0, 0].item()
+    registered = correctness(shifted, hr_t, lr_t, register=True).fractions[0, 0].item()
+    assert plain < 0.8 and registered > 0.95
+
+
+def test_band_order_invariance():
+    hr, lr, rng = _scene(4)
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1)
+    perm = [2, 0, 1]
+    a = correctness(*(torch.from_numpy(x[None]) for x in (sr, hr, lr))).fractions
+    b = correctness(*(torch.from_numpy(x[None, perm]) for x in (sr, hr, lr))).fractions
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_metric_columns_and_options(tmp_path):
+    hr, lr, rng = _scene(5)
+    m = get_metric("correctness:l2", patch_size=2, threshold="q50")
+    assert [c.name for c in m.columns()] == ["correctness:l2-improvement", "correctness:l2-omission",
+                                             "correctness:l2-hallucination"]
+    sr = torch.from_numpy(np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1)[None])
+    out = m(sr, torch.from_numpy(hr[None]), lr=torch.from_numpy(lr[None]))
+    assert sum(v.item() for v in out.values()) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="unknown distance"):
+        get_metric("correctness:lpipsx")
+    with pytest.raises(ConfigError, match="threshold"):
+        get_metric("correctness", threshold="auto")
+
+
+def test_class_maps_png_and_geotiff(tmp_path):
+    import tifffile
+
+    classes = np.array([[0, 1], [2, -1]])
+    geo = tmp_path / "sr.tif"
+    tags = [(33550, "d", 3, (10.0, 10.0, 0.0), False), (33922, "d", 6, (0, 0, 0, 500000.0, 4000000.0, 0), False),
+            (34735, "H", 4, (1, 1, 0, 0), False)]
+    tifffile.imwrite(geo, np.zeros((4, 4), np.uint8), extratags=tags)
+    written = write_class_map(tmp_path / "maps", "a/b", classes, patch_size=2, geo_source=str(geo))
+    assert [p.name for p in written] == ["b.correctness.png", "b.correctness.tif"]
+    png = np.asarray(Image.open(written[0]))
+    assert png.shape == (4, 4, 3) and (png[0, 0] == (85, 168, 104)).all() and (png[3, 3] == (200, 200, 200)).all()
+    with tifffile.TiffFile(written[1]) as tif:
+        codes = tif.asarray()
+        page_tags = tif.pages[0].tags
+        assert page_tags[33550].value == (10.0, 10.0, 0.0) and page_tags[42113].value == "0"
+    np.testing.assert_array_equal(codes[::2, ::2], [[1, 2], [3, 0]])
+    with pytest.raises(ConfigError, match="outside"):
+        write_class_map(tmp_path / "maps", "../../evil", classes)
+
+
+def test_maps_figure_is_deterministic(tmp_path):
+    from clipscore_sr.figures.correctness_maps import draw_correctness_maps
+
+    hr, lr, rng = _scene(6, size=32)
+    sr = np.clip(hr + rng.normal(0, 0.05, hr.shape), 0, 1)
+    maps = correctness(*(torch.from_numpy(x[None]) for x in (sr, hr, lr)))
+    paths = [draw_correctness_maps(lr, sr, hr, maps.classes[0].numpy(), tuple(maps.fractions[0].tolist()),
+                                   tmp_path / f"f{i}.png", title="t") for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes() and paths[0].stat().st_size > 1000
+    with pytest.raises(Exception, match="unsupported figure format"):
+        draw_correctness_maps(lr, sr, hr, maps.classes[0].numpy(), (1, 0, 0), tmp_path / "f.gif")
+
+
+@pytest.fixture
+def alex_home(tmp_path, monkeypatch):
+    """A torchvision AlexNet checkpoint with random features where LPIPS looks for it (no download)."""
+    import torchvision
+
+    from clipscore_sr.metrics.lpips import backbone_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(0)
+    path = backbone_checkpoint("alex")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")
+def test_lpips_distance_per_patch_matches_the_lpips_package(alex_home):
+    """correctness:lpips: d per 32x32 block equals the lpips package called on that block (1e-5)."""
+    import lpips
+
+    hr, lr, rng = _scene(7, size=64)
+    sr = np.clip(hr + rng.normal(0, 0.08, hr.shape), 0, 1)
+    m = get_metric("correctness:lpips", patch_size=32, harmonize=False)
+    out = m(*(torch.from_numpy(x[None]) for x in (sr, hr)), lr=torch.from_numpy(lr[None]))
+    maps = m.last_maps
+    ref_model = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
+    up = np_bilinear_up(lr, 4)
+    for (a, b), got in (((up, hr), maps.d_ref), ((sr, hr), maps.d_im), ((sr, up), maps.d_om)):
+        for i in range(2):
+            for j in range(2):
+                pa = torch.from_numpy(a[None, :, 32 * i:32 * i + 32, 32 * j:32 * j + 32]).float()
+                pb = torch.from_numpy(b[None, :, 32 * i:32 * i + 32, 32 * j:32 * j + 32]).float()
+                want = ref_model(pa * 2 - 1, pb * 2 - 1).item()
+                assert got[0, i, j].item() == pytest.approx(want, abs=1e-5)
+    assert sum(v.item() for v in out.values()) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="patch_size >= 32"):
+        get_metric("correctness:lpips", patch_size=8)
