@@ -390,7 +390,8 @@ def test_status_flags_and_filters(client_study) -> None:
     _answer_all(c, "bad", lambda t: "right" if by_id[t["id"]].expected == t["shown_left"] else "left")
     r = CliRunner().invoke(main, ["study", "status", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    table = {x["annotator"]: x for x in json.loads(r.output)}
+    report = json.loads(r.output)
+    table = {x["annotator"]: x for x in report["annotators"]}
     n_sent = sum(t.kind == "sentinel" for t in study.trials)
     assert table["good"]["sentinel_accuracy"] == 1.0 and table["good"]["sentinel_correct"] == n_sent
     assert table["bad"]["sentinel_accuracy"] == 0.0 and table["bad"]["flagged"] and not table["good"]["flagged"]
@@ -401,6 +402,29 @@ def test_status_flags_and_filters(client_study) -> None:
     same = sum(mine[t.id] == mine[t.repeat_of] for t in reps)
     assert table["good"]["repeats"] == len(reps) and table["good"]["repeat_consistent"] == same == 0
     assert table["good"]["median_rt_s"] == 1.5 and table["good"]["answers"] == len(study.trials)
+    # reliability on the real trials both annotators judged: with two annotators the leave-one-out majority is
+    # the other one's vote; alpha against the krippendorff package
+    import krippendorff
+
+    real = [t.id for t in study.trials if t.kind == "real"]
+    votes = {(x["annotator"], x["pair_id"]): x["choice"] for x in rows}
+    same_real = np.mean([votes[("good", p)] == votes[("bad", p)] for p in real])
+    assert table["good"]["loo_agreement"] == pytest.approx(same_real, abs=1e-12)
+    assert table["bad"]["loo_agreement"] == pytest.approx(same_real, abs=1e-12)
+    # nominal alpha depends on the coding: the module codes each vote as the first or second file of the pair in
+    # sorted path order (the same labels in every unit), so code it the same way here
+    ab = {x["pair_id"]: (x["a"], x["b"]) for x in rows}
+    data = np.array([[float((votes[(who, p)] == "a") != (ab[p][0] <= ab[p][1])) for p in real]
+                     for who in ("good", "bad")])
+    want = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    assert report["alpha_units"] == len(real)
+    assert report["krippendorff_alpha"] == pytest.approx(want, abs=1e-12)
+    r = CliRunner().invoke(main, ["study", "status", str(out)])
+    assert "Krippendorff's alpha (nominal)" in r.output and "agrees w/ others" in r.output
+    r = CliRunner().invoke(main, ["study", "status", str(out), "--min-sentinel-accuracy", "0", "--min-agreement",
+                                  "1.01" if same_real == 1 else str(same_real + 0.01), "--json"])
+    flagged = {x["annotator"]: x["flagged"] for x in json.loads(r.output)["annotators"]}
+    assert flagged == {"good": True, "bad": True}
     r = CliRunner().invoke(main, ["study", "status", str(out), "--exclude-failed", "-o", str(out / "clean.csv")])
     assert r.exit_code == 0 and "FLAGGED" in r.output
     clean = list(csv.DictReader(open(out / "clean.csv", newline="")))

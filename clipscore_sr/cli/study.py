@@ -117,12 +117,16 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
               help="Judgements to check (default: STUDY_DIR/judgements.csv; an AMT import works too).")
 @click.option("--min-sentinel-accuracy", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Flag annotators whose sentinel accuracy is below this.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="Also flag annotators whose agreement with the leave-one-out majority is below this.")
 @click.option("--exclude-failed", is_flag=True, help="With -o: leave out the flagged annotators' rows.")
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), default=None,
               help="Write the (filtered) judgements here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-annotator table as JSON.")
-def status_command(study_dir, judgements, min_sentinel_accuracy, exclude_failed, out, as_json) -> None:
-    """Per annotator: answers, sentinel accuracy, repeat consistency, median response time, time spent.
+def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, exclude_failed, out,
+                   as_json) -> None:
+    """Per annotator: answers, sentinel accuracy, repeat consistency, agreement with the others, median
+    response time, time spent; Krippendorff's alpha over trials judged by at least two annotators.
 
     Example: srmetrics study status my-study --exclude-failed -o my-study/clean.csv
     """
@@ -134,11 +138,21 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, exclude_failed,
         raise StudyError("--exclude-failed needs -o/--out FILE for the filtered judgements")
     study = load_study(study_dir, check_files=False)
     df = study_judgements(study, judgements)
-    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy)
+    import numpy as np
+
+    from ..human.reliability import annotator_reliability
+
+    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy, min_agreement=min_agreement)
+    rel = annotator_reliability(df) if len(df) else None
     if as_json:
-        click.echo(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+        records = json.loads(table.to_json(orient="records"))
+        alpha = None if rel is None or np.isnan(rel.alpha) else rel.alpha
+        click.echo(json.dumps({"annotators": records, "krippendorff_alpha": alpha,
+                               "alpha_units": 0 if rel is None else rel.n_alpha_units}, indent=1))
     else:
         click.echo(format_status(study, table))
+        if rel is not None:
+            click.echo(rel.summary())
     if out:
         kept = filter_flagged(df, table) if exclude_failed else df
         src = Path(df.attrs["source"]).resolve().parent

@@ -25,7 +25,7 @@ from .manifest import JUDGEMENTS, Study, StudyError
 
 STATUS_COLUMNS = ("annotator", "answers", "real", "sentinels", "sentinel_correct", "sentinel_accuracy",
                   "repeats", "repeat_consistent", "repeat_consistency", "median_rt_s", "time_spent_min",
-                  "flagged", "reason")
+                  "loo_agreement", "flagged", "reason")
 
 
 def study_judgements(study: Study, path: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -51,8 +51,18 @@ def study_judgements(study: Study, path: str | os.PathLike | None = None) -> pd.
     return df
 
 
-def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_accuracy: float = 0.8) -> pd.DataFrame:
-    """One row per annotator with the columns of :data:`STATUS_COLUMNS` (see the module docstring)."""
+def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_accuracy: float = 0.8,
+                     min_agreement: float | None = None) -> pd.DataFrame:
+    """One row per annotator with the columns of :data:`STATUS_COLUMNS` (see the module docstring).
+
+    ``loo_agreement`` is the annotator's agreement with the leave-one-out majority of the other annotators on
+    the real trials they share (:func:`clipscore_sr.human.reliability.annotator_reliability`); with
+    ``min_agreement`` an annotator below it is flagged too.
+    """
+    from ..reliability import annotator_reliability
+
+    rel = annotator_reliability(judgements) if len(judgements) else None
+    loo = dict(zip(rel.annotators["annotator"], rel.annotators["loo_agreement"])) if rel is not None else {}
     trials = study.by_id
     rows = []
     for name, g in judgements.groupby("annotator", sort=True):
@@ -65,16 +75,21 @@ def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_acc
         consistent = sum(x == y for x, y in reps)
         rt = pd.to_numeric(g["rt_ms"], errors="coerce").to_numpy(dtype=np.float64)
         acc = correct / len(sent) if len(sent) else np.nan
-        flagged = bool(len(sent) and acc < min_sentinel_accuracy)
-        reason = (f"sentinel accuracy {acc:.2f} < {min_sentinel_accuracy:g}" if flagged
-                  else "" if len(sent) else "no sentinel answered")
+        agree = float(loo.get(str(name), np.nan))
+        reasons = []
+        if len(sent) and acc < min_sentinel_accuracy:
+            reasons.append(f"sentinel accuracy {acc:.2f} < {min_sentinel_accuracy:g}")
+        if min_agreement is not None and np.isfinite(agree) and agree < min_agreement:
+            reasons.append(f"agreement with the others {agree:.2f} < {min_agreement:g}")
+        flagged = bool(reasons)
+        reason = "; ".join(reasons) if reasons else "" if len(sent) else "no sentinel answered"
         rows.append(dict(
             annotator=name, answers=len(g), real=int((kinds == "real").sum()), sentinels=len(sent),
             sentinel_correct=correct, sentinel_accuracy=acc, repeats=len(reps), repeat_consistent=consistent,
             repeat_consistency=consistent / len(reps) if reps else np.nan,
             median_rt_s=float(np.nanmedian(rt)) / 1000 if np.isfinite(rt).any() else np.nan,
             time_spent_min=float(np.nansum(rt)) / 60000 if np.isfinite(rt).any() else np.nan,
-            flagged=flagged, reason=reason))
+            loo_agreement=agree, flagged=flagged, reason=reason))
     return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
 
 
@@ -89,11 +104,12 @@ def format_status(study: Study, status: pd.DataFrame) -> str:
     def f(v, spec):
         return "-" if pd.isna(v) else format(v, spec)
 
-    head = ["annotator", "answers", "sentinels ok", "repeats same", "median RT s", "time min", "flag"]
+    head = ["annotator", "answers", "sentinels ok", "repeats same", "agrees w/ others", "median RT s", "time min",
+            "flag"]
     lines = [[r.annotator, f"{r.answers}/{len(study.trials)}",
               f"{r.sentinel_correct}/{r.sentinels} ({f(r.sentinel_accuracy, '.0%')})",
               f"{r.repeat_consistent}/{r.repeats} ({f(r.repeat_consistency, '.0%')})",
-              f(r.median_rt_s, ".2f"), f(r.time_spent_min, ".1f"), "FLAGGED: " + r.reason if r.flagged else r.reason]
+              f(r.loo_agreement, ".0%"), f(r.median_rt_s, ".2f"), f(r.time_spent_min, ".1f"), "FLAGGED: " + r.reason if r.flagged else r.reason]
              for r in status.itertuples()]
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
