@@ -342,7 +342,15 @@ def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
         raise PairingError(f"{path}: pairs file not found")
     base = path.parent
     pairs: list[Pair] = []
-    with open(path, newline="") as fh:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: a BOM (as Excel writes) is not part of 'gt'
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PairingError(f"{path}:{line}: not valid UTF-8 (byte {exc.object[exc.start]:#04x}); "
+                           "save the file as UTF-8") from None
+    import io as _io
+
+    with _io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or [])
         if not {"gt", "sr"} <= cols:

@@ -47,14 +47,13 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
     Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
     """
     from ..human.agreement import format_table, metric_direction, run_agreement
-    from ..results import output_format, write_table
+    from ..results import check_outputs, write_table
 
     metric_ids = parse_metric_list(metrics)
     for mid in metric_ids:
         metric_direction(mid)  # unknown ids fail before any work
-    for path in (out, pairs_out, scores_out):
-        if path:
-            output_format(path)
+    outputs = {"--out": out, "--pairs-out": pairs_out, "--scores-out": scores_out}
+    check_outputs(outputs, {"JUDGEMENTS_CSV": judgements_csv}, tables=tuple(outputs))
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")

@@ -12,7 +12,7 @@ from .. import io
 from ..errors import SRMetricsError
 from ..metrics.base import metric_direction, parse_metric_list
 from ..pipeline import score_pairs
-from ..results import format_summary, summarize, write_table
+from ..results import check_outputs, format_summary, summarize, write_table
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
@@ -42,8 +42,12 @@ def common_scoring_options(func):
 
 
 def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint: str | None) -> dict:
+    """Metric options from the shared scoring flags; an unusable ``--cache`` folder fails here, before scoring."""
+    from ..results import check_writable_dir
+
     opts: dict = {"crop_border": crop_border}
     if cache_dir:
+        check_writable_dir(cache_dir, "--cache")
         opts["cache_dir"] = cache_dir
     if sam_checkpoint:
         opts["sam_checkpoint"] = sam_checkpoint
@@ -81,6 +85,9 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
     if resume and not out:
         raise SRMetricsError("--resume needs --out (the file to resume)")
+    # colliding, badly named or unwritable outputs fail here, before any work
+    check_outputs({"--out": out, "--summary": summary_out}, {"--pairs": pairs_csv}, tables=("--out", "--summary"))
+    metric_options = metric_options_from(crop_border, cache_dir, sam_checkpoint)
     if pairs_csv:
         if gt_dir or sr_dir:
             raise SRMetricsError("give either GT_DIR SR_DIR or --pairs, not both")
@@ -101,8 +108,11 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         df = score_pairs(
             pairing.pairs, metric_ids, out=out, resume=resume, batch_size=batch_size, workers=workers,
             bands=bands, data_range=data_range, device=device, precision=precision,
-            metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint), progress=not quiet,
+            metric_options=metric_options, progress=not quiet,
         )
+    note = df.attrs["run"].resume_note if "run" in df.attrs else ""
+    if note and not quiet:
+        click.echo(note, err=True)
     summary = summarize(df, metric_ids)
     if summary_out:
         write_table(summary, summary_out)
