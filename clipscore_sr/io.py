@@ -29,6 +29,72 @@ from .errors import ImageReadError, PairingError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
 
+#: default decompression-bomb cap in pixels (height x width x planes), the same as Pillow's MAX_IMAGE_PIXELS
+DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+
+def max_pixels() -> int | None:
+    """The pixel cap every reader applies before decoding: ``$CLIPSCORE_SR_MAX_PIXELS`` (a number; ``0`` or
+    ``none`` disables it), default :data:`DEFAULT_MAX_PIXELS` (89,478,485, Pillow's ``MAX_IMAGE_PIXELS``)."""
+    env = os.environ.get("CLIPSCORE_SR_MAX_PIXELS", "").strip().lower()
+    if not env:
+        return DEFAULT_MAX_PIXELS
+    if env in ("0", "none", "off"):
+        return None
+    try:
+        value = int(float(env))
+    except ValueError:
+        raise ImageReadError(f"CLIPSCORE_SR_MAX_PIXELS='{env}': expected a number of pixels (0 = no cap)") from None
+    return value if value > 0 else None
+
+
+def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """``(height, width, bands, planes)`` from the file header alone, nothing decoded. ``bands`` is what
+    :func:`read_image` returns without ``bands=`` (alpha dropped, palette as RGB); ``planes`` > 1 for
+    multi-page/volume TIFFs. Raises :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in _TIFF_EXTENSIONS:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+            dims = dict(zip(axes, shape))
+            h, w = dims.get("Y", 1), dims.get("X", 1)
+            chans = next((n for a, n in dims.items() if a in "SC"), 1)
+            planes = int(np.prod([n for a, n in dims.items() if a not in "YXSC"] or [1]))
+            alpha = chans in (2, 4) and dtype == np.uint8  # as read_array treats 8-bit gray+alpha / RGBA
+            return int(h), int(w), int(chans) - alpha, planes
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            return h, w, {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}.get(head[25], 1), 1
+        from PIL import Image
+
+        with Image.open(path) as im:  # lazy: reads the header only
+            w, h = im.size
+            bands = im.getbands()
+            n = 3 if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV") else len(bands) - ("A" in bands)
+            return int(h), int(w), n, int(getattr(im, "n_frames", 1) or 1)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{path}: cannot read the image header ({msg})") from None
+
+
+def check_pixel_cap(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """Header shape of ``path``; an image over :func:`max_pixels` raises before any decoding."""
+    h, w, c, planes = image_header_shape(path)
+    cap = max_pixels()
+    if cap is not None and h * w * planes > cap:
+        raise ImageReadError(
+            f"{path}: {w}x{h}" + (f"x{planes} planes" if planes > 1 else "") + f" = {h * w * planes:,} pixels "
+            f"exceeds the cap of {cap:,} (a decompression bomb?); raise CLIPSCORE_SR_MAX_PIXELS if it is real")
+    return h, w, c, planes
+
 
 @dataclass
 class LoadedImage:
@@ -93,6 +159,7 @@ def _read_pil(path: Path) -> tuple[np.ndarray, bool]:
     """Decode with Pillow; returns ``[H,W]`` or ``[H,W,C]`` and whether the last band is alpha."""
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = max_pixels()  # Pillow's own check agrees with ours (checked before decoding)
     with Image.open(path) as im:
         im.load()
         mode = im.mode
@@ -138,6 +205,7 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
+    check_pixel_cap(path)  # before any decoder allocates anything
     try:
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             arr = _read_tiff(path)
