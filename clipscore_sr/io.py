@@ -82,7 +82,7 @@ def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
         raise
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"{path}: cannot read the image header ({msg})") from None
+        raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
 
 
 def check_pixel_cap(path: str | os.PathLike) -> tuple[int, int, int, int]:
