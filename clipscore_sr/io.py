@@ -225,6 +225,35 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
         raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
 
 
+#: accepted ``--data-range`` values: finite and within these bounds (outside them SSIM's constants and PSNR's
+#: peak make every comparison meaningless, e.g. a range of 1e-30 gives SSIM -3e51)
+DATA_RANGE_BOUNDS = (1e-6, 1e12)
+#: values may exceed ``[0, data range]`` by this fraction of the range before a pair is reported
+RANGE_TOLERANCE = 1e-3
+
+
+def check_data_range(value: float | None, what: str = "--data-range") -> float | None:
+    """``value`` as a float if it is a usable data range (None passes); one-line :class:`ImageReadError`
+    for NaN, inf, zero, negative or absurd values (outside :data:`DATA_RANGE_BOUNDS`)."""
+    if value is None:
+        return None
+    try:
+        rng = float(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{what} {value!r}: expected a number (the value of full scale)") from None
+    lo, hi = DATA_RANGE_BOUNDS
+    if not (lo <= rng <= hi):  # also False for NaN
+        raise ImageReadError(f"{what} {value!r}: must be a finite number between {lo:g} and {hi:g} "
+                             "(the value of full scale: 255 for 8-bit, 65535 for 16-bit, 1 for float in [0,1])")
+    return rng
+
+
+def out_of_range(data: np.ndarray, tolerance: float = RANGE_TOLERANCE) -> tuple[float, float] | None:
+    """``(min, max)`` of scaled values when they leave ``[0, 1]`` by more than ``tolerance``, else None."""
+    lo, hi = float(np.min(data)), float(np.max(data))
+    return (lo, hi) if lo < -tolerance or hi > 1 + tolerance else None
+
+
 def default_data_range(dtype: np.dtype, path: str | os.PathLike = "") -> float:
     """255 for uint8, 65535 for uint16, 1.0 for float/bool; other integer types need an explicit range."""
     dtype = np.dtype(dtype)
@@ -261,9 +290,7 @@ def read_image(path: str | os.PathLike, *, bands: Sequence[int] | None = None,
     arr, alpha = read_array(path)
     if arr.dtype.kind not in "uifb":
         raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
-    rng = float(data_range) if data_range is not None else default_data_range(arr.dtype, path)
-    if not rng > 0:
-        raise ImageReadError(f"{path}: data range must be > 0, got {rng}")
+    rng = check_data_range(data_range) if data_range is not None else default_data_range(arr.dtype, path)
     chw = to_chw(arr, alpha=alpha, bands=bands, path=path)
     data = chw.astype(np.float32) if chw.dtype != np.float64 else chw
     data = (data / rng).astype(np.float32)

@@ -82,6 +82,11 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
         for name, img in (("gt", gt), ("sr", sr)):
             if not np.isfinite(img.data).all():
                 raise InputMismatchError(f"{name} {img.path} contains NaN or inf values")
+            bad = io.out_of_range(img.data)
+            if bad is not None:
+                raise InputMismatchError(
+                    f"{name} {img.path} has values {bad[0] * img.data_range:g}..{bad[1] * img.data_range:g}, "
+                    f"outside [0, {img.data_range:g}] (the data range; pass the right --data-range)")
         out.gt, out.sr, out.data_range = gt.data, sr.data, gt.data_range
         if pair.mask is not None:
             mask = io.read_mask(pair.mask)
@@ -261,6 +266,7 @@ def score_pairs(
         raise SRMetricsError(f"--batch-size must be >= 1, got {batch_size}")
     if not pairs:
         raise SRMetricsError("no pairs to score")
+    data_range = io.check_data_range(data_range)  # NaN, inf, 0 or absurd ranges fail before any work
     rank, world, local_rank = _dist_info()
     writer_out = out if world == 1 else (_rank_out(out, rank) if out is not None else None)
     locks = [OutputLock(p) for p in dict.fromkeys([out if rank == 0 else None, writer_out]) if p is not None]

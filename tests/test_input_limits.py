@@ -166,3 +166,36 @@ def test_cli_allow_outside_root_and_amt_percent_encoded_dots(tmp_path) -> None:
                                     "a=Input.a", "--map", "b=Input.b", "--map", "choice=Answer.c", "--prefix",
                                     "https://x/s/=images/", "-o", str(tmp_path / "study" / "out.csv")])
     assert res.exit_code == 1 and "leaves the root" in res.output
+
+
+# --- data range (item 7) ----------------------------------------------------------------------------------
+
+
+def _float_pair(tmp_path: Path, scale: float) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    gt = (rng.random((32, 32)) * scale).astype(np.float32)
+    for d, arr in (("gt", gt), ("sr", gt * 0.98)):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(tmp_path / d / "x.tif", arr)
+    return tmp_path / "gt", tmp_path / "sr"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "1e-30", "1e300"])
+def test_absurd_data_range_is_refused_before_work(tmp_path, value) -> None:
+    gt, sr = _float_pair(tmp_path, 1.0)
+    res = CliRunner().invoke(main, ["score", str(gt), str(sr), "-m", "psnr,ssim", "--data-range", value, "-q",
+                                    "--out", str(tmp_path / "r.csv")])
+    assert res.exit_code == 2 and "--data-range" in res.output and "must be a finite number" in res.output
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_values_outside_the_data_range_are_flagged_per_pair(tmp_path) -> None:
+    from clipscore_sr.pipeline import score_folders
+
+    gt, sr = _float_pair(tmp_path, 1000.0)  # float TIFF with 0..1000 but the default range 1.0
+    df = score_folders(gt, sr, ["ssim"], progress=False, device="cpu", workers=0)
+    assert np.isnan(df["ssim"][0]) and "outside [0, 1] (the data range" in df["error"][0]
+    ok = score_folders(gt, sr, ["ssim"], data_range=1000, progress=False, device="cpu", workers=0)
+    assert ok["error"][0] == "" and 0.9 < ok["ssim"][0] < 1
+    small, _ = _float_pair(tmp_path / "t", 1.0005)  # within the 0.1% tolerance
+    assert score_folders(small, small, ["psnr"], progress=False, device="cpu", workers=0)["error"][0] == ""
