@@ -228,6 +228,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return _VERIFIED[key]
 
 
+def check_sha256_prefix(path: str | os.PathLike, prefix: str, *, what: str,
+                        how: str = "delete the file and fetch it again") -> None:
+    """Raise :class:`WeightsNotFoundError` unless the file's SHA-256 starts with ``prefix``."""
+    digest = sha256_file(path)
+    if not digest.startswith(prefix.lower()):
+        raise WeightsNotFoundError(f"weights for {what} at {path} fail the integrity check (SHA-256 "
+                                   f"{digest[:len(prefix)]}, the file name says {prefix}); not loaded: {how}")
+
+
 def load_state_dict_file(path: str | os.PathLike, *, what: str, sha256_prefix: str | None = None,
                          how: str = "delete the file and fetch it again") -> dict:
     """A state dict of tensors from a third-party ``.pth`` file, never running code from it.
@@ -241,11 +250,7 @@ def load_state_dict_file(path: str | os.PathLike, *, what: str, sha256_prefix: s
 
     path = Path(path)
     if sha256_prefix:
-        digest = sha256_file(path)
-        if not digest.startswith(sha256_prefix.lower()):
-            raise WeightsNotFoundError(
-                f"weights for {what} at {path} fail the integrity check (SHA-256 {digest[:len(sha256_prefix)]}, "
-                f"the file name says {sha256_prefix}); not loaded: {how}")
+        check_sha256_prefix(path, sha256_prefix, what=what, how=how)
     state = safe_torch_load(path, what=what, how=how)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsNotFoundError(f"weights for {what} at {path} are not a state dict of tensors; {how}")

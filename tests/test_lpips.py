@@ -214,6 +214,9 @@ def test_crafted_backbone_under_official_name_is_refused_and_never_runs(tmp_path
     with pytest.raises(WeightsNotFoundError, match="fail the integrity check") as err:
         build_lpips(net)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+    metric = get_metric({"vgg": "lpips", "alex": "lpips-alex", "squeeze": "lpips-squeeze"}[net])
+    with pytest.raises(WeightsNotFoundError, match="fail the integrity check"):
+        metric.check_weights()  # what srmetrics demo asks before turning LPIPS on: it skips the file
     assert not marker.exists()
 
 

@@ -28,7 +28,7 @@ import torch
 
 from ..devices import autocast, inference, resolve_precision
 from ..errors import InputMismatchError, WeightsNotFoundError
-from ..weights import is_offline, load_state_dict_file, missing_weights, name_hash_prefix
+from ..weights import check_sha256_prefix, is_offline, load_state_dict_file, missing_weights, name_hash_prefix
 from .base import Metric, register_metric
 
 #: LPIPS trunk name -> (torchvision architecture, torchvision weights enum name). The lpips package builds its
@@ -218,8 +218,12 @@ class _LPIPSMetric(Metric):
         self._model: torch.nn.Module | None = None
 
     def check_weights(self) -> Path:
-        """Fail fast (before any decoding) if the backbone weights are missing and cannot be fetched."""
-        return check_backbone_weights(self.net)
+        """Fail fast (before any decoding) if the backbone weights are missing and cannot be fetched, or do not
+        match the SHA-256 prefix in their file name (so ``srmetrics demo`` skips a tampered file)."""
+        path = check_backbone_weights(self.net)
+        check_sha256_prefix(path, name_hash_prefix(path.name), what=f"LPIPS-{self.net} backbone "
+                            f"({BACKBONES[self.net][0]})")
+        return path
 
     def load(self) -> torch.nn.Module:
         """Build the model once (later calls return the same frozen model)."""
