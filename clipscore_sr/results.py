@@ -128,7 +128,8 @@ class ResultWriter:
         self.columns = list(columns)
         self.rows: list[dict[str, Any]] = []
         if previous is not None and len(previous):
-            self.rows.extend(previous.reindex(columns=self.columns).to_dict(orient="records"))
+            self.rows.extend({k: safe_text(v) for k, v in row.items()}
+                             for row in previous.reindex(columns=self.columns).to_dict(orient="records"))
         self.snapshot_every = snapshot_every
         self._last_snapshot = time.monotonic()
         self._journal = None
