@@ -258,8 +258,9 @@ def score_pairs(
 ) -> pd.DataFrame:
     """Score GT/SR pairs with every metric; returns one row per pair (``key, gt, sr, <metric ids>, error``).
 
-    ``out`` (``.csv``/``.json``/``.parquet``) is written incrementally and atomically; ``resume`` skips pairs
-    already scored without error in ``out``. Values are per image; see :func:`clipscore_sr.results.summarize`
+    ``out`` (``.csv``/``.json``/``.parquet``) is written incrementally and atomically under an exclusive lock
+    (``<out>.lock``); ``resume`` skips pairs already scored without error in ``out`` whose inputs (path, size,
+    mtime) still match, and refuses an ``out`` scored with other settings (see :func:`run_fingerprint`). Values are per image; see :func:`clipscore_sr.results.summarize`
     for means and confidence intervals. ``df.attrs['run']`` holds a :class:`ScoreRun`.
     """
     if batch_size < 1:

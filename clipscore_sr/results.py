@@ -3,7 +3,10 @@
 A run appends each finished batch of rows to a journal (``<out>.journal.jsonl``, one JSON object per line,
 flushed and fsynced) and rewrites the output file atomically (temporary file + ``os.replace``) at most every
 ``snapshot_every`` seconds and at the end, so a crash never leaves a truncated output and loses at most the
-batch in flight. ``--resume`` reads the output file and the journal (ignoring a torn last line).
+batch in flight. ``--resume`` reads the output file and the journal (ignoring a torn last line); the
+journal's header line and each row's input identity say what the rows were computed from (compared by
+:mod:`clipscore_sr.pipeline`). :class:`OutputLock` keeps a second writer away; :func:`check_outputs` catches
+colliding or unwritable outputs before any work.
 
 Non-finite values: CSV writes ``inf``/``-inf`` (and an empty cell for a missing value), JSON writes the strings
 ``"inf"``/``"-inf"`` and ``null``, Parquet stores IEEE floats.

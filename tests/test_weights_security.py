@@ -63,3 +63,14 @@ def test_name_hash_prefix_and_integrity_check(tmp_path) -> None:
     torch.save({"a": torch.zeros(1), "b": [1, 2]}, f)
     with pytest.raises(WeightsNotFoundError, match="not a state dict of tensors"):
         load_state_dict_file(f, what="x")
+
+
+def test_sam_checkpoint_with_payload_never_runs(tmp_path) -> None:
+    """segment-anything's own builder calls torch.load without weights_only in some versions; we never use it:
+    the checkpoint is read by us with weights_only=True."""
+    marker = tmp_path / "pwned"
+    f = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(1), "x": Payload(marker)}, f)
+    with pytest.raises(SRMetricsError) as err:
+        get_metric("samscore", sam_checkpoint=str(f)).load()
+    assert "\n" not in str(err.value) and not marker.exists()
