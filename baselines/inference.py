@@ -195,6 +195,16 @@ def choose_frames(frames: np.ndarray, n: int, seed: int, key: str) -> tuple[np.n
     return frames[idx], frames.shape[0] < n
 
 
+def check_outputs_spare_inputs(scenes: Sequence[Scene], out_root: Path, ext: str) -> None:
+    """Refuse (one line, before any work) when an output file would replace an input file, e.g.
+    ``--input D --out D`` with PNG strips; paths are compared after resolving symlinks and ``..``."""
+    inputs = {os.path.realpath(p) for s in scenes for p in s.paths}
+    clashes = [s.key for s in scenes if os.path.realpath(out_root / f"{s.key}{ext}") in inputs]
+    if clashes:
+        raise SRMetricsError(f"--out {out_root}: {len(clashes)} output(s) would overwrite input files "
+                             f"(e.g. {out_root / (clashes[0] + ext)}); choose another --out")
+
+
 def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              layout: str = "strip", frame_size: int | str = "auto", batch_size: int = 8,
              device: str | torch.device = "cpu", tile: int | None = 32, overlap: int | None = None, seed: int = 0,
@@ -217,6 +227,8 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
     model = model.to(device).eval()
     out_root = Path(out_dir)
     scenes = find_scenes(input_dir, layout)
+    ext = ".png" if bit_depth == 8 else ".tif"  # Pillow cannot write or read 16-bit RGB PNGs
+    check_outputs_spare_inputs(scenes, out_root, ext)
     report = GenerateReport()
     if overlap is None:
         overlap = tile // 4 if tile else 0
@@ -225,8 +237,6 @@ def generate(model: nn.Module, input_dir: str | os.PathLike, out_dir: str | os.P
     dtype = "uint8" if bit_depth == 8 else "uint16"
     pending: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
     bar = tqdm(total=len(scenes), desc="generate", unit="scene", disable=not progress)
-
-    ext = ".png" if bit_depth == 8 else ".tif"  # Pillow cannot write or read 16-bit RGB PNGs
 
     def write(key: str, img: torch.Tensor) -> None:
         write_image(out_root / f"{key}{ext}", img.clamp(0, 1), dtype=dtype)

@@ -72,10 +72,47 @@ def family(model_name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # value checkers: each returns the normalised value or raises ValueError with a short reason
 
+#: a YAML document may expand (aliases counted at every use) to at most this many nodes
+MAX_YAML_NODES = 100_000
+
+
+def _show(v: Any, limit: int = 80) -> str:
+    """A short repr for messages: bounded depth, items and length, whatever ``v`` holds (a YAML alias bomb
+    is a small object graph whose full repr is astronomically long)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxtuple, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring, r.maxother = limit, limit
+    text = r.repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _expanded_nodes(node: Any, limit: int) -> int:
+    """Number of nodes of a composed YAML document with every alias expanded (memoised; stops past limit)."""
+    memo: dict[int, int] = {}
+
+    def size(n: Any) -> int:
+        key = id(n)
+        if key not in memo:
+            memo[key] = 0  # recursive aliases count once
+            total = 1
+            if isinstance(n.value, list):
+                for item in n.value:
+                    for child in (item if isinstance(item, tuple) else (item,)):
+                        total += size(child)
+                        if total > limit:
+                            break
+            memo[key] = total
+        return memo[key]
+
+    return size(node) if node is not None else 0
+
+
 def _int(lo: int | None = None) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"expected an integer, got {v!r}")
+            raise ValueError(f"expected an integer, got {_show(v)}")
         if lo is not None and v < lo:
             raise ValueError(f"must be >= {lo}, got {v}")
         return int(v)
@@ -88,9 +125,9 @@ def _float(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
             try:  # YAML 1.1 reads "1e-4" as a string
                 v = float(v)
             except ValueError:
-                raise ValueError(f"expected a number, got {v!r}") from None
+                raise ValueError(f"expected a number, got {_show(v)}") from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"expected a number, got {v!r}")
+            raise ValueError(f"expected a number, got {_show(v)}")
         v = float(v)
         if v != v or v in (float("inf"), float("-inf")):
             raise ValueError(f"must be finite, got {v}")
@@ -104,13 +141,13 @@ def _float(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
 
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
+        raise ValueError(f"expected true or false, got {_show(v)}")
     return v
 
 
 def _str(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"expected a non-empty string, got {v!r}")
+        raise ValueError(f"expected a non-empty string, got {_show(v)}")
     return v.strip()
 
 
@@ -142,7 +179,7 @@ def _list_of(check: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], l
         if isinstance(v, str):
             v = [s for s in (p.strip() for p in v.split(",")) if s]
         if not isinstance(v, (list, tuple)):
-            raise ValueError(f"expected a list, got {v!r}")
+            raise ValueError(f"expected a list, got {_show(v)}")
         if len(v) < min_len:
             raise ValueError(f"expected at least {min_len} item(s)")
         return [check(x) for x in v]
@@ -152,7 +189,7 @@ def _list_of(check: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], l
 def _betas(v: Any) -> list[float]:
     out = _list_of(_float(0.0, 1.0))(v)
     if len(out) != 2 or out[0] >= 1 or out[1] >= 1:
-        raise ValueError(f"expected two numbers in [0, 1), got {v!r}")
+        raise ValueError(f"expected two numbers in [0, 1), got {_show(v)}")
     return out
 
 
@@ -441,7 +478,12 @@ def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> dict[st
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        n_nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), MAX_YAML_NODES)
+        if n_nodes > MAX_YAML_NODES:
+            raise ConfigError(f"{path}: YAML expands to more than {MAX_YAML_NODES:,} values through aliases "
+                              "(&anchor / *alias); write the values out")
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -17,7 +17,6 @@ file fails at construction with one line saying where it was looked for; it is d
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipscore_sr.errors import ConfigError, InputMismatchError, WeightsNotFoundError
-from clipscore_sr.weights import is_offline, missing_weights
+from clipscore_sr.weights import is_offline, load_state_dict_file, missing_weights, name_hash_prefix
 
 #: ESRGAN's perceptual layers and weights
 ESRGAN_LAYER_WEIGHTS: dict[str, float] = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0,
@@ -59,10 +58,9 @@ def check_vgg19_weights(*, download: bool | None = None) -> Path:
         download = not is_offline()
     if not download:
         raise missing_weights("the VGG19 perceptual loss (torchvision vgg19 IMAGENET1K_V1)", [path], how)
-    match = re.search(r"-([a-f0-9]+)\.", path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(vgg19_url(), str(path), hash_prefix=match.group(1) if match else None,
+        torch.hub.download_url_to_file(vgg19_url(), str(path), hash_prefix=name_hash_prefix(path.name) or None,
                                        progress=False)
     except Exception as exc:  # many error types for network problems
         raise missing_weights("the VGG19 perceptual loss", [path],
@@ -109,11 +107,10 @@ class VGGPerceptualLoss(nn.Module):
                               "use names like conv1_2, conv3_4, conv5_4")
         self.layer_weights = {k: float(v) for k, v in layer_weights.items()}
         path = Path(weights_path) if weights_path is not None else check_vgg19_weights(download=download)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeightsNotFoundError(f"{path}: VGG19 weights could not be read ({type(exc).__name__}); "
-                                       "delete the file and fetch it again") from None
+        # torchvision's cache file must match the SHA-256 prefix in its name; a file passed explicitly is the
+        # user's own. Either way it is read with weights_only=True (never runs code from the file).
+        state = load_state_dict_file(path, what="the VGG19 perceptual loss",
+                                     sha256_prefix=name_hash_prefix(path.name) if weights_path is None else None)
         last = max(names.index(k) for k in self.layer_weights)
         with torch.device("meta"):  # no memory, no random init: only the needed layers get real weights
             layers = list(vgg19(weights=None).features.children())[: last + 1]

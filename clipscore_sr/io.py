@@ -29,6 +29,72 @@ from .errors import ImageReadError, PairingError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
 
+#: default decompression-bomb cap in pixels (height x width x planes), the same as Pillow's MAX_IMAGE_PIXELS
+DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+
+def max_pixels() -> int | None:
+    """The pixel cap every reader applies before decoding: ``$CLIPSCORE_SR_MAX_PIXELS`` (a number; ``0`` or
+    ``none`` disables it), default :data:`DEFAULT_MAX_PIXELS` (89,478,485, Pillow's ``MAX_IMAGE_PIXELS``)."""
+    env = os.environ.get("CLIPSCORE_SR_MAX_PIXELS", "").strip().lower()
+    if not env:
+        return DEFAULT_MAX_PIXELS
+    if env in ("0", "none", "off"):
+        return None
+    try:
+        value = int(float(env))
+    except ValueError:
+        raise ImageReadError(f"CLIPSCORE_SR_MAX_PIXELS='{env}': expected a number of pixels (0 = no cap)") from None
+    return value if value > 0 else None
+
+
+def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """``(height, width, bands, planes)`` from the file header alone, nothing decoded. ``bands`` is what
+    :func:`read_image` returns without ``bands=`` (alpha dropped, palette as RGB); ``planes`` > 1 for
+    multi-page/volume TIFFs. Raises :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in _TIFF_EXTENSIONS:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+            dims = dict(zip(axes, shape))
+            h, w = dims.get("Y", 1), dims.get("X", 1)
+            chans = next((n for a, n in dims.items() if a in "SC"), 1)
+            planes = int(np.prod([n for a, n in dims.items() if a not in "YXSC"] or [1]))
+            alpha = chans in (2, 4) and dtype == np.uint8  # as read_array treats 8-bit gray+alpha / RGBA
+            return int(h), int(w), int(chans) - alpha, planes
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            return h, w, {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}.get(head[25], 1), 1
+        from PIL import Image
+
+        with Image.open(path) as im:  # lazy: reads the header only
+            w, h = im.size
+            bands = im.getbands()
+            n = 3 if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV") else len(bands) - ("A" in bands)
+            return int(h), int(w), n, int(getattr(im, "n_frames", 1) or 1)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
+
+
+def check_pixel_cap(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """Header shape of ``path``; an image over :func:`max_pixels` raises before any decoding."""
+    h, w, c, planes = image_header_shape(path)
+    cap = max_pixels()
+    if cap is not None and h * w * planes > cap:
+        raise ImageReadError(
+            f"{path}: {w}x{h}" + (f"x{planes} planes" if planes > 1 else "") + f" = {h * w * planes:,} pixels "
+            f"exceeds the cap of {cap:,} (a decompression bomb?); raise CLIPSCORE_SR_MAX_PIXELS if it is real")
+    return h, w, c, planes
+
 
 @dataclass
 class LoadedImage:
@@ -93,6 +159,7 @@ def _read_pil(path: Path) -> tuple[np.ndarray, bool]:
     """Decode with Pillow; returns ``[H,W]`` or ``[H,W,C]`` and whether the last band is alpha."""
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = max_pixels()  # Pillow's own check agrees with ours (checked before decoding)
     with Image.open(path) as im:
         im.load()
         mode = im.mode
@@ -138,6 +205,7 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
+    check_pixel_cap(path)  # before any decoder allocates anything
     try:
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             arr = _read_tiff(path)
@@ -155,6 +223,35 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     except Exception as exc:  # decoder errors differ per library; report them uniformly
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
+
+
+#: accepted ``--data-range`` values: finite and within these bounds (outside them SSIM's constants and PSNR's
+#: peak make every comparison meaningless, e.g. a range of 1e-30 gives SSIM -3e51)
+DATA_RANGE_BOUNDS = (1e-6, 1e12)
+#: values may exceed ``[0, data range]`` by this fraction of the range before a pair is reported
+RANGE_TOLERANCE = 1e-3
+
+
+def check_data_range(value: float | None, what: str = "--data-range") -> float | None:
+    """``value`` as a float if it is a usable data range (None passes); one-line :class:`ImageReadError`
+    for NaN, inf, zero, negative or absurd values (outside :data:`DATA_RANGE_BOUNDS`)."""
+    if value is None:
+        return None
+    try:
+        rng = float(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{what} {value!r}: expected a number (the value of full scale)") from None
+    lo, hi = DATA_RANGE_BOUNDS
+    if not (lo <= rng <= hi):  # also False for NaN
+        raise ImageReadError(f"{what} {value!r}: must be a finite number between {lo:g} and {hi:g} "
+                             "(the value of full scale: 255 for 8-bit, 65535 for 16-bit, 1 for float in [0,1])")
+    return rng
+
+
+def out_of_range(data: np.ndarray, tolerance: float = RANGE_TOLERANCE) -> tuple[float, float] | None:
+    """``(min, max)`` of scaled values when they leave ``[0, 1]`` by more than ``tolerance``, else None."""
+    lo, hi = float(np.min(data)), float(np.max(data))
+    return (lo, hi) if lo < -tolerance or hi > 1 + tolerance else None
 
 
 def default_data_range(dtype: np.dtype, path: str | os.PathLike = "") -> float:
@@ -193,9 +290,7 @@ def read_image(path: str | os.PathLike, *, bands: Sequence[int] | None = None,
     arr, alpha = read_array(path)
     if arr.dtype.kind not in "uifb":
         raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
-    rng = float(data_range) if data_range is not None else default_data_range(arr.dtype, path)
-    if not rng > 0:
-        raise ImageReadError(f"{path}: data range must be > 0, got {rng}")
+    rng = check_data_range(data_range) if data_range is not None else default_data_range(arr.dtype, path)
     chw = to_chw(arr, alpha=alpha, bands=bands, path=path)
     data = chw.astype(np.float32) if chw.dtype != np.float64 else chw
     data = (data / rng).astype(np.float32)
@@ -405,7 +500,15 @@ def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
         raise PairingError(f"{path}: pairs file not found")
     base = path.parent
     pairs: list[Pair] = []
-    with open(path, newline="") as fh:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: a BOM (as Excel writes) is not part of 'gt'
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PairingError(f"{path}:{line}: not valid UTF-8 (byte {exc.object[exc.start]:#04x}); "
+                           "save the file as UTF-8") from None
+    import io as _io
+
+    with _io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or [])
         if not {"gt", "sr"} <= cols:

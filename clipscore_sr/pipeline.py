@@ -25,7 +25,15 @@ from . import io
 from .devices import resolve_device, resolve_precision
 from .errors import InputMismatchError, SRMetricsError
 from .metrics.base import Metric, get_metric, get_metric_class, parse_metric_list, split_metric_id
-from .results import ResultWriter, load_previous, summarize
+from .results import (
+    ROW_INPUTS,
+    OutputLock,
+    ResultWriter,
+    load_previous,
+    read_journal_header,
+    safe_text,
+    summarize,
+)
 
 
 @dataclass
@@ -59,6 +67,8 @@ class ScoreRun:
     provenance: list[dict[str, Any]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # value columns (metric ids, extra and baseline columns)
     directions: dict[str, bool] = field(default_factory=dict)  # column -> higher_is_better
+    #: what ``--resume`` kept, rescored and dropped, and why ('' without --resume)
+    resume_note: str = ""
 
 
 def _decode_lr(pair: io.Pair, sr: io.LoadedImage, bands: Sequence[int] | None, data_range: float | None,
@@ -111,6 +121,11 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
         for name, img in (("gt", gt), ("sr", sr)):
             if not np.isfinite(img.data).all():
                 raise InputMismatchError(f"{name} {img.path} contains NaN or inf values")
+            bad = io.out_of_range(img.data)
+            if bad is not None:
+                raise InputMismatchError(
+                    f"{name} {img.path} has values {bad[0] * img.data_range:g}..{bad[1] * img.data_range:g}, "
+                    f"outside [0, {img.data_range:g}] (the data range; pass the right --data-range)")
         out.gt, out.sr, out.data_range = gt.data, sr.data, gt.data_range
         if pair.mask is not None:
             mask = io.read_mask(pair.mask)
@@ -403,8 +418,9 @@ def score_pairs(
 ) -> pd.DataFrame:
     """Score GT/SR pairs with every metric; returns one row per pair (``key, gt, sr, <metric ids>, error``).
 
-    ``out`` (``.csv``/``.json``/``.parquet``) is written incrementally and atomically; ``resume`` skips pairs
-    already scored without error in ``out``. Values are per image; see :func:`clipscore_sr.results.summarize`
+    ``out`` (``.csv``/``.json``/``.parquet``) is written incrementally and atomically under an exclusive lock
+    (``<out>.lock``); ``resume`` skips pairs already scored without error in ``out`` whose inputs (path, size,
+    mtime) still match, and refuses an ``out`` scored with other settings (see :func:`run_fingerprint`). Values are per image; see :func:`clipscore_sr.results.summarize`
     for means and confidence intervals. ``df.attrs['run']`` holds a :class:`ScoreRun`.
 
     LR inputs (``pair.lr``, e.g. from :func:`clipscore_sr.io.attach_lr`) feed the metrics whose ``reference`` is
@@ -419,7 +435,27 @@ def score_pairs(
         raise SRMetricsError(f"--batch-size must be >= 1, got {batch_size}")
     if not pairs:
         raise SRMetricsError("no pairs to score")
+    data_range = io.check_data_range(data_range)  # NaN, inf, 0 or absurd ranges fail before any work
     rank, world, local_rank = _dist_info()
+    writer_out = out if world == 1 else (_rank_out(out, rank) if out is not None else None)
+    locks = [OutputLock(p) for p in dict.fromkeys([out if rank == 0 else None, writer_out]) if p is not None]
+    for lock in locks:  # before any work: a second run on this output fails at once
+        lock.acquire()
+    try:
+        return _score_pairs_locked(pairs, metrics, out=out, resume=resume, batch_size=batch_size, workers=workers,
+                                   bands=bands, data_range=data_range, device=device, precision=precision,
+                                   metric_options=metric_options, progress=progress,
+                                   snapshot_every=snapshot_every, rank=rank, world=world, local_rank=local_rank,
+                                   writer_out=writer_out, lr_frame=lr_frame, per_band=per_band, baseline=baseline,
+                                   maps_dir=maps_dir, mixed_sizes=mixed_sizes, lr_from_gt=lr_from_gt)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, bands, data_range, device, precision,
+                        metric_options, progress, snapshot_every, rank, world, local_rank, writer_out, lr_frame,
+                        per_band, baseline, maps_dir, mixed_sizes, lr_from_gt):
     dev = resolve_device(device)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
@@ -461,12 +497,15 @@ def score_pairs(
         dup = next(k for k in keys if keys.count(k) > 1)
         raise SRMetricsError(f"two pairs share the key '{dup}'")
 
+    header = run_fingerprint(metric_objs, bands, data_range, lr_frame=lr_frame, baseline=baseline,
+                             mixed_sizes=mixed_sizes, lr_from_gt=lr_from_gt)
+    idents = {safe_text(p.key): input_identity(p) for p in pairs}
     previous = None
+    run_note = ""
     if resume and out is not None:
-        previous = load_previous(out, columns, _rank_journals(out, world))
-        previous = previous[previous["error"] == ""]
+        previous, run_note = _resumable_rows(out, columns, _rank_journals(out, world), header, idents)
         done = set(previous["key"])
-        todo = [p for p in pairs if p.key not in done]
+        todo = [p for p in pairs if safe_text(p.key) not in done]
     else:
         todo = list(pairs)
         if out is not None:
@@ -476,10 +515,10 @@ def score_pairs(
     shard = todo[rank::world]
 
     run = ScoreRun(metric_ids=metric_ids, n_pairs=len(pairs), n_skipped=len(pairs) - len(todo),
-                   provenance=[m.provenance() for m in metric_objs], columns=value_columns, directions=directions)
-    writer_out = out if world == 1 else (_rank_out(out, rank) if out is not None else None)
+                   provenance=[m.provenance() for m in metric_objs], columns=value_columns, directions=directions,
+                   resume_note=run_note)
     writer = ResultWriter(writer_out, columns, previous=previous if rank == 0 else None,
-                          snapshot_every=snapshot_every)
+                          snapshot_every=snapshot_every, header=header)
     want_ids = any(getattr(m, "uses_image_ids", False) for m in metric_objs)
     stream = _decoded_stream(shard, workers, prefetch=max(2 * batch_size, 4), bands=bands,
                              data_range=data_range, want_ids=want_ids, lr_frame=lr_frame, mixed_sizes=mixed_sizes,
@@ -493,6 +532,8 @@ def score_pairs(
                      **{m: math.nan for m in value_columns}} for d in failed]
             if batch:
                 rows += _score_batch(batch, metric_objs, dev, extras)
+            for row in rows:
+                row[ROW_INPUTS] = idents[safe_text(row["key"])]
             writer.add(rows)
             bar.update(len(rows))
     except BaseException:
@@ -511,7 +552,7 @@ def score_pairs(
     if out is not None and rank == 0:
         _write_sidecar(out, run, dict(bands=bands, data_range=data_range, device=str(dev), precision=precision,
                                       world_size=world, lr_frame=lr_frame, baseline=baseline,
-                                      mixed_sizes=mixed_sizes))
+                                      mixed_sizes=mixed_sizes), header, {k: idents.get(k) for k in df["key"]})
     return df
 
 
@@ -527,6 +568,121 @@ def _per_band_metrics(metrics: Sequence[Metric], first: io.Pair, bands: Sequence
         raise SRMetricsError(f"--per-band applies to {', '.join(PER_BAND_METRICS)}; none of them is in --metrics")
     numbers = list(bands) if bands else list(range(1, io.read_image(first.sr).data.shape[0] + 1))
     return [PerBand(m, numbers) for m in chosen]
+
+
+#: metric options that change how a result is computed, not what it is (ignored when resuming)
+_NOT_DEFINING = frozenset({"cache_dir", "batch_size", "device", "workers"})
+
+
+def run_fingerprint(metrics: Sequence[Metric], bands: Sequence[int] | None, data_range: float | None,
+                    **lr_options: Any) -> dict[str, Any]:
+    """What defines every result of a run besides its inputs: each metric's provenance (id, model, options
+    such as ``crop_border``, precision) without the options in ``_NOT_DEFINING``, the bands and the data range.
+    Recorded in the journal header and the sidecar; ``--resume`` refuses an output scored otherwise."""
+    import json
+
+    described = []
+    for m in metrics:
+        prov = dict(m.provenance())
+        if isinstance(prov.get("options"), dict):
+            prov["options"] = {k: v for k, v in prov["options"].items() if k not in _NOT_DEFINING}
+        described.append(prov)
+    fp = {"metrics": described, "bands": list(bands) if bands else None,
+          "data_range": float(data_range) if data_range is not None else None}
+    # LR options (--lr-frame, --baseline, ...) are recorded only when set, so plain runs keep their fingerprint
+    fp.update({k: v for k, v in sorted(lr_options.items()) if v not in (None, False)})
+    return json.loads(json.dumps(fp, default=str))
+
+
+def input_identity(pair: io.Pair) -> list[str]:
+    """``[gt, sr, mask, lr]`` identities: a short hash of each file's absolute path, size and modification time
+    ('' for no mask / no LR). A changed file, or the same key from another folder, gets another identity."""
+    import hashlib
+
+    out = []
+    for path in (pair.gt, pair.sr, pair.mask, pair.lr):
+        if not path:
+            out.append("")
+            continue
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        text = f"{os.path.abspath(path)}\0{stamp}".encode("utf-8", "surrogateescape")
+        out.append(hashlib.sha1(text).hexdigest()[:16])
+    return out
+
+
+def _fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The first field that differs between two run fingerprints, as 'field: was X, now Y'."""
+    for key in sorted({"data_range", "bands"} | (set(old) | set(new)) - {"metrics"}):
+        if old.get(key) != new.get(key):
+            return f"{key.replace('_', '-')}: was {old.get(key)}, now {new.get(key)}"
+    om, nm = old.get("metrics") or [], new.get("metrics") or []
+    if [m.get("id") for m in om] != [m.get("id") for m in nm]:
+        return (f"metrics: were {','.join(str(m.get('id')) for m in om)}, "
+                f"now {','.join(str(m.get('id')) for m in nm)}")
+    for a, b in zip(om, nm):
+        for field_name in sorted(set(a) | set(b)):
+            if a.get(field_name) != b.get(field_name):
+                return f"{a.get('id')} {field_name}: was {a.get(field_name)}, now {b.get(field_name)}"
+    return "settings differ"
+
+
+def _resumable_rows(out: str | os.PathLike, columns: list[str], rank_journals: list[Path], header: dict[str, Any],
+                    idents: dict[str, list[str]]) -> tuple[pd.DataFrame, str]:
+    """Rows of ``out`` (and its journals) that still match this run, and a note saying what was rescored.
+
+    Refuses (one line) an output scored with other settings (metrics, options, bands, data range); rows whose
+    inputs changed (path, size or mtime of gt/sr/mask), rows with an error and rows with no recorded identity
+    are rescored; rows for keys not in this run are dropped."""
+    import json
+
+    out = Path(out)
+    journals = [out.with_name(out.name + ".journal.jsonl"), *rank_journals]
+    meta: dict[str, Any] = {}
+    meta_path = Path(str(out) + ".meta.json")
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+    stored = [h for h in [meta.get("fingerprint"), *(read_journal_header(j) for j in journals)] if h is not None]
+    for old in stored:
+        if old != header:
+            raise SRMetricsError(f"{out}: --resume with other settings than the run that wrote it "
+                                 f"({_fingerprint_difference(old, header)}); use another --out or drop --resume")
+    previous = load_previous(out, columns, rank_journals, with_inputs=True)
+    known: dict[str, Any] = dict(meta.get("inputs") or {})
+    for key, ident in zip(previous["key"], previous[ROW_INPUTS]):
+        if isinstance(ident, list):
+            known[key] = ident
+    kept, changed, failed, dropped = [], [], 0, []
+    for i, (key, err) in enumerate(zip(previous["key"], previous["error"])):
+        if key not in idents:
+            dropped.append(key)
+        elif err:
+            failed += 1
+        elif known.get(key) != idents[key]:
+            changed.append(key)
+        else:
+            kept.append(i)
+    parts = []
+    if previous.shape[0]:
+        parts.append(f"kept {len(kept)} of {previous.shape[0]} finished row(s)")
+    if changed:
+        first = changed[0]
+        was = known.get(first)
+        which = ("no record of its inputs" if not isinstance(was, list) else
+                 ", ".join(n for n, a, b in zip(("gt", "sr", "mask", "lr"), was, idents[first]) if a != b) + " changed")
+        parts.append(f"rescoring {len(changed)} whose inputs do not match (e.g. '{first}': {which})")
+    if failed:
+        parts.append(f"retrying {failed} that failed")
+    if dropped:
+        parts.append(f"dropped {len(dropped)} for keys not in this run (e.g. '{dropped[0]}')")
+    note = ("--resume: " + "; ".join(parts)) if parts else ""
+    return previous.iloc[kept].drop(columns=[ROW_INPUTS]).reset_index(drop=True), note
 
 
 def _rank_out(out: str | os.PathLike, rank: int) -> Path:
@@ -567,8 +723,10 @@ def _gather(writer: ResultWriter, out: str | os.PathLike | None, rank: int, worl
     return merged
 
 
-def _write_sidecar(out: str | os.PathLike, run: ScoreRun, settings: dict[str, Any]) -> None:
-    """``<out>.meta.json``: metric ids, their provenance (models, tags, preprocessing) and run settings."""
+def _write_sidecar(out: str | os.PathLike, run: ScoreRun, settings: dict[str, Any], header: dict[str, Any],
+                   inputs: dict[str, list[str] | None]) -> None:
+    """``<out>.meta.json``: metric ids, their provenance (models, tags, preprocessing), run settings, and what
+    ``--resume`` compares (the settings fingerprint and each row's input identity)."""
     import json
     import time
 
@@ -582,6 +740,9 @@ def _write_sidecar(out: str | os.PathLike, run: ScoreRun, settings: dict[str, An
         "n_failed": run.n_failed,
         "n_skipped_resume": run.n_skipped,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
+        "resume_note": run.resume_note,
+        "fingerprint": header,
+        "inputs": inputs,
     }
     path = Path(str(out) + ".meta.json")
     tmp = path.with_name(path.name + ".tmp")

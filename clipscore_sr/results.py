@@ -3,7 +3,10 @@
 A run appends each finished batch of rows to a journal (``<out>.journal.jsonl``, one JSON object per line,
 flushed and fsynced) and rewrites the output file atomically (temporary file + ``os.replace``) at most every
 ``snapshot_every`` seconds and at the end, so a crash never leaves a truncated output and loses at most the
-batch in flight. ``--resume`` reads the output file and the journal (ignoring a torn last line).
+batch in flight. ``--resume`` reads the output file and the journal (ignoring a torn last line); the
+journal's header line and each row's input identity say what the rows were computed from (compared by
+:mod:`clipscore_sr.pipeline`). :class:`OutputLock` keeps a second writer away; :func:`check_outputs` catches
+colliding or unwritable outputs before any work.
 
 Non-finite values: CSV writes ``inf``/``-inf`` (and an empty cell for a missing value), JSON writes the strings
 ``"inf"``/``"-inf"`` and ``null``, Parquet stores IEEE floats.
@@ -33,6 +36,18 @@ def output_format(path: str | os.PathLike) -> str:
     if suffix not in FORMATS:
         raise SRMetricsError(f"{path}: unsupported output format '{suffix}' (use .csv, .json or .parquet)")
     return suffix
+
+
+def safe_text(v: Any) -> Any:
+    """Text that every output format can store: a file name that is not valid UTF-8 (Python keeps its bytes as
+    lone surrogates) gets its bad bytes written as ``\\xNN``, the same way in CSV, JSON, Parquet and journals;
+    other values pass through."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return v
 
 
 def _json_value(v: Any) -> Any:
@@ -111,23 +126,31 @@ class ResultWriter:
 
     def __init__(self, out: str | os.PathLike | None, columns: Sequence[str], *,
                  previous: pd.DataFrame | None = None, snapshot_every: float = 30.0,
-                 journal_suffix: str = ".journal.jsonl") -> None:
+                 journal_suffix: str = ".journal.jsonl", header: dict[str, Any] | None = None) -> None:
         self.out = Path(out) if out is not None else None
         self.columns = list(columns)
         self.rows: list[dict[str, Any]] = []
         if previous is not None and len(previous):
-            self.rows.extend(previous.reindex(columns=self.columns).to_dict(orient="records"))
+            self.rows.extend({k: safe_text(v) for k, v in row.items()}
+                             for row in previous.reindex(columns=self.columns).to_dict(orient="records"))
         self.snapshot_every = snapshot_every
         self._last_snapshot = time.monotonic()
         self._journal = None
         if self.out is not None:
             output_format(self.out)
             self.journal_path = self.out.with_name(self.out.name + journal_suffix)
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            self._journal = open(self.journal_path, "a")
+            try:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                self._journal = open(self.journal_path, "a")
+            except OSError as exc:
+                raise SRMetricsError(f"{self.out}: cannot write results there ({exc.strerror or exc})") from None
+            if header is not None:  # what defines these rows (checked by --resume)
+                self._journal.write(json.dumps({JOURNAL_HEADER: header}, default=str) + "\n")
+                self._journal.flush()
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        rows = list(rows)
+        """Append rows (dicts; keys outside ``columns``, such as the input identity, go to the journal only)."""
+        rows = [{k: safe_text(v) for k, v in row.items()} for row in rows]
         self.rows.extend(rows)
         if self._journal is not None:
             for row in rows:
@@ -155,13 +178,40 @@ class ResultWriter:
             self._journal.close()
             self._journal = None
             if final:
-                write_table(df, self.out)
+                try:
+                    write_table(df, self.out)
+                except Exception as exc:  # the journal keeps every finished row: nothing is lost
+                    msg = str(exc) if isinstance(exc, SRMetricsError) else f"{type(exc).__name__}: {exc}"
+                    raise SRMetricsError(f"{self.out}: could not write the results ({msg}); every finished row "
+                                         f"is kept in {self.journal_path}: fix this and rerun with --resume") from None
                 os.unlink(self.journal_path)
         return df
 
 
+#: key of a journal line that records what defines the rows after it (not a row)
+JOURNAL_HEADER = "_run"
+#: key of the input identity (paths, sizes, mtimes) that a journal row carries beside its columns
+ROW_INPUTS = "_inputs"
+
+
+def read_journal_header(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The last run header in a journal (None if it has none)."""
+    header = None
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith('{"' + JOURNAL_HEADER + '"'):
+                    try:
+                        header = json.loads(line)[JOURNAL_HEADER]
+                    except json.JSONDecodeError:
+                        continue
+    except FileNotFoundError:
+        pass
+    return header
+
+
 def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a journal file; a torn (partially written) last line is ignored."""
+    """Rows of a journal file; a torn (partially written) last line and run headers are ignored."""
     rows = []
     try:
         with open(path) as fh:
@@ -170,17 +220,22 @@ def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
                 if not line:
                     continue
                 try:
-                    rows.append({k: _from_json_value(v) for k, v in json.loads(line).items()})
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if isinstance(row, dict) and JOURNAL_HEADER not in row:
+                    rows.append({k: _from_json_value(v) for k, v in row.items()})
     except FileNotFoundError:
         pass
     return rows
 
 
-def load_previous(out: str | os.PathLike, columns: Sequence[str], journal_paths: Iterable[str | os.PathLike] = ()
-                  ) -> pd.DataFrame:
-    """Rows already computed for ``--resume``: the output file plus any journals; checks the metric columns."""
+def load_previous(out: str | os.PathLike, columns: Sequence[str], journal_paths: Iterable[str | os.PathLike] = (),
+                  *, with_inputs: bool = False) -> pd.DataFrame:
+    """Rows already computed for ``--resume``: the output file plus any journals; checks the metric columns.
+
+    ``with_inputs`` adds the :data:`ROW_INPUTS` column (the input identity journals record; NaN for rows
+    known only from the output file)."""
     out = Path(out)
     frames = []
     if out.exists():
@@ -190,17 +245,122 @@ def load_previous(out: str | os.PathLike, columns: Sequence[str], journal_paths:
             raise SRMetricsError(
                 f"{out}: --resume needs the same metrics, but the file has no column(s) {', '.join(missing)} "
                 "(use another --out)")
-        frames.append(prev[list(columns)])
+        frames.append(prev[list(columns)].reindex(columns=list(columns) + [ROW_INPUTS] * with_inputs))
     for jp in [out.with_name(out.name + ".journal.jsonl"), *journal_paths]:
         rows = read_journal(jp)
         if rows:
-            frames.append(pd.DataFrame(rows).reindex(columns=list(columns)))
+            frames.append(pd.DataFrame(rows).reindex(columns=list(columns) + [ROW_INPUTS] * with_inputs))
     if not frames:
-        return pd.DataFrame(columns=list(columns))
+        return pd.DataFrame(columns=list(columns) + [ROW_INPUTS] * with_inputs)
     df = pd.concat(frames, ignore_index=True)
     df["error"] = df["error"].fillna("").astype(str)
     df["key"] = df["key"].astype(str)
     return df.drop_duplicates(subset="key", keep="last").reset_index(drop=True)
+
+
+class OutputLock:
+    """An exclusive ``fcntl.flock`` on ``<out>.lock`` for as long as a run writes ``out`` (and its journal and
+    sidecar). A second run on the same output fails at once with one line naming the holder (PID and host
+    written in the lock file). The lock file is removed on release; on systems without ``fcntl`` (Windows)
+    this is a no-op."""
+
+    def __init__(self, out: str | os.PathLike, what: str = "--out") -> None:
+        self.out = Path(out)
+        self.path = self.out.with_name(self.out.name + ".lock")
+        self.what = what
+        self._fh: Any = None
+
+    def acquire(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        import socket
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(10):  # the holder may remove the file between our open and our flock: retry
+                fh = open(self.path, "a+")
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    fh.close()
+                    raise SRMetricsError(f"{self.out} is being written by {holder} (lock {self.path}); wait for "
+                                         f"it to finish or use another {self.what}") from None
+                try:
+                    same = os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                fh.close()
+            else:
+                raise SRMetricsError(f"{self.out}: could not take the lock {self.path}")
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+            fh.flush()
+        except OSError as exc:
+            raise SRMetricsError(f"{self.out}: cannot write results there ({exc.strerror or exc})") from None
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                os.unlink(self.path)  # while still locked, so no other run holds a lock on a stale file
+            except OSError:
+                pass
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def check_outputs(outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None] | None = None,
+                  *, tables: Sequence[str] = ()) -> None:
+    """Before any work: every output is a distinct file (also distinct from the inputs and from the journal,
+    sidecar and lock files beside ``tables`` outputs), has a supported table extension where it is a table,
+    and lies in a folder we can create and write. One-line :class:`SRMetricsError` naming the option."""
+    seen: dict[Path, str] = {}
+
+    def claim(path: Path, what: str) -> None:
+        other = seen.get(path)
+        if other is not None:
+            raise SRMetricsError(f"{what} and {other} name the same file {path}; give each its own file")
+        seen[path] = what
+
+    for opt, path in (inputs or {}).items():
+        if path:
+            seen[Path(path).resolve()] = opt
+    for opt, path in outputs.items():
+        if not path:
+            continue
+        p = Path(path).resolve()
+        claim(p, opt)
+        if opt in tables:
+            output_format(path)
+            for suffix in (".journal.jsonl", ".meta.json", ".lock"):
+                claim(p.with_name(p.name + suffix), f"{opt}'s {suffix[1:]} file")
+        check_writable_dir(p.parent, opt)
+
+
+def check_writable_dir(folder: str | os.PathLike, what: str) -> None:
+    """Create ``folder`` if needed and make sure a file can be written in it (one-line error otherwise)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SRMetricsError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def summarize(df: pd.DataFrame, metric_ids: Sequence[str]) -> pd.DataFrame:

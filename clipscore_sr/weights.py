@@ -195,3 +195,84 @@ def file_fingerprint(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             f.seek(offset)
             h.update(f.read(chunk))
     return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading third-party weight files safely
+# ---------------------------------------------------------------------------------------------------------
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def name_hash_prefix(name: str) -> str:
+    """The SHA-256 prefix torchvision puts in a weights file name (``vgg16-397923af.pth`` -> ``397923af``);
+    '' when the name carries none (at least 8 hex digits after the last ``-``)."""
+    import re
+
+    match = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$", name)
+    return match.group(1) if match else ""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (cached per path, size and mtime within the process)."""
+    import hashlib
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+        _VERIFIED[key] = h.hexdigest()
+    return _VERIFIED[key]
+
+
+def check_sha256_prefix(path: str | os.PathLike, prefix: str, *, what: str,
+                        how: str = "delete the file and fetch it again") -> None:
+    """Raise :class:`WeightsNotFoundError` unless the file's SHA-256 starts with ``prefix``."""
+    digest = sha256_file(path)
+    if not digest.startswith(prefix.lower()):
+        raise WeightsNotFoundError(f"weights for {what} at {path} fail the integrity check (SHA-256 "
+                                   f"{digest[:len(prefix)]}, the file name says {prefix}); not loaded: {how}")
+
+
+def load_state_dict_file(path: str | os.PathLike, *, what: str, sha256_prefix: str | None = None,
+                         how: str = "delete the file and fetch it again") -> dict:
+    """A state dict of tensors from a third-party ``.pth`` file, never running code from it.
+
+    ``sha256_prefix`` (e.g. from :func:`name_hash_prefix`) is checked before the file is opened by the unpickler;
+    the file is then read with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+    containers. Raises :class:`WeightsNotFoundError` (one line) on a hash mismatch, a refused or unreadable file,
+    or a file that is not a mapping of names to tensors.
+    """
+    import torch
+
+    path = Path(path)
+    if sha256_prefix:
+        check_sha256_prefix(path, sha256_prefix, what=what, how=how)
+    state = safe_torch_load(path, what=what, how=how)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsNotFoundError(f"weights for {what} at {path} are not a state dict of tensors; {how}")
+    return state
+
+
+def safe_torch_load(path: str | os.PathLike, *, what: str, how: str = "delete the file and fetch it again",
+                    mmap: bool = False):
+    """``torch.load(path, weights_only=True)`` on CPU with one-line errors: a file holding anything but
+    tensors and plain containers (a pickled object that would run code) raises :class:`WeightsNotFoundError`.
+    ``mmap=True`` maps zip-format files instead of reading them (for a cheap check of a large file)."""
+    import torch
+
+    try:
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for refused globals, RuntimeError for corrupt zips, OSError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise WeightsNotFoundError(f"weights for {what} at {path} could not be loaded safely "
+                                   f"({type(exc).__name__}: {first}); {how}") from None

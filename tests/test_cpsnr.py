@@ -19,8 +19,10 @@ from clipscore_sr.metrics.cpsnr import cpsnr, cpsnr_satlas, normalize_to_baselin
 TOL_DB = 1e-9
 
 
-def loop_cpsnr(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, tuple[int, int]]:
-    """PROBA-V cPSNR of one image ``[C,H,W]`` in [0,1]: best of 49 shifts, per-channel bias over clear pixels."""
+def loop_cpsnr(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray | None = None, min_valid: int = 16
+               ) -> tuple[float, tuple[int, int]]:
+    """PROBA-V cPSNR of one image ``[C,H,W]`` in [0,1]: best of 49 shifts, per-channel bias over clear pixels;
+    windows with fewer than ``min_valid`` clear pixels are skipped."""
     c, hh, ww = hr.shape
     h, w = hh - 6, ww - 6
     s = sr[:, 3 : 3 + h, 3 : 3 + w]
@@ -31,7 +33,7 @@ def loop_cpsnr(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray | None = None) -
         for v in range(7):
             hr_w = hr[:, u : u + h, v : v + w]
             clear = mask[u : u + h, v : v + w]
-            if not clear.any():
+            if clear.sum() < min_valid:
                 continue
             b = np.array([np.mean(hr_w[k][clear] - s[k][clear]) for k in range(c)])
             resid = hr_w - (s + b[:, None, None])
@@ -140,7 +142,7 @@ def test_cpsnr_windows_without_clear_pixels():
     mask = np.ones((2, 1, 24, 24), dtype=bool)
     mask[0] = False  # no clear pixel at all -> NaN (documented), shift (-1, -1)
     mask[1, :, :, :] = False
-    mask[1, :, 0:2, 0:2] = True  # clear pixels only in the corner: most windows are empty and skipped
+    mask[1, :, 0:5, 0:5] = True  # clear pixels only in the corner: windows with < 16 of them are skipped
     got, shift = cpsnr(torch.from_numpy(sr), torch.from_numpy(gt), torch.from_numpy(mask), return_shift=True)
     assert math.isnan(float(got[0])) and shift[0].tolist() == [-1, -1]
     want, uv = loop_cpsnr(sr[1], gt[1], mask[1, 0])
@@ -310,3 +312,25 @@ def test_registry_entries():
         info = type(get_metric(name)).info()
         assert info.higher_is_better and info.units == "dB" and info.value_range and info.description
     assert type(get_metric("cpsnr")).uses_mask and not type(get_metric("cpsnr-satlas")).uses_mask
+
+
+def test_degenerate_windows_are_errors_not_inf():
+    """Issue 10 item 6: tiny windows or one clear pixel let the per-channel bias absorb everything (+inf for
+    unrelated images); they are now an error (too small) or NaN (every window skipped)."""
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(1, 3, 7, 7, generator=g), torch.rand(1, 3, 7, 7, generator=g)
+    with pytest.raises(InputMismatchError, match=r"cpsnr: the comparison window is 1x1 = 1 pixel.*at least 16"):
+        cpsnr(a, b)
+    a, b = torch.rand(1, 3, 17, 17, generator=g), torch.rand(1, 3, 17, 17, generator=g)
+    with pytest.raises(InputMismatchError, match=r"cpsnr-satlas: the comparison window is 1x1"):
+        cpsnr_satlas(a, b)
+    a, b = torch.rand(1, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g)
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 10, 10] = True  # one clear pixel
+    assert math.isnan(float(cpsnr(a, b, mask)))
+    assert math.isinf(float(cpsnr(a, b, mask, min_valid=1)))  # what the old rule gave: a perfect score
+    # the smallest accepted window is finite for unrelated images, the identical image still +inf
+    a, b = torch.rand(1, 3, 10, 10, generator=g), torch.rand(1, 3, 10, 10, generator=g)
+    assert math.isfinite(float(cpsnr(a, b))) and math.isinf(float(cpsnr(a, a)))
+    assert float(cpsnr(a, b)) == pytest.approx(loop_cpsnr(a[0].double().numpy(), b[0].double().numpy())[0],
+                                               abs=1e-9)

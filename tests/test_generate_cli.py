@@ -151,3 +151,25 @@ def test_generate_errors(tmp_path, esrgan):
               "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "no architecture metadata" in res.output
     assert "Traceback" not in res.output
+
+
+def test_generate_refuses_to_overwrite_inputs(tmp_path, esrgan):
+    """Issue 10 item 8: --input D --out D (or an --out that maps an output onto an input) changes nothing."""
+    _, ckpt = esrgan
+    strip = np.random.default_rng(1).integers(1, 256, (16, 8, 3), dtype=np.uint8)
+    png(tmp_path / "in" / "a.png", strip)
+    png(tmp_path / "in" / "sub" / "b.png", strip)
+    before = {p: p.read_bytes() for p in (tmp_path / "in").rglob("*.png")}
+    for out in (tmp_path / "in", tmp_path / "in" / "sub" / ".."):
+        res = run("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(out))
+        assert res.exit_code == 2, res.output
+        assert "2 output(s) would overwrite input files" in res.output and res.output.count("\n") == 1
+    res = run("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "in"),
+              "--skip-existing")
+    assert res.exit_code == 2
+    assert {p: p.read_bytes() for p in (tmp_path / "in").rglob("*.png")} == before
+    # 16-bit outputs are .tif files: the same folder is then safe (nothing is replaced)
+    res = run("--checkpoint", str(ckpt), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "in"),
+              "--bit-depth", "16")
+    assert res.exit_code == 0, res.output
+    assert {p: p.read_bytes() for p in (tmp_path / "in").rglob("*.png")} == before

@@ -8,6 +8,8 @@ zero, which ``torch.save`` writes as one element and ``load_state_dict`` broadca
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import urllib.error
 
 import lpips as lpips_pkg
@@ -17,11 +19,32 @@ import torchvision
 
 from clipscore_sr.errors import InputMismatchError, WeightsNotFoundError
 from clipscore_sr.metrics import get_metric, list_metrics
+from clipscore_sr.metrics import lpips as lpips_mod
 from clipscore_sr.metrics.lpips import backbone_checkpoint, build_lpips, lpips_distance
 
 ARCH = {"alex": torchvision.models.alexnet, "vgg": torchvision.models.vgg16, "squeeze": torchvision.models.squeezenet1_1}
 IDS = {"lpips": "vgg", "lpips-vgg": "vgg", "lpips-alex": "alex", "lpips-squeeze": "squeeze"}
 TOL = 1e-6
+
+
+REAL_URLS = {net: lpips_mod.backbone_url(net) for net in ARCH}
+
+
+def _save_trunk(make, home, net: str, mp: pytest.MonkeyPatch) -> None:
+    """Save a random trunk twice: under torchvision's real file name (what ``lpips`` called directly loads) and
+    under the same stem with the file's true SHA-256 prefix, which our loader is pointed at (its real name's
+    hash belongs to the ImageNet file, which the random file cannot match)."""
+    state = make().state_dict()
+    state = {k: (v if k.startswith("features") else torch.zeros((), dtype=v.dtype).expand(v.shape)) for k, v in state.items()}
+    real = home / "hub" / "checkpoints" / REAL_URLS[net].rsplit("/", 1)[1]
+    real.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, real)
+    digest = hashlib.sha256(real.read_bytes()).hexdigest()[:8]
+    ours = real.with_name(real.name.rsplit("-", 1)[0] + f"-{digest}.pth")
+    shutil.copyfile(real, ours)
+    urls = {**getattr(_save_trunk, "urls", {}), net: REAL_URLS[net].rsplit("/", 1)[0] + "/" + ours.name}
+    _save_trunk.urls = urls
+    mp.setattr(lpips_mod, "backbone_url", lambda n: urls.get(n, REAL_URLS.get(n)))
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +55,8 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory):
     mp.delenv("CLIPSCORE_SR_OFFLINE", raising=False)
     torch.manual_seed(0)
     for net, make in ARCH.items():
-        state = make().state_dict()
-        state = {k: (v if k.startswith("features") else torch.zeros((), dtype=v.dtype).expand(v.shape)) for k, v in state.items()}
-        path = backbone_checkpoint(net)
-        assert path.parent == home / "hub" / "checkpoints"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path)
+        _save_trunk(make, home, net, mp)
+        assert backbone_checkpoint(net).parent == home / "hub" / "checkpoints"
     yield home
     mp.undo()
 
@@ -96,7 +115,7 @@ def test_model_loaded_once_frozen_in_eval(torch_home) -> None:
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
     prov = metric.provenance()
-    assert prov["backbone_weights"] == "squeezenet1_1-b8a52dc0.pth" and prov["input_scaling"] == "[0,1] -> [-1,1]"
+    assert prov["backbone_weights"] == backbone_checkpoint("squeeze").name and prov["input_scaling"] == "[0,1] -> [-1,1]"
 
 
 def test_functional_core_is_differentiable_wrt_input_only(torch_home, images) -> None:
@@ -109,6 +128,7 @@ def test_functional_core_is_differentiable_wrt_input_only(torch_home, images) ->
 
 
 def test_missing_weights_offline_fail_before_building(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(lpips_mod, "backbone_url", REAL_URLS.__getitem__)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("CLIPSCORE_SR_OFFLINE", "1")
 
@@ -129,6 +149,7 @@ def test_missing_weights_offline_fail_before_building(tmp_path, monkeypatch) -> 
 
 
 def test_missing_weights_online_download_failure_is_reported(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(lpips_mod, "backbone_url", REAL_URLS.__getitem__)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("CLIPSCORE_SR_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -161,3 +182,74 @@ def test_pipeline_passes_precision_and_bf16_is_close(torch_home, images) -> None
     assert metric.precision == "bf16" and metric.provenance()["precision"] == "bf16"
     fp32 = get_metric("lpips-squeeze")(sr, gt)
     torch.testing.assert_close(metric(sr, gt), fp32, rtol=0.05, atol=0.01)
+
+
+# --- security: nothing runs code from a weights file (issue 10, item 1) -------------------------------------
+
+
+class _Payload:
+    """Unpickling this object writes a marker file (what a crafted "weights" file would do)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _malicious_file(path, marker) -> None:
+    """A torch.save file whose pickle holds a payload next to plausible tensors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"features.0.weight": torch.zeros(1), "evil": _Payload(marker)}, path)
+
+
+@pytest.mark.parametrize("net", ["squeeze", "alex", "vgg"])
+def test_crafted_backbone_under_official_name_is_refused_and_never_runs(tmp_path, monkeypatch, net) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(lpips_mod, "backbone_url", REAL_URLS.__getitem__)
+    marker = tmp_path / "pwned"
+    path = backbone_checkpoint(net)
+    assert path.name == REAL_URLS[net].rsplit("/", 1)[1]  # the official name, e.g. vgg16-397923af.pth
+    _malicious_file(path, marker)
+    with pytest.raises(WeightsNotFoundError, match="fail the integrity check") as err:
+        build_lpips(net)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    metric = get_metric({"vgg": "lpips", "alex": "lpips-alex", "squeeze": "lpips-squeeze"}[net])
+    with pytest.raises(WeightsNotFoundError, match="fail the integrity check"):
+        metric.check_weights()  # what srmetrics demo asks before turning LPIPS on: it skips the file
+    assert not marker.exists()
+
+
+def test_crafted_backbone_with_matching_hash_is_refused_by_weights_only(tmp_path, monkeypatch) -> None:
+    """Even a file whose name carries its own hash (so the integrity check passes) is never unpickled freely."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    marker = tmp_path / "pwned"
+    tmp = tmp_path / "evil.pth"
+    _malicious_file(tmp, marker)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    path = tmp_path / "hub" / "checkpoints" / f"squeezenet1_1-{digest}.pth"
+    path.parent.mkdir(parents=True)
+    shutil.move(tmp, path)
+    monkeypatch.setattr(lpips_mod, "backbone_url", lambda n: f"https://example.invalid/{path.name}")
+    with pytest.raises(WeightsNotFoundError, match="could not be loaded safely"):
+        get_metric("lpips-squeeze")(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert not marker.exists()
+    # the attack is real: a plain torch.load of the same file runs the payload
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_lpips_package_is_never_asked_to_load_weights(torch_home, monkeypatch, images) -> None:
+    """The trunk is built empty (pnet_rand=True) and the package's own loader (pretrained=True) is not used."""
+    calls = []
+    real = lpips_pkg.LPIPS
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lpips_pkg, "LPIPS", spy)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("torchvision loader used"))
+    sr, gt = images
+    build_lpips("squeeze")(sr * 2 - 1, gt * 2 - 1)
+    assert calls and all(c["pretrained"] is False and c["pnet_rand"] is True for c in calls)

@@ -174,6 +174,9 @@ def test_resume_refuses_different_metrics(tmp_path: Path) -> None:
     class Other(MeanAbsDiff):
         name = "other-test"
 
+    with pytest.raises(SRMetricsError, match="other settings.*metrics: were mad-test, now other-test"):
+        score_folders(gt_dir, sr_dir, [Other()], out=out, resume=True, progress=False, device="cpu")
+    Path(str(out) + ".meta.json").unlink()  # no record of the settings: the column check still refuses
     with pytest.raises(SRMetricsError, match="no column"):
         score_folders(gt_dir, sr_dir, [Other()], out=out, resume=True, progress=False, device="cpu")
 

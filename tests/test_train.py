@@ -22,7 +22,7 @@ from clipscore_sr.metrics.clip import clear_model_cache
 from clipscore_sr.metrics.pixel import ssim as ssim_metric
 
 from .test_clip_support import PREP, TINY_VIT, write_local_dir
-from .train_support import make_config, make_s2naip, state_equal, write_random_vgg19
+from .train_support import hashed_copy, make_config, make_s2naip, state_equal, write_random_vgg19
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +50,15 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vgg_home(tmp_path_factory) -> Path:
+    import clipscore_sr.baselines.vgg_loss as vgg_loss
+
     home = tmp_path_factory.mktemp("torch_home")
-    write_random_vgg19(home)
-    return home
+    copy = hashed_copy(write_random_vgg19(home))
+    mp = pytest.MonkeyPatch()
+    real = vgg_loss.vgg19_url()
+    mp.setattr(vgg_loss, "vgg19_url", lambda: real.rsplit("/", 1)[0] + "/" + copy.name)
+    yield home
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +182,13 @@ def test_vgg_perceptual_loss_matches_torchvision(vgg_home, monkeypatch):
     assert all(not p.requires_grad for p in crit.parameters())
 
 
-def test_vgg_weights_missing_fail_fast(tmp_path):
+def test_vgg_weights_missing_fail_fast(tmp_path, monkeypatch):
+    from torchvision.models import VGG19_Weights
+
+    import clipscore_sr.baselines.vgg_loss as vgg_loss
     from clipscore_sr.baselines.vgg_loss import VGGPerceptualLoss
+
+    monkeypatch.setattr(vgg_loss, "vgg19_url", lambda: VGG19_Weights.IMAGENET1K_V1.url)
 
     with pytest.raises(WeightsNotFoundError, match=r"vgg19-dcbb9e9d\.pth") as err:
         VGGPerceptualLoss()
@@ -465,3 +476,31 @@ def test_tensorboard_scalars_when_installed(tmp_path, data_root, monkeypatch):
     assert {"loss", "mse", "mae", "ssim", "lr", "time_s", "val/psnr"} <= tags
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert [v for t, st, v in written if t == "loss" and st == 2][0] == pytest.approx(log["loss"].iloc[-1], rel=1e-6)
+
+
+def test_vgg_crafted_file_under_official_name_never_runs(tmp_path, monkeypatch):
+    """A pickle with a payload saved as torchvision's vgg19 file: refused by the name's SHA-256 prefix, and
+    (with a matching name) by weights_only=True; the payload never runs (issue 10, item 1)."""
+    import clipscore_sr.baselines.vgg_loss as vgg_loss
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    from torchvision.models import VGG19_Weights
+
+    monkeypatch.setattr(vgg_loss, "vgg19_url", lambda: VGG19_Weights.IMAGENET1K_V1.url)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = vgg_loss.vgg19_checkpoint()
+    assert path.name == "vgg19-dcbb9e9d.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(1), "x": Payload()}, path)
+    with pytest.raises(WeightsNotFoundError, match="integrity check"):
+        vgg_loss.VGGPerceptualLoss()
+    copy = hashed_copy(path)
+    monkeypatch.setattr(vgg_loss, "vgg19_url", lambda: "https://example.invalid/" + copy.name)
+    with pytest.raises(WeightsNotFoundError, match="loaded safely"):
+        vgg_loss.VGGPerceptualLoss()
+    with pytest.raises(WeightsNotFoundError, match="loaded safely"):
+        vgg_loss.VGGPerceptualLoss(weights_path=path)
+    assert not (tmp_path / "pwned").exists()

@@ -125,3 +125,37 @@ def test_example_configs_validate():
     for f in files:
         cfg = load_config(f, check_paths=False)
         assert cfg["model"]["name"] in ("esrgan", "srcnn", "highresnet", "sr3", "srcnn-mf")
+
+
+def _bomb(levels: int = 9, width: int = 9) -> list:
+    """The object a YAML alias bomb builds: small in memory (shared lists), width**levels leaves when expanded."""
+    node: list = ["lol"] * width
+    for _ in range(levels - 1):
+        node = [node] * width
+    return node
+
+
+def test_yaml_alias_bomb_is_refused_fast(tmp_path, base):
+    """Issue 10 item 11: a ~700-byte alias bomb used to hang --check (the message formatted the expanded value)."""
+    anchors = ["&a [" + ",".join(['"lol"'] * 9) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        anchors.append(f"&{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    cfg = copy.deepcopy(base)
+    cfg["train"]["batch_size"] = "BOMB"
+    text = yaml.safe_dump(cfg).replace("batch_size: BOMB", "batch_size: [" + ", ".join(anchors) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    assert yaml.compose(text, Loader=yaml.SafeLoader) is not None and len(text) < 3000
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: YAML expands to more than 100,000 values through aliases"):
+        load_config(path)
+    res = CliRunner().invoke(main, ["train", str(path), "--check"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+
+
+def test_messages_truncate_huge_values(base):
+    with pytest.raises(ConfigError, match=r"^train\.batch_size: expected an integer, got \[\[") as err:
+        validate_config(_set(base, "train.batch_size", _bomb()))
+    assert len(str(err.value)) < 200
+    small = [["lol"] * 3] * 3  # a few anchors are fine and load as usual
+    assert "train.batch_size" in str(pytest.raises(ConfigError, validate_config, _set(base, "train.batch_size",
+                                                                                        small)).value)

@@ -81,6 +81,18 @@ def write_random_vgg19(torch_home: Path, seed: int = 0) -> Path:
     return path
 
 
+def hashed_copy(path: Path) -> Path:
+    """A copy of a random weights file named with its own SHA-256 prefix (``vgg19-<sha8>.pth``): the loader
+    checks the prefix in the official name, which belongs to the ImageNet file a random one cannot match."""
+    import hashlib
+    import shutil
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    copy = path.with_name(path.name.rsplit("-", 1)[0] + f"-{digest}{path.suffix}")
+    shutil.copyfile(path, copy)
+    return copy
+
+
 def state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
     """Names of tensors that are not bit-identical."""
     assert a.keys() == b.keys()

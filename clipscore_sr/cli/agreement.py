@@ -33,6 +33,8 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid judgement rows (reported) instead of stopping.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Trusted file: image paths may leave the root (../, absolute, ~). Off by default.")
 @click.option("--human-ties", type=click.Choice(["exclude", "half"]), default="exclude", show_default=True,
               help="Human 'tie' votes: excluded from accuracy (counted), or half a vote for each side.")
 @click.option("--include-checks", is_flag=True,
@@ -48,9 +50,9 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
               help="With --ranking: figure of the human ranking beside each metric's (.png/.pdf/.svg).")
 @common_scoring_options
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
-                      skip_invalid, human_ties, include_checks, ranking, ranking_out, ranking_methods_out,
-                      ranking_plot, bands, data_range, crop_border, batch_size, workers, device, precision,
-                      cache_dir, sam_checkpoint, quiet) -> None:
+                      skip_invalid, allow_outside_root, human_ties, include_checks, ranking, ranking_out,
+                      ranking_methods_out, ranking_plot, bands, data_range, crop_border, batch_size, workers, device,
+                      precision, cache_dir, sam_checkpoint, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
     JUDGEMENTS_CSV has one row per human vote: pair_id,dataset,gt,a,b,choice[,annotator,a_method,b_method].
@@ -59,14 +61,15 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
     Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
     """
     from ..human.agreement import format_table, metric_direction, run_agreement
-    from ..results import output_format, write_table
+    from ..results import check_outputs, write_table
 
     metric_ids = parse_metric_list(metrics)
     for mid in metric_ids:
         metric_direction(mid)  # unknown ids fail before any work
-    for path in (out, pairs_out, scores_out, ranking_out, ranking_methods_out):
-        if path:
-            output_format(path)
+    outputs = {"--out": out, "--pairs-out": pairs_out, "--scores-out": scores_out, "--ranking-out": ranking_out,
+               "--ranking-methods-out": ranking_methods_out}
+    check_outputs({**outputs, "--ranking-plot": ranking_plot}, {"JUDGEMENTS_CSV": judgements_csv},
+                  tables=tuple(outputs))
     if (ranking_out or ranking_methods_out or ranking_plot) and not ranking:
         raise JudgementError("--ranking-out/--ranking-methods-out/--ranking-plot need --ranking")
     if ranking_plot:
@@ -93,7 +96,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
             skip_invalid=skip_invalid, human_ties=human_ties, pairs_out=pairs_out, scores_out=scores_out,
             batch_size=batch_size, workers=workers, bands=bands, data_range=data_range, device=device,
             precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint),
-            progress=not quiet, ranking=ranking)
+            progress=not quiet, ranking=ranking, allow_outside_root=allow_outside_root)
     if result.n_invalid:
         click.echo(f"Warning: --skip-invalid: skipped {result.n_invalid} of {result.n_rows} judgement row(s) "
                    f"({len(result.problems)} problem(s); first: {result.problems[0]})", err=True)
@@ -148,16 +151,19 @@ def judgements_group() -> None:
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder the image paths are relative to (default: the CSV's folder).")
 @click.option("--no-images", is_flag=True, help="Check the CSV only, not the image files.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Trusted file: image paths may leave the root (../, absolute, ~). Off by default.")
 @click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True,
               help="Print at most this many problems.")
-def validate_command(judgements_csv, root, no_images, max_problems) -> None:
+def validate_command(judgements_csv, root, no_images, allow_outside_root, max_problems) -> None:
     """Check every row of a judgements CSV; print each problem with its line number.
 
     Exit code 0 when the file is valid, 1 when it has problems.
     """
     from ..human.judgements import validate_judgements, vote_table
 
-    report = validate_judgements(judgements_csv, root=root, check_images=not no_images)
+    report = validate_judgements(judgements_csv, root=root, check_images=not no_images,
+                                 allow_outside_root=allow_outside_root)
     for line in report.lines(limit=max_problems):
         click.echo(line)
     if report.ok:
@@ -186,7 +192,10 @@ def validate_command(judgements_csv, root, no_images, max_problems) -> None:
               help="Canonical judgements CSV to write.")
 @click.option("--validate/--no-validate", "do_validate", default=True, show_default=True,
               help="Validate the written file (images resolved relative to its folder).")
-def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only, output, do_validate) -> None:
+@click.option("--allow-outside-root", is_flag=True,
+              help="Trusted file: image paths may leave the root (../, absolute, ~). Off by default.")
+def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only, output, do_validate,
+                       allow_outside_root) -> None:
     """Convert Amazon Mechanical Turk batch-results CSVs into the canonical judgements CSV.
 
     Rejected assignments are dropped.
@@ -208,7 +217,7 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
     write_judgements(result.judgements, output)
     click.echo(f"{result.summary()} -> {output}")
     if do_validate:
-        report = validate_judgements(output)
+        report = validate_judgements(output, allow_outside_root=allow_outside_root)
         if not report.ok:
             for line in report.lines(limit=20):
                 click.echo(line, err=True)

@@ -12,7 +12,7 @@ from .. import io
 from ..errors import SRMetricsError
 from ..metrics.base import metric_direction, parse_metric_list
 from ..pipeline import score_pairs
-from ..results import format_summary, summarize, write_table
+from ..results import check_outputs, format_summary, summarize, write_table
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
@@ -42,8 +42,12 @@ def common_scoring_options(func):
 
 
 def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint: str | None) -> dict:
+    """Metric options from the shared scoring flags; an unusable ``--cache`` folder fails here, before scoring."""
+    from ..results import check_writable_dir
+
     opts: dict = {"crop_border": crop_border}
     if cache_dir:
+        check_writable_dir(cache_dir, "--cache")
         opts["cache_dir"] = cache_dir
     if sam_checkpoint:
         opts["sam_checkpoint"] = sam_checkpoint
@@ -121,6 +125,9 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
     if resume and not out:
         raise SRMetricsError("--resume needs --out (the file to resume)")
+    # colliding, badly named or unwritable outputs fail here, before any work
+    check_outputs({"--out": out, "--summary": summary_out}, {"--pairs": pairs_csv}, tables=("--out", "--summary"))
+    options = metric_options_from(crop_border, cache_dir, sam_checkpoint)  # checks --cache before any work
     if pairs_csv:
         if gt_dir or sr_dir:
             raise SRMetricsError("give either GT_DIR SR_DIR or --pairs, not both")
@@ -136,7 +143,6 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         pairing = io.pair_folders(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
     if lr_dir:
         io.attach_lr(pairing.pairs, lr_dir)
-    options = metric_options_from(crop_border, cache_dir, sam_checkpoint)
     for key, value in (("scale", scale), ("red_band", file_band_to_channel(red_band, bands, "--red-band")),
                        ("nir_band", file_band_to_channel(nir_band, bands, "--nir-band"))):
         if value is not None:
@@ -157,6 +163,8 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     run = df.attrs.get("run")
     if run is not None and run.columns:
         metric_ids, higher_is_better = run.columns, run.directions
+    if run is not None and run.resume_note and not quiet:
+        click.echo(run.resume_note, err=True)
     summary = summarize(df, metric_ids)
     if summary_out:
         write_table(summary, summary_out)

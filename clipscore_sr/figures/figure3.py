@@ -25,11 +25,17 @@ def _read_agreement(agreement: pd.DataFrame | str | os.PathLike) -> pd.DataFrame
     path = Path(agreement)
     if not path.is_file():
         raise SRMetricsError(f"{path}: agreement table not found")
-    if path.suffix.lower() == ".json":
-        return pd.read_json(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    try:
+        if path.suffix.lower() == ".json":
+            return pd.read_json(path)
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise SRMetricsError(f"{path}: agreement table is empty (no header, no rows)") from None
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SRMetricsError(f"{path}: cannot read the agreement table ({first})") from None
 
 
 def figure3_order(table: pd.DataFrame) -> tuple[list[str], list[str], dict[str, float]]:

@@ -426,6 +426,7 @@ def run_agreement(
     metric_options: dict[str, Any] | None = None,
     progress: bool = False,
     ranking: bool = False,
+    allow_outside_root: bool = False,
 ) -> AgreementRun:
     """The whole job behind :func:`agreement`, returning the per-pair table and counts as well.
 
@@ -442,7 +443,8 @@ def run_agreement(
         raise SRMetricsError("no metrics given")
     directions = [metric_direction(m) for m in metrics]  # unknown ids fail here, before any work
 
-    judg = load_judgements(judgements, root=root, skip_invalid=skip_invalid, check_images=check_images)
+    judg = load_judgements(judgements, root=root, skip_invalid=skip_invalid, check_images=check_images,
+                           allow_outside_root=allow_outside_root)
     votes = vote_table(judg)
     uniq, ia, ib = unique_image_pairs(votes)
     scored = score_pairs(uniq, metrics, out=scores_out, batch_size=batch_size, workers=workers, bands=bands,
@@ -539,6 +541,7 @@ def agreement(
     precision: str = "fp32",
     metric_options: dict[str, Any] | None = None,
     progress: bool = False,
+    allow_outside_root: bool = False,
 ) -> pd.DataFrame:
     """Agreement of each metric with the human judgements in ``judgements`` (CSV path or DataFrame).
 
@@ -547,8 +550,8 @@ def agreement(
     :func:`clipscore_sr.pipeline.score_pairs` (so embedding metrics embed each image once per model), and
     returns :func:`agreement_from_scores`'s table (one row per metric and dataset plus pooled ``all``
     rows). ``metrics`` are ids (``psnr``, ``clipscore:clip-rn50``) or :class:`Metric` instances.
-    ``root``: image paths are relative to it (default: the CSV's folder; the current folder for a
-    DataFrame). ``bootstrap``/``seed``/``confidence``: the percentile bootstrap over pairs. ``tie_tol``:
+    ``root``: image paths are relative to it and must stay inside it unless ``allow_outside_root``
+    (default: the CSV's folder; the current folder for a DataFrame). ``bootstrap``/``seed``/``confidence``: the percentile bootstrap over pairs. ``tie_tol``:
     metric values closer than this are a tie. ``human_ties``: ``exclude`` (default) or ``half``.
     ``pairs_out``/``scores_out``: write the per-pair / per-image tables. The remaining options go to
     :func:`~clipscore_sr.pipeline.score_pairs`. :func:`run_agreement` also returns the per-pair table.
@@ -558,7 +561,7 @@ def agreement(
         skip_invalid=skip_invalid, check_images=check_images, tie_tol=tie_tol, human_ties=human_ties,
         pairs_out=pairs_out, scores_out=scores_out, batch_size=batch_size, workers=workers, bands=bands,
         data_range=data_range, device=device, precision=precision, metric_options=metric_options,
-        progress=progress).table
+        progress=progress, allow_outside_root=allow_outside_root).table
 
 
 def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:

@@ -161,15 +161,14 @@ def read_judgements_csv(path: str | os.PathLike) -> pd.DataFrame:
 # Validation
 
 def _image_shape(path: str) -> tuple[int, int, int]:
-    """(H, W, C) of a decodable image; raises :class:`ImageReadError` otherwise."""
-    from ..io import read_array
+    """(H, W, C) of an image read from its header only (nothing is decoded, so a decompression bomb costs
+    nothing; the pixel cap applies); raises :class:`ImageReadError` otherwise."""
+    from ..io import check_pixel_cap
 
-    arr, alpha = read_array(path)
-    if arr.ndim == 2:
-        return int(arr.shape[0]), int(arr.shape[1]), 1
-    if arr.ndim != 3:
-        raise ImageReadError(f"{path}: expected a 2-D image, got array of shape {arr.shape}")
-    return int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]) - int(alpha)
+    h, w, c, planes = check_pixel_cap(path)
+    if planes > 1:
+        raise ImageReadError(f"{path}: expected a 2-D image, found {planes} planes of {w}x{h}")
+    return h, w, c
 
 
 def _is_lr_reference(gt: tuple[int, int, int], img: tuple[int, int, int]) -> bool:
@@ -194,12 +193,22 @@ def _resolve(value: str, root: Path) -> str:
     return os.path.normpath(str(p if p.is_absolute() else root / p))
 
 
+def inside_root(path: str, root: str | os.PathLike) -> bool:
+    """True when ``path``, with every symlink and ``..`` resolved, lies inside ``root`` (also resolved)."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    try:
+        return os.path.commonpath([real, base]) == base
+    except ValueError:  # different drives (Windows)
+        return False
+
+
 def validate_judgements(
     judgements: pd.DataFrame | str | os.PathLike,
     *,
     root: str | os.PathLike | None = None,
     check_images: bool = True,
     source: str | None = None,
+    allow_outside_root: bool = False,
 ) -> ValidationReport:
     """Check every judgement row and return a :class:`ValidationReport` (never raises for row problems).
 
@@ -213,6 +222,11 @@ def validate_judgements(
     ``choice`` values, surplus fields, missing or unreadable images, ``a`` and ``b`` naming the same
     file, rows of one ``pair_id`` naming different images or datasets, an annotator voting twice on a
     pair, the reserved dataset name ``all``, and pairs whose images differ in size or band count.
+
+    Image paths must stay inside ``root`` once resolved (``../``, absolute paths, ``~`` and symlinks that
+    leave it are problems, and such files are never opened, so the report does not tell whether they
+    exist); ``allow_outside_root=True`` (CLI ``--allow-outside-root``) lifts this for trusted files.
+    Images are checked from their headers only (size, bands; the pixel cap applies), never decoded.
     """
     if isinstance(judgements, pd.DataFrame):
         df = judgements.copy()
@@ -276,6 +290,14 @@ def validate_judgements(
     gt_abs = [res(v) for v in cells["gt"]]
     a_abs = [res(v) for v in cells["a"]]
     b_abs = [res(v) for v in cells["b"]]
+    if not allow_outside_root:
+        inside = {p: inside_root(p, base) for p in {*gt_abs, *a_abs, *b_abs} if p}
+        for col, paths in (("gt", gt_abs), ("a", a_abs), ("b", b_abs)):
+            for pos, p in enumerate(paths):
+                if p and not inside[p]:
+                    flag(pos, col, f"image path leaves the root {base}: {cells[col][pos]} "
+                                   "(use --allow-outside-root for a trusted file)")
+                    paths[pos] = ""  # never opened: nothing is learnt about files outside the root
     for pos in range(n_rows):
         if a_abs[pos] and a_abs[pos] == b_abs[pos]:
             flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]})")
@@ -382,6 +404,7 @@ def load_judgements(
     root: str | os.PathLike | None = None,
     skip_invalid: bool = False,
     check_images: bool = True,
+    allow_outside_root: bool = False,
 ) -> pd.DataFrame:
     """Validate and return the judgement rows (see :func:`validate_judgements` for the columns).
 
@@ -390,7 +413,8 @@ def load_judgements(
     ``n_invalid`` (rows dropped) and ``problems`` (formatted problem lines). No valid row at all is
     always an error.
     """
-    report = validate_judgements(judgements, root=root, check_images=check_images)
+    report = validate_judgements(judgements, root=root, check_images=check_images,
+                                 allow_outside_root=allow_outside_root)
     if not skip_invalid:
         report.raise_if_invalid()
     if len(report.judgements) == 0:

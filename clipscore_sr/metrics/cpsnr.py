@@ -8,8 +8,11 @@
     (HR - (SR + b))^2``, ``cPSNR = -10*log10(cMSE)``. The score is the maximum over the 49 shifts.
     Masks are ``[B,1,H,W]`` bool aligned with GT (True = clear, PROBA-V ``SM.png``); no mask = all clear.
     GT pixels that are *not* clear may hold NaN/inf (they are never used); non-finite SR or clear GT values
-    are an error. A shift whose HR window has no clear pixel is skipped; an image for which every window
-    is empty scores **NaN** (documented, tested): the pipeline should report such a pair as an error.
+    are an error. A window needs at least ``MIN_VALID_PIXELS`` = 16 clear pixels (fewer, and the bias absorbs
+    any difference: a 7x7 image, or one clear pixel, would score +inf against anything): an image whose
+    window is smaller is an error; a shift whose HR window has fewer clear pixels is skipped, and an image
+    for which every window is skipped scores **NaN** (documented, tested): the pipeline reports such a pair
+    as an error. Both rules hold for ``cpsnr-satlas`` too (its window is ``(H-16) x (W-16)``).
     ``cMSE == 0`` gives ``+inf``. PROBA-V's normalised score is ``baseline / cPSNR``
     (:func:`normalize_to_baseline`, baselines from a ``norm.csv`` via :func:`read_baseline_csv`).
 
@@ -62,6 +65,11 @@ __all__ = [
     "normalize_to_baseline",
     "read_baseline_csv",
 ]
+
+#: fewest valid (clear) pixels a comparison window must have. Fewer, and the per-channel bias absorbs
+#: almost everything (a 1-pixel window always matches exactly: +inf for unrelated images), so such a window
+#: is skipped (``cpsnr`` with a mask) or the image is too small (an error naming the pair).
+MIN_VALID_PIXELS = 16
 
 _MAX_REFINE = 8  # at most this many near-best candidate shifts are re-scored exactly
 _SEARCH_DTYPE = torch.float32  # the FFT cross terms of the shift search (final values are float64)
@@ -143,6 +151,12 @@ def _check_size(h: int, w: int, need: int, metric: str, detail: str) -> None:
         raise InputMismatchError(f"{metric}: image {h}x{w} is too small ({detail} needs more than {need} pixels)")
 
 
+def _check_window(h: int, w: int, min_valid: int, metric: str, detail: str) -> None:
+    if h * w < min_valid:
+        raise InputMismatchError(f"{metric}: the comparison window is {h}x{w} = {h * w} pixel(s) ({detail}); at "
+                                 f"least {min_valid} are needed, or the brightness bias absorbs any difference")
+
+
 def _gather_windows(x: torch.Tensor, items: torch.Tensor, us: torch.Tensor, vs: torch.Tensor, h: int, w: int
                     ) -> torch.Tensor:
     """``x[items[j], ..., us[j]:us[j]+h, vs[j]:vs[j]+w]`` stacked over ``j``."""
@@ -199,8 +213,8 @@ def _refine(fast: torch.Tensor, tol: torch.Tensor, exact_at: Any) -> tuple[torch
     return best, best_idx
 
 
-def _cpsnr_chunk(s: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, border: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _cpsnr_chunk(s: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, border: int,
+                 min_valid: int = MIN_VALID_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
     """Best cMSE ``[B]`` (inf when no window has a clear pixel) and its flat shift index ``[B]``.
 
     ``s``: cropped SR ``[B,C,h,w]``; ``g``: GT ``[B,C,H,W]`` (zero where not clear); ``m``: float mask
@@ -241,7 +255,7 @@ def _cpsnr_chunk(s: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, borde
     nz = n.clamp(min=1)
     bias = (a1 - x1) / nz
     cmse = ((a2 - 2.0 * y + x2) / nz - bias * bias).mean(dim=1)  # [B,7,7]
-    empty = (n[:, 0] == 0).expand_as(cmse)
+    empty = (n[:, 0] < max(1, min_valid)).expand_as(cmse)  # too few clear pixels: the window is skipped
     cmse = torch.where(empty, torch.full_like(cmse, math.inf), cmse).flatten(1)
     n_min = torch.where(empty, torch.full_like(cmse.view_as(empty), math.inf), n[:, 0].expand_as(empty))
     n_min = n_min.flatten(1).amin(dim=1).clamp(min=1)
@@ -258,14 +272,17 @@ def _cpsnr_chunk(s: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, borde
 
 
 def cpsnr(sr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None, *, border: int = 3,
-          crop_border: int = 0, return_shift: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+          crop_border: int = 0, return_shift: bool = False, min_valid: int = MIN_VALID_PIXELS
+          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """PROBA-V clear PSNR in dB per image (see the module docstring for the exact convention).
 
     ``sr``, ``gt``: ``[B,C,H,W]`` in [0,1]; ``mask``: ``[B,1,H,W]`` bool aligned with ``gt`` (True = clear)
     or None (all clear). ``border`` is PROBA-V's 3 (shifts ``0..2*border`` per axis); ``crop_border``
     first removes that many pixels from every side of SR, GT and mask. With ``return_shift`` also returns
     ``[B,2]`` (u, v): the top-left of the best HR window (SR is displaced by ``(u-border, v-border)``
-    relative to GT); ``(-1, -1)`` for NaN scores.
+    relative to GT); ``(-1, -1)`` for NaN scores. A window needs at least ``min_valid`` clear pixels
+    (:data:`MIN_VALID_PIXELS`); smaller windows are an :class:`InputMismatchError`, and with a mask, shifts
+    with fewer clear pixels are skipped (NaN when none is left).
     """
     metric = "cpsnr"
     border = validate_crop_border(border, "border")
@@ -279,6 +296,7 @@ def cpsnr(sr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None, 
     n_shift = 2 * border + 1
     _check_size(H, W, 2 * border, metric, f"border={border}")
     h, w = H - 2 * border, W - 2 * border
+    _check_window(h, w, min_valid, metric, f"{H}x{W} less the {border}-pixel border")
 
     if not _all_finite(sr):
         ok = torch.isfinite(sr).flatten(1).all(dim=1)
@@ -300,7 +318,7 @@ def cpsnr(sr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None, 
     step = _chunk_size(B, C * H * W, gt.device)
     parts = [
         _cpsnr_chunk(as_float64(s[i : i + step]), as_float64(g[i : i + step]),
-                     None if m is None else as_float64(m[i : i + step]), border)
+                     None if m is None else as_float64(m[i : i + step]), border, min_valid)
         for i in range(0, B, step)
     ]
     best = torch.cat([p[0] for p in parts])
@@ -416,7 +434,7 @@ def _satlas_chunk(sr: torch.Tensor, gt: torch.Tensor, max_offset: int) -> tuple[
 
 
 def cpsnr_satlas(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, crop: int = 4, max_offset: int = 8,
-                 quantize: bool = True, return_shift: bool = False
+                 quantize: bool = True, return_shift: bool = False, min_valid: int = MIN_VALID_PIXELS
                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The authors' cPSNR in dB per image (peak 255; see the module docstring).
 
@@ -436,6 +454,8 @@ def cpsnr_satlas(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, cr
     sr = sr[..., crop : H - crop, crop : W - crop]
     gt = gt[..., crop : H - crop, crop : W - crop]
     B, C, Hc, Wc = gt.shape
+    _check_window(Hc - max_offset, Wc - max_offset, min_valid, metric,
+                  f"{H}x{W} less the {crop}-pixel crop and max_offset={max_offset}")
     step = _chunk_size(B, C * Hc * Wc, gt.device)
     parts = [_satlas_chunk(_to_8bit_scale(sr[i : i + step], quantize), _to_8bit_scale(gt[i : i + step], quantize),
                            max_offset) for i in range(0, B, step)]

@@ -19,7 +19,6 @@ Conventions
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +28,7 @@ import torch
 
 from ..devices import autocast, inference, resolve_precision
 from ..errors import InputMismatchError, WeightsNotFoundError
-from ..weights import is_offline, missing_weights
+from ..weights import check_sha256_prefix, is_offline, load_state_dict_file, missing_weights, name_hash_prefix
 from .base import Metric, register_metric
 
 #: LPIPS trunk name -> (torchvision architecture, torchvision weights enum name). The lpips package builds its
@@ -93,33 +92,70 @@ def check_backbone_weights(net: str, *, download: bool | None = None) -> Path:
     if not download:
         raise _missing(net, path)
     url = backbone_url(net)
-    match = re.search(r"-([a-f0-9]+)\.", path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1) if match else None, progress=False)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=name_hash_prefix(path.name) or None, progress=False)
     except Exception as exc:  # network errors come in many types (URLError, OSError, RuntimeError on hash)
         raise _missing(net, path, f"download failed: {type(exc).__name__}: {exc}".replace("\n", " ")) from None
     return path
+
+
+def linear_weights_path(net: str) -> Path:
+    """The v0.1 linear calibration weights shipped inside the ``lpips`` package for trunk ``net``."""
+    import lpips
+
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{_check_net(net)}.pth"
+
+
+def _trunk_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, net: str) -> dict:
+    """Map torchvision's ``features.<i>.<param>`` keys onto the lpips trunk's ``slice<k>.<i>.<param>`` keys."""
+    where = {child: sl for sl, seq in model.net.named_children() for child, _ in seq.named_children()}
+    mapped, missing = {}, []
+    for key in model.net.state_dict():
+        sl, i, param = key.split(".", 2)
+        src = f"features.{i}.{param}"
+        if where.get(i) != sl or src not in state:
+            missing.append(src)
+        else:
+            mapped[key] = state[src]
+    if missing:
+        raise WeightsNotFoundError(f"weights for LPIPS-{net} backbone at {path} are not a torchvision "
+                                   f"{BACKBONES[net][0]} state dict (missing {', '.join(missing[:3])}); "
+                                   "delete the file and fetch it again")
+    return mapped
+
+
+def _load_strict(module: torch.nn.Module, state: dict, path: Path, what: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()[:200]
+        raise WeightsNotFoundError(f"weights for {what} at {path} do not fit the model ({first}); "
+                                   "delete the file and fetch it again") from None
 
 
 def build_lpips(net: str = "vgg", device: str | torch.device = "cpu", *, download: bool | None = None) -> torch.nn.Module:
     """The ``lpips.LPIPS`` model for trunk ``net`` with v0.1 linear weights, frozen, in eval mode, on ``device``.
 
     The backbone file is checked first (see :func:`check_backbone_weights`), so construction never starts a
-    download behind the user's back.
+    download behind the user's back. No third-party code unpickles anything: the network is built without
+    weights, the backbone file must match the SHA-256 prefix in its torchvision file name, and both it and
+    the package's linear layers are read with ``torch.load(weights_only=True)``
+    (:func:`clipscore_sr.weights.load_state_dict_file`).
     """
     import lpips
 
     path = check_backbone_weights(_check_net(net), download=download)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torchvision's notice about the legacy `pretrained=` argument
-            model = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=False, verbose=False)
-    except Exception as exc:
-        raise WeightsNotFoundError(
-            f"weights for LPIPS-{net} backbone at {path} could not be loaded ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); delete the file and fetch it again"
-        ) from None
+    what = f"LPIPS-{net} backbone ({BACKBONES[net][0]})"
+    trunk = load_state_dict_file(path, what=what, sha256_prefix=name_hash_prefix(path.name))
+    lin_path = linear_weights_path(net)
+    lins = load_state_dict_file(lin_path, what=f"LPIPS-{net} linear layers", how="reinstall the lpips package")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's notice about the legacy `pretrained=` argument
+        model = lpips.LPIPS(pretrained=False, net=net, version="0.1", pnet_rand=True, verbose=False)
+    _load_strict(model.net, _trunk_state(model, trunk, path, net), path, what)
+    _load_strict(model.lins, {k[len("lin"):]: v for k, v in lins.items() if k.startswith("lin")},
+                 lin_path, f"LPIPS-{net} linear layers")
     model.eval().requires_grad_(False)
     return model.to(torch.device(device))
 
@@ -183,8 +219,12 @@ class _LPIPSMetric(Metric):
         self._model: torch.nn.Module | None = None
 
     def check_weights(self) -> Path:
-        """Fail fast (before any decoding) if the backbone weights are missing and cannot be fetched."""
-        return check_backbone_weights(self.net)
+        """Fail fast (before any decoding) if the backbone weights are missing and cannot be fetched, or do not
+        match the SHA-256 prefix in their file name (so ``srmetrics demo`` skips a tampered file)."""
+        path = check_backbone_weights(self.net)
+        check_sha256_prefix(path, name_hash_prefix(path.name), what=f"LPIPS-{self.net} backbone "
+                            f"({BACKBONES[self.net][0]})")
+        return path
 
     def load(self) -> torch.nn.Module:
         """Build the model once (later calls return the same frozen model)."""

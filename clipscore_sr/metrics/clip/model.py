@@ -14,6 +14,7 @@ import torch
 
 from ...devices import autocast, resolve_device
 from ...errors import ConfigError, SRMetricsError
+from ...weights import safe_torch_load
 from .preprocess import (
     PREPROCESS_PRESETS,
     Preprocess,
@@ -142,8 +143,13 @@ def _build(resolved: ResolvedClip) -> torch.nn.Module:
                                     force_quick_gelu=resolved.quick_gelu and resolved.model_cfg is None)
     except Exception as exc:
         raise SRMetricsError(f"{what}: cannot build open_clip model {resolved.arch}: {_first_line(exc)}") from None
+    ckpt = str(resolved.checkpoint)
+    if not ckpt.endswith((".safetensors", ".npz")):
+        # open_clip reads pickles with weights_only=True, but falls back to a plain torch.load on a TypeError
+        # (unsafe before torch 2.6) and older open_clip has no weights_only: check the file ourselves first
+        safe_torch_load(ckpt, what=what, mmap=True)
     try:
-        oc.load_checkpoint(model, str(resolved.checkpoint), strict=True, weights_only=True)
+        oc.load_checkpoint(model, ckpt, strict=True, weights_only=True)
     except Exception as exc:
         raise SRMetricsError(f"{what}: weights {resolved.checkpoint} do not fit architecture "
                              f"{resolved.spec.model or resolved.arch}: {_first_line(exc)}") from None
