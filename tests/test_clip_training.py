@@ -175,7 +175,10 @@ def test_models_cli_lists_without_downloading(tmp_path):
     assert rows["clip-rn50"]["weights"] == str(own / "RN50.pt")
     assert rows["clipa-v2-bigg"]["weights"] is None and rows["clipa-v2-bigg"]["default"]
     assert rows["siglip-so400m"]["input_size"] == 384
-    res = CliRunner().invoke(main, ["models"])
+    res = CliRunner().invoke(main, ["models"])  # default: no architecture is built, no parameter column
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].split() == ["alias", "model/pretrained", "input", "preprocess", "weights"]
+    res = CliRunner().invoke(main, ["models", "--params"])
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("clip-rn50 "))
     assert "RN50/openai" in line and "38.3M" in line and "224px" in line and "present" in line

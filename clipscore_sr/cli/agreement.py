@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..errors import JudgementError
-from ..metrics.base import parse_metric_list
 from .score import common_scoring_options, metric_options_from
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
@@ -47,6 +46,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
     Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
     """
     from ..human.agreement import format_table, metric_direction, run_agreement
+    from ..metrics.base import parse_metric_list
     from ..results import output_format, write_table
 
     metric_ids = parse_metric_list(metrics)
@@ -87,7 +87,13 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
 
 @click.group("judgements")
 def judgements_group() -> None:
-    """Check and convert human-judgement files (see judgements/README.md for the schema)."""
+    """Check and convert human-judgement files (see judgements/README.md for the schema).
+
+    \b
+    Examples:
+      srmetrics judgements validate srmetrics-demo/data/judgements/judgements.csv
+      srmetrics judgements import-amt Batch_1_batch_results.csv --map gt=Input.gt_url ... -o judgements.csv
+    """
 
 
 @judgements_group.command("validate")
@@ -101,6 +107,11 @@ def validate_command(judgements_csv, root, no_images, max_problems) -> None:
     """Check every row of a judgements CSV; print each problem with its line number.
 
     Exit code 0 when the file is valid, 1 when it has problems.
+
+    \b
+    Examples:
+      srmetrics judgements validate judgements.csv
+      srmetrics judgements validate judgements.csv --no-images   # the CSV only
     """
     from ..human.judgements import validate_judgements, vote_table
 
@@ -127,7 +138,7 @@ def validate_command(judgements_csv, root, no_images, max_problems) -> None:
                    "https://bucket.s3.amazonaws.com/study/=images/ . URLs must match one.")
 @click.option("--dataset", "dataset_name", default=None, help="Dataset name for every row (or --map dataset=COLUMN).")
 @click.option("--approved-only", is_flag=True, help="Keep only Approved assignments (default: Approved and Submitted).")
-@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "-o", "output", required=True, type=click.Path(dir_okay=False),
               help="Canonical judgements CSV to write.")
 @click.option("--validate/--no-validate", "do_validate", default=True, show_default=True,
               help="Validate the written file (images resolved relative to its folder).")
@@ -163,18 +174,23 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
 
 @click.command("figure3")
 @click.argument("agreement_table", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", "-o", "output", default="reports/figure3.png", show_default=True,
-              type=click.Path(dir_okay=False), help="Figure file: .png, .pdf or .svg.")
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False),
+              help="Figure file: .png, .pdf or .svg.")
 @click.option("--title", default=None, help="Optional title above the plot.")
 @click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
-def figure3_command(agreement_table, output, title, dpi) -> None:
+def figure3_command(agreement_table, out, title, dpi) -> None:
     """Draw the paper's Figure 3 from an agreement table (srmetrics agreement --out).
 
     One bar per dataset for each metric, worst to best left to right, bootstrap CIs, chance and human ceiling.
+
+    \b
+    Examples:
+      srmetrics agreement judgements.csv -m psnr,ssim,cpsnr -o agreement.csv
+      srmetrics figure3 agreement.csv -o figure3.png --title "Agreement with our study"
     """
     from ..figures.figure3 import figure3
 
-    meta = figure3(agreement_table, output, title=title, dpi=dpi)
+    meta = figure3(agreement_table, out, title=title, dpi=dpi)
     order = ", ".join(meta["metric_order"])
     click.echo(f"figure 3 ({len(meta['metric_order'])} metrics, worst to best: {order}) -> {meta['path']}")
 

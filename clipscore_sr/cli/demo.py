@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..demo import run_demo
-
 
 @click.command("demo")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="srmetrics-demo",
@@ -21,4 +19,6 @@ def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: in
 
     Example: srmetrics demo --out srmetrics-demo
     """
+    from ..demo import run_demo
+
     run_demo(out_dir, clip=clip, device=device, bootstrap=bootstrap, progress=not quiet, echo=click.echo)

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import io
 from ..errors import SRMetricsError
-from ..metrics.base import metric_direction, parse_metric_list
-from ..pipeline import score_pairs
-from ..results import format_summary, summarize, write_table
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
@@ -51,6 +47,8 @@ def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint:
 
 
 def directions(metric_ids: list[str]) -> dict[str, bool]:
+    from ..metrics.base import metric_direction
+
     return {m: metric_direction(m) for m in metric_ids}
 
 
@@ -77,6 +75,11 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
 
     Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
     """
+    from .. import io
+    from ..metrics.base import parse_metric_list
+    from ..pipeline import score_pairs
+    from ..results import format_summary, summarize, write_table
+
     metric_ids = parse_metric_list(metrics)
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
     if resume and not out:
