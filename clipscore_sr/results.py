@@ -236,3 +236,21 @@ def format_summary(summary: pd.DataFrame, directions: dict[str, bool] | None = N
         extra = f"  +{r.n_nonfinite} inf" if r.n_nonfinite else ""
         lines.append(f"{(r.metric + arrow):<28} {r.mean:>10.4f} {r.std:>9.4f} {ci:>23} {r.count:>6}{extra}")
     return "\n".join(lines)
+
+
+def best_per_metric(means: pd.DataFrame, higher_is_better: dict[str, bool]) -> dict[str, list[str]]:
+    """``{metric: [best method, ...]}`` from a table of means (index: method, columns: metric ids); ties list
+    every best method, NaN means are ignored, direction from ``higher_is_better``."""
+    best: dict[str, list[str]] = {}
+    for mid in means.columns:
+        col = pd.to_numeric(means[mid], errors="coerce").dropna()
+        if col.empty:
+            continue
+        target = col.max() if higher_is_better.get(mid, True) else col.min()
+        best[mid] = [str(m) for m in col.index[col == target]]
+    return best
+
+
+def format_best(best: dict[str, list[str]]) -> str:
+    """One line: ``best method per metric: psnr bicubic, ssim bicubic, lpips srcnn-tiny``."""
+    return "best method per metric: " + ", ".join(f"{m} {'='.join(v)}" for m, v in best.items())

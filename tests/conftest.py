@@ -12,7 +12,9 @@ from PIL import Image
 os.environ.setdefault("CLIPSCORE_SR_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared next to the repository, or next to any folder above it (a git worktree in /work/wt/NAME finds /work/shared)
+_REPO = Path(__file__).resolve().parents[1]
+SHARED = next((p / "shared" for p in _REPO.parents if (p / "shared" / "samples").is_dir()), _REPO.parent / "shared")
 
 
 @pytest.fixture

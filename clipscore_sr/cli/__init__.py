@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train:train_cmd", "Train a reference generator from a YAML config (resumable, DDP)."),
     "export-generator": ("train:export_cmd", "Export a training checkpoint's (EMA) generator for `generate`."),
     "figure7": ("train:figure7_cmd", "Plot validation curves of training runs (the paper's Figure 7)."),
+    "montage": ("montage:montage_command", "A picture: GT | LR | each SR method per tile, metric values, best marked."),
 }
 
 

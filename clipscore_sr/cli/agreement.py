@@ -177,8 +177,10 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
 @click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False),
               help="Figure file: .png, .pdf or .svg.")
 @click.option("--title", default=None, help="Optional title above the plot.")
+@click.option("--ylabel", default="agreement with human judgements (%)", show_default=True,
+              help="Y axis label: say what the labels are when they are not human judgements.")
 @click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
-def figure3_command(agreement_table, out, title, dpi) -> None:
+def figure3_command(agreement_table, out, title, ylabel, dpi) -> None:
     """Draw the paper's Figure 3 from an agreement table (srmetrics agreement --out).
 
     One bar per dataset for each metric, worst to best left to right, bootstrap CIs, chance and human ceiling.
@@ -190,7 +192,7 @@ def figure3_command(agreement_table, out, title, dpi) -> None:
     """
     from ..figures.figure3 import figure3
 
-    meta = figure3(agreement_table, out, title=title, dpi=dpi)
+    meta = figure3(agreement_table, out, title=title, ylabel=ylabel, dpi=dpi)
     order = ", ".join(meta["metric_order"])
     click.echo(f"figure 3 ({len(meta['metric_order'])} metrics, worst to best: {order}) -> {meta['path']}")
 

@@ -67,13 +67,18 @@ def directions(metric_ids: list[str]) -> dict[str, bool]:
               help="Clear-pixel masks (nonzero = clear) paired by key, used by cpsnr.")
 @click.option("--strict", is_flag=True, help="Unmatched files are an error instead of a warning.")
 @click.option("--resume", is_flag=True, help="Skip pairs already scored in --out.")
+@click.option("--montage", "montage_out", type=click.Path(dir_okay=False), default=None,
+              help="Also draw GT | SR per pair (first 8 keys) annotated with each metric: .png/.pdf/.svg.")
 @common_scoring_options
-def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, bands,
-                  data_range, crop_border, batch_size, workers, device, precision, cache_dir, sam_checkpoint,
-                  quiet) -> None:
+def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, montage_out,
+                  bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
+                  sam_checkpoint, quiet) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
-    Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
+    \b
+    Examples:
+      srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv --summary summary.csv
+      srmetrics score gt/ out/ -m psnr,ssim -o results.csv --resume --montage montage.png
     """
     from .. import io
     from ..metrics.base import parse_metric_list
@@ -106,6 +111,16 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
             bands=bands, data_range=data_range, device=device, precision=precision,
             metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint), progress=not quiet,
         )
+    run = df.attrs.get("run")
+    if resume and run is not None and run.n_skipped and (not quiet or run.n_skipped == run.n_pairs):
+        click.echo(f"{run.n_skipped} pairs already scored, skipped", err=True)
+    if montage_out:
+        from ..figures.montage import montage
+
+        name = Path(sr_dir).name if sr_dir else "sr"
+        meta = montage({name: df}, metric_ids, montage_out, higher_is_better=higher_is_better)
+        if not quiet:
+            click.echo(f"montage ({len(meta['keys'])} pairs) -> {meta['path']}")
     summary = summarize(df, metric_ids)
     if summary_out:
         write_table(summary, summary_out)

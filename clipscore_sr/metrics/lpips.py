@@ -67,7 +67,7 @@ def backbone_checkpoint(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _missing(net: str, path: Path, reason: str = "") -> WeightsNotFoundError:
+def _missing(net: str, path: Path, reason: str = "", *, offline: bool = False) -> WeightsNotFoundError:
     arch, url = BACKBONES[net][0], backbone_url(net)
     how = (
         f"put torchvision's {arch} ImageNet weights there (download {url} on a machine with internet, "
@@ -76,7 +76,7 @@ def _missing(net: str, path: Path, reason: str = "") -> WeightsNotFoundError:
     )
     if reason:
         how = f"{reason}; {how}"
-    return missing_weights(f"LPIPS-{net} backbone ({arch})", [path], how)
+    return missing_weights(f"LPIPS-{net} backbone ({arch})", [path], how, offline=offline)
 
 
 def check_backbone_weights(net: str, *, download: bool | None = None) -> Path:
@@ -91,7 +91,7 @@ def check_backbone_weights(net: str, *, download: bool | None = None) -> Path:
     if download is None:
         download = not is_offline()
     if not download:
-        raise _missing(net, path)
+        raise _missing(net, path, offline=is_offline())
     url = backbone_url(net)
     match = re.search(r"-([a-f0-9]+)\.", path.name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -377,7 +377,7 @@ class SAMScore(Metric):
             "(or in the folder $CLIPSCORE_SR_CACHE/sam), or pass --sam-checkpoint PATH"
         )
         if is_offline():
-            raise missing_weights(f"SAMScore encoder {encoder}", [path], how)
+            raise missing_weights(f"SAMScore encoder {encoder}", [path], how, offline=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(CHECKPOINT_URL.format(file=file), str(path), progress=False)
