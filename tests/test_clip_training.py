@@ -190,3 +190,13 @@ def test_models_fetch_offline_is_a_one_line_error():
     assert res.exit_code == 2
     assert "weights for clipscore:clip-vitb16" in res.output and "offline mode is on" in res.output
     assert "Traceback" not in res.output
+
+
+def test_clip_loss_with_missing_weights_fails_at_construction(tmp_path):
+    """Fail fast, as `srmetrics score` does: not at the first training step."""
+    from clipscore_sr.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="srmetrics models --fetch clip-rn50"):
+        ClipLoss("clip-rn50")
+    with pytest.raises(WeightsNotFoundError):
+        ClipLoss(f"local-dir:{tmp_path / 'absent'}")
