@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from clipscore_sr.cli import COMMANDS, main
@@ -89,3 +90,20 @@ def test_one_spelling_for_out_and_quiet() -> None:
             if ("--quiet" in opts) != ("-q" in opts):
                 bad.append(f"{name}: {sorted(opts)}")
     assert not bad, bad
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_prints_user_errors(tmp_path) -> None:
+    """Every rank exits non-zero; rank 0 alone prints the one-line error (usage errors too)."""
+    import os
+
+    for args in (["score", str(tmp_path), str(tmp_path), "-m", "nope"], ["score", "--bogus"]):
+        for rank in ("0", "1"):
+            env = {**os.environ, "RANK": rank, "WORLD_SIZE": "2"}
+            res = subprocess.run([sys.executable, "-m", "clipscore_sr", *args], capture_output=True, text=True,
+                                 env=env, timeout=120)
+            assert res.returncode == 2, (args, rank, res.stderr)
+            if rank == "0":
+                assert res.stderr.count("Error:") == 1, res.stderr
+            else:
+                assert res.stderr == "" and res.stdout == "", res.stderr
