@@ -44,6 +44,8 @@ PROBAV_DATA_RANGE = 16383.0  # PROBA-V frames are 14-bit values stored in 16-bit
 class DatasetError(SRMetricsError):
     """A dataset folder does not have the expected layout."""
 
+    hint = "sources and layouts: README, 'Getting the datasets and the authors' weights'"
+
 
 def select_frames(badness: Sequence[float], n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` frames preferring low ``badness`` (fraction of unusable pixels, 0 = clean).

@@ -64,7 +64,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SRMetricsError as exc:
             if _rank() == 0:
-                click.echo(f"Error: {exc}", err=True)
+                hint = getattr(exc, "hint", "")
+                click.echo(f"Error: {exc}" + (f" ({hint})" if hint else ""), err=True)
             _exit_quietly(2)
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
