@@ -104,7 +104,7 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
     from .human.agreement import format_table, run_agreement
     from .metrics.base import metric_direction
     from .pipeline import score_pairs
-    from .results import best_per_metric, format_best, summarize, write_table
+    from .results import best_per_metric, format_best, summarize_by_method, write_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,10 +137,9 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
     scores.insert(1, "method", scores["key"].str.split("/").str[0])
     write_table(scores, out / "scores.csv")
     result.files["scores"] = out / "scores.csv"
-    summary = pd.concat([summarize(scores[scores["method"] == m], metrics).assign(method=m) for m in METHODS])
-    write_table(summary[["method", *[c for c in summary.columns if c != "method"]]], out / "summary.csv")
+    summary, result.method_table = summarize_by_method(scores, metrics, METHODS)
+    write_table(summary, out / "summary.csv")
     result.files["summary"] = out / "summary.csv"
-    result.method_table = summary.pivot(index="method", columns="metric", values="mean").loc[list(METHODS), metrics]
     result.best = best_per_metric(result.method_table, higher)
 
     per_method = {m: scores[scores["method"] == m].assign(key=lambda d: d["key"].str.split("/", n=1).str[1])

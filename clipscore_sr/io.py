@@ -330,7 +330,7 @@ def pair_folders(gt_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict
             shown = ", ".join(subdirs[:5]) + (", ..." if len(subdirs) > 5 else "")
             raise PairingError(
                 f"no GT/SR pairs: {sr_dir} holds method subfolders ({shown}), not SR files: score one of them, "
-                f"e.g. {Path(sr_dir) / subdirs[0]} (or compare them all: srmetrics montage GT_DIR {sr_dir}/*)")
+                f"e.g. {Path(sr_dir) / subdirs[0]}, or all of them as methods with --methods")
         raise PairingError(
             f"no GT/SR pairs: none of the {len(gt_index)} files in {gt_dir} has a counterpart in {sr_dir} "
             "(files pair by relative path without extension)")
@@ -339,6 +339,21 @@ def pair_folders(gt_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict
     if mask_dir is not None:
         attach_masks(pairing.pairs, mask_dir)
     return pairing
+
+
+def pair_method_folders(gt_dir: str | os.PathLike, sr_parent: str | os.PathLike, *, strict: bool = False,
+                        mask_dir: str | os.PathLike | None = None) -> Pairing:
+    """One :func:`pair_folders` per subfolder of ``sr_parent`` (one SR method each); keys ``METHOD/KEY``."""
+    subdirs = sorted(p for p in Path(sr_parent).iterdir() if p.is_dir())
+    if not subdirs:
+        raise PairingError(f"{sr_parent}: no method subfolders (--methods expects SR_DIR/METHOD/...)")
+    out = Pairing(pairs=[])
+    for sub in subdirs:
+        one = pair_folders(gt_dir, sub, strict=strict, mask_dir=mask_dir)
+        out.pairs += [Pair(f"{sub.name}/{p.key}", p.gt, p.sr, p.mask) for p in one.pairs]
+        out.unmatched_gt += [f"{sub.name}: {k}" for k in one.unmatched_gt]
+        out.unmatched_sr += [f"{sub.name}/{k}" for k in one.unmatched_sr]
+    return out
 
 
 def attach_masks(pairs: Iterable[Pair], mask_dir: str | os.PathLike) -> None:

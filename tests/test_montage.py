@@ -84,6 +84,7 @@ def test_score_montage_resume_message_and_input_hints(tmp_path: Path) -> None:
     res = run("score", gt_dir, methods, "-m", "psnr")
     assert res.exit_code == 2
     assert "holds method subfolders (bicubic, nearest)" in res.output and str(methods / "bicubic") in res.output
+    assert "--methods" in res.output
 
     # the LR input given instead of the SR output (exactly 1/4 of the GT)
     lr = tmp_path / "lr"
@@ -92,3 +93,20 @@ def test_score_montage_resume_message_and_input_hints(tmp_path: Path) -> None:
     res = run("score", gt_dir, lr, "-m", "psnr")
     assert res.exit_code == 1
     assert "exactly 1/4 of the GT: was the LR input given instead of the SR output?" in res.output
+
+
+def test_score_methods_summarises_each_method_and_names_the_best(tmp_path: Path) -> None:
+    gt_dir, dirs = _methods(tmp_path / "x")
+    sr = tmp_path / "sr"
+    sr.mkdir()
+    for name, d in dirs.items():
+        d.rename(sr / name)
+    out, summary, fig = tmp_path / "r.csv", tmp_path / "s.csv", tmp_path / "m.png"
+    res = run("score", gt_dir, sr, "--methods", "-m", "psnr,ssim", "-o", out, "--summary", summary,
+              "--montage", fig)
+    assert res.exit_code == 0, res.output
+    assert "best method per metric: psnr good, ssim good" in res.output
+    table = pd.read_csv(summary)
+    assert list(table.columns[:2]) == ["method", "metric"] and set(table["method"]) == {"bad", "good"}
+    assert sorted(pd.read_csv(out)["key"]) == sorted(f"{m}/t{i}" for m in ("bad", "good") for i in range(3))
+    assert fig.stat().st_size > 0

@@ -54,7 +54,7 @@ def test_readme_shell_examples_run(tmp_path: Path) -> None:
     # everything lands in the one folder the README names (gitignored), nothing in the repository root
     assert sorted(p.name for p in work.iterdir()) == [OUT_DIR]
     for name in ("results.csv", "summary.csv", "agreement-3.csv", "figure3-3.png", "nearest.json", "dist.csv",
-                 "montage.png", "montage-bicubic.png", "compare.png"):
+                 "montage.png", "montage-bicubic.png", "compare.png", "summary-methods.csv"):
         assert (work / OUT_DIR / name).stat().st_size > 0, name
 
 

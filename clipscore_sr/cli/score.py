@@ -67,11 +67,14 @@ def directions(metric_ids: list[str]) -> dict[str, bool]:
               help="Clear-pixel masks (nonzero = clear) paired by key, used by cpsnr.")
 @click.option("--strict", is_flag=True, help="Unmatched files are an error instead of a warning.")
 @click.option("--resume", is_flag=True, help="Skip pairs already scored in --out.")
+@click.option("--methods", "by_method", is_flag=True,
+              help="SR_DIR holds one subfolder per method: score each (keys METHOD/KEY), summary per method "
+                   "and the best method per metric.")
 @click.option("--montage", "montage_out", type=click.Path(dir_okay=False), default=None,
               help="Also draw GT | SR per pair (first 8 keys) annotated with each metric: .png/.pdf/.svg.")
 @common_scoring_options
-def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, montage_out,
-                  bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
+def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, by_method,
+                  montage_out, bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
                   sam_checkpoint, quiet) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
@@ -79,11 +82,20 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     Examples:
       srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv --summary summary.csv
       srmetrics score gt/ out/ -m psnr,ssim -o results.csv --resume --montage montage.png
+      srmetrics score gt/ sr/ --methods -m psnr,ssim --summary summary.csv   # sr/METHOD/... per method
     """
     from .. import io
     from ..metrics.base import parse_metric_list
     from ..pipeline import score_pairs
-    from ..results import format_summary, summarize, write_table
+    from ..results import (
+        best_per_metric,
+        format_best,
+        format_summary,
+        method_of,
+        summarize,
+        summarize_by_method,
+        write_table,
+    )
 
     metric_ids = parse_metric_list(metrics)
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
@@ -98,7 +110,8 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     else:
         if not (gt_dir and sr_dir):
             raise SRMetricsError("missing GT_DIR and SR_DIR (or use --pairs pairs.csv)")
-        pairing = io.pair_folders(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
+        pair = io.pair_method_folders if by_method else io.pair_folders
+        pairing = pair(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
     warning = pairing.warning()
     if warning:
         click.echo(f"Warning: {warning}", err=True)
@@ -114,18 +127,32 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     run = df.attrs.get("run")
     if resume and run is not None and run.n_skipped and (not quiet or run.n_skipped == run.n_pairs):
         click.echo(f"{run.n_skipped} pairs already scored, skipped", err=True)
+    if by_method:
+        methods = method_of(df["key"])
+        per_method = {m: df[methods == m].assign(key=df["key"].str.split("/", n=1).str[1])
+                      for m in dict.fromkeys(methods)}
+    else:
+        per_method = {Path(sr_dir).name if sr_dir else "sr": df}
     if montage_out:
         from ..figures.montage import montage
 
-        name = Path(sr_dir).name if sr_dir else "sr"
-        meta = montage({name: df}, metric_ids, montage_out, higher_is_better=higher_is_better)
+        meta = montage(per_method, metric_ids, montage_out, higher_is_better=higher_is_better)
         if not quiet:
-            click.echo(f"montage ({len(meta['keys'])} pairs) -> {meta['path']}")
-    summary = summarize(df, metric_ids)
+            click.echo(f"montage ({len(meta['keys'])} tiles x {len(per_method)} methods) -> {meta['path']}")
+    if by_method:
+        summary, means = summarize_by_method(df, metric_ids)
+        best = format_best(best_per_metric(means, higher_is_better))
+    else:
+        summary, best = summarize(df, metric_ids), None
     if summary_out:
         write_table(summary, summary_out)
     if not quiet:
-        click.echo(format_summary(summary, higher_is_better))
+        if by_method:
+            for m, part in summary.groupby("method", sort=False):
+                click.echo(f"{m}:\n{format_summary(part, higher_is_better)}")
+            click.echo(best)
+        else:
+            click.echo(format_summary(summary, higher_is_better))
         if out:
             click.echo(f"per-pair results: {Path(out)}")
     n_failed = int((df["error"] != "").sum())
