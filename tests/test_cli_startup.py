@@ -107,3 +107,12 @@ def test_under_torchrun_only_rank_0_prints_user_errors(tmp_path) -> None:
                 assert res.stderr.count("Error:") == 1, res.stderr
             else:
                 assert res.stderr == "" and res.stdout == "", res.stderr
+
+
+def test_figure3_requires_out_and_writes_nothing_without_it(tmp_path, monkeypatch) -> None:
+    table = tmp_path / "agreement.csv"
+    table.write_text("metric,dataset,accuracy\npsnr,all,0.6\n")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["figure3", str(table)])
+    assert res.exit_code == 2 and "Missing option '--out' / '-o'" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agreement.csv"]  # no reports/ appeared
