@@ -70,7 +70,7 @@ def backbone_checkpoint(net: str) -> Path:
 def _missing(net: str, path: Path, reason: str = "", *, offline: bool = False) -> WeightsNotFoundError:
     arch, url = BACKBONES[net][0], backbone_url(net)
     how = (
-        f"put torchvision's {arch} ImageNet weights there (download {url} on a machine with internet, "
+        f"put torchvision's {arch} ImageNet weights in {path.parent} (download {url} on a machine with internet, "
         f"or run python -c \"import torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\"), "
         "or point TORCH_HOME at a cache that has them"
     )

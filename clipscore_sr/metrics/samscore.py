@@ -373,7 +373,7 @@ class SAMScore(Metric):
             return path
         file = CHECKPOINT_FILES[encoder]
         how = (
-            f"download the official checkpoint {CHECKPOINT_URL.format(file=file)} and put it there "
+            f"download the official checkpoint {CHECKPOINT_URL.format(file=file)} and put it in {path.parent} "
             "(or in the folder $CLIPSCORE_SR_CACHE/sam), or pass --sam-checkpoint PATH"
         )
         if is_offline():
