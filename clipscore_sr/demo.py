@@ -41,8 +41,10 @@ LABELS_NOTE = "constructed labels (the less degraded image wins), not human judg
 
 def example_judgements_dir() -> Path:
     """The installed example judgement set (``judgements/example`` in the repository)."""
-    from .data import judgements
-
+    try:
+        from .data import judgements
+    except ImportError:  # an editable install made before the package-dir mapping existed: the checkout's copy
+        return Path(__file__).resolve().parents[1] / "judgements" / "example"
     return Path(next(iter(judgements.__path__))) / "example"
 
 
