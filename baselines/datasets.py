@@ -49,6 +49,8 @@ PROBAV_DATA_RANGE = 65535.0
 class DatasetError(SRMetricsError):
     """A dataset folder does not have the expected layout."""
 
+    hint = "sources and layouts: README, 'Getting the datasets and the authors' weights'"
+
 
 FRAME_ORDERS = ("random", "chronological")
 

@@ -361,7 +361,8 @@ def _check_reader_args(reader: str, args: dict[str, Any], where: str, check_path
     if check_paths:
         for key in _PATH_ARGS:
             if args.get(key) is not None and not Path(str(args[key])).expanduser().exists():
-                raise ConfigError(f"{where}{key}: {args[key]} does not exist")
+                raise ConfigError(f"{where}{key}: {args[key]} does not exist (get the {reader} data: README, "
+                                  "'Getting the datasets and the authors' weights')")
     return args
 
 

@@ -52,7 +52,7 @@ def check_vgg19_weights(*, download: bool | None = None) -> Path:
     path = vgg19_checkpoint()
     if path.is_file():
         return path
-    how = (f"put torchvision's vgg19 ImageNet weights there (download {vgg19_url()} on a machine with internet), "
+    how = (f"put torchvision's vgg19 ImageNet weights in {path.parent} (download {vgg19_url()} on a machine with internet), "
            "or point TORCH_HOME at a cache that has them, or set the perceptual loss weight to 0")
     if download is None:
         download = not is_offline()

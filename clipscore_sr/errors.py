@@ -8,7 +8,11 @@ from __future__ import annotations
 
 
 class SRMetricsError(Exception):
-    """Base class for all errors raised for user mistakes or unusable inputs."""
+    """Base class for all errors raised for user mistakes or unusable inputs.
+
+    A subclass may set ``hint`` (where to look next); the CLI appends it to the one-line message."""
+
+    hint: str = ""
 
 
 class ImageReadError(SRMetricsError):

@@ -305,6 +305,15 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return arr != 0
 
 
+def fill_pixels(hwc: np.ndarray, values: Sequence[float] = (0, 255)) -> np.ndarray:
+    """``[H, W]`` mask of no-data fill: pixels whose every band equals one of ``values`` (e.g. the pure white
+    collar of a rotated Landsat scene, 255 in all bands of 8-bit RGB, or a 0 fill)."""
+    hwc = np.asarray(hwc)
+    if hwc.ndim == 2:
+        hwc = hwc[..., None]
+    return np.logical_or.reduce([(hwc == v).all(axis=-1) for v in values])
+
+
 def file_digest(path: str | os.PathLike, extra: str = "") -> str:
     """SHA-1 of the file's bytes (plus ``extra``, e.g. band selection): the identity used by caches."""
     h = hashlib.sha1()
@@ -411,6 +420,13 @@ def pair_folders(gt_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict
         unmatched_sr=sorted(sr_index.keys() - gt_index.keys()),
     )
     if not keys:
+        subdirs = sorted(p.name for p in Path(sr_dir).iterdir() if p.is_dir())
+        nested = {k.split("/", 1)[1] for k in sr_index if "/" in k}
+        if subdirs and nested & gt_index.keys() and not any(p.is_file() for p in Path(sr_dir).iterdir()):
+            shown = ", ".join(subdirs[:5]) + (", ..." if len(subdirs) > 5 else "")
+            raise PairingError(
+                f"no GT/SR pairs: {sr_dir} holds method subfolders ({shown}), not SR files: score one of them, "
+                f"e.g. {Path(sr_dir) / subdirs[0]}, or all of them as methods with --methods")
         raise PairingError(
             f"no GT/SR pairs: none of the {len(gt_index)} files in {gt_dir} has a counterpart in {sr_dir} "
             "(files pair by relative path without extension)")
@@ -419,6 +435,21 @@ def pair_folders(gt_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict
     if mask_dir is not None:
         attach_masks(pairing.pairs, mask_dir)
     return pairing
+
+
+def pair_method_folders(gt_dir: str | os.PathLike, sr_parent: str | os.PathLike, *, strict: bool = False,
+                        mask_dir: str | os.PathLike | None = None) -> Pairing:
+    """One :func:`pair_folders` per subfolder of ``sr_parent`` (one SR method each); keys ``METHOD/KEY``."""
+    subdirs = sorted(p for p in Path(sr_parent).iterdir() if p.is_dir())
+    if not subdirs:
+        raise PairingError(f"{sr_parent}: no method subfolders (--methods expects SR_DIR/METHOD/...)")
+    out = Pairing(pairs=[])
+    for sub in subdirs:
+        one = pair_folders(gt_dir, sub, strict=strict, mask_dir=mask_dir)
+        out.pairs += [Pair(f"{sub.name}/{p.key}", p.gt, p.sr, p.mask) for p in one.pairs]
+        out.unmatched_gt += [f"{sub.name}: {k}" for k in one.unmatched_gt]
+        out.unmatched_sr += [f"{sub.name}/{k}" for k in one.unmatched_sr]
+    return out
 
 
 def attach_masks(pairs: Iterable[Pair], mask_dir: str | os.PathLike) -> None:

@@ -112,8 +112,12 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
                 out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
             return out
         if gt.data.shape != sr.data.shape and not (mixed_sizes and gt.data.shape[0] == sr.data.shape[0]):
+            (gh, gw), (sh, sw) = gt.data.shape[-2:], sr.data.shape[-2:]
+            k = gh // sh if sh and gh % sh == 0 else 0
+            hint = (f"; the SR is exactly 1/{k} of the GT: was the LR input given instead of the SR output?"
+                    if k > 1 and sw * k == gw else "")
             raise InputMismatchError(
-                f"size mismatch: gt {pair.gt} is {_shape(gt.data)} but sr {pair.sr} is {_shape(sr.data)}")
+                f"size mismatch: gt {pair.gt} is {_shape(gt.data)} but sr {pair.sr} is {_shape(sr.data)}{hint}")
         if gt.data_range != sr.data_range:
             raise InputMismatchError(
                 f"data range mismatch: gt {pair.gt} ({gt.dtype}, range {gt.data_range:g}) vs sr {pair.sr} "

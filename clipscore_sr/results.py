@@ -396,3 +396,39 @@ def format_summary(summary: pd.DataFrame, directions: dict[str, bool] | None = N
         extra = f"  +{r.n_nonfinite} inf" if r.n_nonfinite else ""
         lines.append(f"{(r.metric + arrow):<28} {r.mean:>10.4f} {r.std:>9.4f} {ci:>23} {r.count:>6}{extra}")
     return "\n".join(lines)
+
+
+def best_per_metric(means: pd.DataFrame, higher_is_better: dict[str, bool]) -> dict[str, list[str]]:
+    """``{metric: [best method, ...]}`` from a table of means (index: method, columns: metric ids); ties list
+    every best method, NaN means are ignored, direction from ``higher_is_better``."""
+    best: dict[str, list[str]] = {}
+    for mid in means.columns:
+        col = pd.to_numeric(means[mid], errors="coerce").dropna()
+        if col.empty:
+            continue
+        target = col.max() if higher_is_better.get(mid, True) else col.min()
+        best[mid] = [str(m) for m in col.index[col == target]]
+    return best
+
+
+def format_best(best: dict[str, list[str]]) -> str:
+    """One line: ``best method per metric: psnr bicubic, ssim bicubic, lpips srcnn-tiny``."""
+    return "best method per metric: " + ", ".join(f"{m} {'='.join(v)}" for m, v in best.items())
+
+
+def method_of(keys: pd.Series) -> pd.Series:
+    """The method of ``METHOD/KEY`` keys (``score --methods``, the demo): the first path component."""
+    return keys.astype(str).str.split("/", n=1).str[0]
+
+
+def summarize_by_method(df: pd.DataFrame, metric_ids: Sequence[str],
+                        methods: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`summarize` per method (column ``method``, else from the keys): the long table (``method`` first)
+    and the table of means (index: method in ``methods`` order, columns: metric ids)."""
+    method = df["method"] if "method" in df else method_of(df["key"])
+    methods = list(methods) if methods is not None else list(dict.fromkeys(method))
+    summary = pd.concat([summarize(df[method == m], metric_ids).assign(method=m) for m in methods],
+                        ignore_index=True)
+    summary = summary[["method", *[c for c in summary.columns if c != "method"]]]
+    means = summary.pivot(index="method", columns="metric", values="mean").loc[methods, list(metric_ids)]
+    return summary, means

@@ -17,8 +17,9 @@ before any download client (with its own retries) is started, so a machine witho
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import WeightsNotFoundError
@@ -41,15 +42,38 @@ def torch_home() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "torch"
 
 
+_FORCED_OFFLINE: list[str] = []  # reasons pushed by :func:`offline` (innermost last)
+
+
+@contextlib.contextmanager
+def offline(reason: str) -> Iterator[None]:
+    """Never touch the network inside this block; missing-weights messages say ``reason`` (e.g. "the demo runs
+    offline") instead of blaming environment variables the user never set."""
+    _FORCED_OFFLINE.append(reason)
+    try:
+        yield
+    finally:
+        _FORCED_OFFLINE.pop()
+
+
 def is_offline() -> bool:
-    """True when the user asked never to touch the network."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("CLIPSCORE_SR_OFFLINE", "HF_HUB_OFFLINE"))
+    """True when the user (or an enclosing :func:`offline` block) asked never to touch the network."""
+    return bool(_FORCED_OFFLINE) or any(os.environ.get(v, "").strip().lower() in _TRUE
+                                        for v in ("CLIPSCORE_SR_OFFLINE", "HF_HUB_OFFLINE"))
 
 
-def missing_weights(what: str, looked_in: Sequence[str | os.PathLike], how: str) -> WeightsNotFoundError:
-    """The one message format for missing weights: which weights, where we looked, how to provide them."""
+def offline_note() -> str:
+    """Why nothing was downloaded: the enclosing :func:`offline` reason, else the environment variables."""
+    return _FORCED_OFFLINE[-1] if _FORCED_OFFLINE else "offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE"
+
+
+def missing_weights(what: str, looked_in: Sequence[str | os.PathLike], how: str, *,
+                    offline: bool = False) -> WeightsNotFoundError:
+    """The one message format for missing weights: which weights and what to do first, then the detail (where
+    we looked; with ``offline``, why nothing was downloaded)."""
     places = ", ".join(str(p) for p in looked_in) or "nowhere"
-    return WeightsNotFoundError(f"weights for {what} not found (looked in: {places}); {how}")
+    note = f" ({offline_note()})" if offline else ""
+    return WeightsNotFoundError(f"weights for {what} not found: {how}. Looked in: {places}{note}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,7 +138,7 @@ def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[s
     missing-weights error at once; online, metadata requests time out after :func:`net_timeout` seconds.
     """
     if is_offline():
-        raise missing_weights(what, looked_in, how + " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)")
+        raise missing_weights(what, looked_in, how, offline=True)
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     problem = unreachable(endpoint)
     if problem:
@@ -156,7 +180,7 @@ def url_download(url: str, dest: Path, *, what: str, looked_in: Sequence[str | o
                  sha256_prefix: str = "") -> Path:
     """Download ``url`` to ``dest`` atomically (temp file + ``os.replace``), checking a SHA-256 prefix if given."""
     if is_offline():
-        raise missing_weights(what, looked_in, how + " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)")
+        raise missing_weights(what, looked_in, how, offline=True)
     import hashlib
     import tempfile
     import urllib.request

@@ -21,10 +21,12 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from clipscore_sr.io import read_image
+from clipscore_sr.io import fill_pixels, read_image
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = REPO.parent / "shared" / "samples" / "landsat" / "rmnp-rgb.tif"
+# ../shared/samples next to the repository (or next to a folder above it, for git worktrees)
+DEFAULT_SOURCE = next((p / "shared" / "samples" for p in REPO.parents if (p / "shared" / "samples").is_dir()),
+                      REPO.parent / "shared" / "samples") / "landsat" / "rmnp-rgb.tif"
 TILE = 64
 SEED = 20240611
 ANNOTATOR = "construct-severity"
@@ -43,11 +45,19 @@ def to_uint8(data01: np.ndarray) -> np.ndarray:
 
 
 def pick_tiles(img: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """The ``n`` non-overlapping TILE x TILE tiles with the most texture (std of luminance), in a fixed order."""
+    """The ``n`` non-overlapping TILE x TILE tiles with the most texture (std of luminance), in a fixed order.
+
+    Tiles with any no-data fill pixel (255 or 0 in every band: the white collar of the rotated scene edge)
+    are rejected, so the scene edge is never counted as texture.
+    """
     h, w = img.shape[:2]
     lum = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    fill = fill_pixels(img)
     cands = [(float(lum[y:y + TILE, x:x + TILE].std()), y, x)
-             for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)]
+             for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)
+             if not fill[y:y + TILE, x:x + TILE].any()]
+    if len(cands) < n:
+        raise SystemExit(f"only {len(cands)} tiles without no-data fill; need {n}")
     cands.sort(key=lambda c: (-c[0], c[1], c[2]))
     return [(y, x) for _, y, x in cands[:n]]
 

@@ -12,10 +12,9 @@ from PIL import Image
 os.environ.setdefault("CLIPSCORE_SR_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-_ROOT = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout; from a worktree (/work/wt/NAME) it is two levels up
-SHARED = next((p for p in (_ROOT.parent / "shared", _ROOT.parent.parent / "shared") if p.is_dir()),
-              _ROOT.parent / "shared")
+# ../shared next to the repository, or next to any folder above it (a git worktree in /work/wt/NAME finds /work/shared)
+_REPO = Path(__file__).resolve().parents[1]
+SHARED = next((p / "shared" for p in _REPO.parents if (p / "shared" / "samples").is_dir()), _REPO.parent / "shared")
 
 
 @pytest.fixture

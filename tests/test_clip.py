@@ -411,7 +411,10 @@ def test_missing_alias_weights_fail_fast(tmp_path):
     msg = str(info.value)
     assert time.perf_counter() - t0 < 10
     assert "\n" not in msg
-    assert msg.startswith("weights for clipscore:clip-rn50 (open_clip RN50/openai) not found (looked in: ")
+    # what to do comes first, where we looked after it
+    assert msg.startswith("weights for clipscore:clip-rn50 (open_clip RN50/openai) not found: "
+                          "run 'srmetrics models --fetch clip-rn50'")
+    assert msg.index("Looked in: ") > msg.index("RN50/openai@/path/to/weights")
     assert str(tmp_path / "srcache" / "open_clip" / "RN50" / "openai") in msg
     assert str(tmp_path / "hf_home" / "hub" / "models--timm--resnet50_clip.openai") in msg
     assert "srmetrics models --fetch clip-rn50" in msg and "RN50/openai@/path/to/weights" in msg

@@ -175,7 +175,10 @@ def test_models_cli_lists_without_downloading(tmp_path):
     assert rows["clip-rn50"]["weights"] == str(own / "RN50.pt")
     assert rows["clipa-v2-bigg"]["weights"] is None and rows["clipa-v2-bigg"]["default"]
     assert rows["siglip-so400m"]["input_size"] == 384
-    res = CliRunner().invoke(main, ["models"])
+    res = CliRunner().invoke(main, ["models"])  # default: no architecture is built, no parameter column
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].split() == ["alias", "model/pretrained", "input", "preprocess", "weights"]
+    res = CliRunner().invoke(main, ["models", "--params"])
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("clip-rn50 "))
     assert "RN50/openai" in line and "38.3M" in line and "224px" in line and "present" in line
@@ -187,3 +190,13 @@ def test_models_fetch_offline_is_a_one_line_error():
     assert res.exit_code == 2
     assert "weights for clipscore:clip-vitb16" in res.output and "offline mode is on" in res.output
     assert "Traceback" not in res.output
+
+
+def test_clip_loss_with_missing_weights_fails_at_construction(tmp_path):
+    """Fail fast, as `srmetrics score` does: not at the first training step."""
+    from clipscore_sr.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="srmetrics models --fetch clip-rn50"):
+        ClipLoss("clip-rn50")
+    with pytest.raises(WeightsNotFoundError):
+        ClipLoss(f"local-dir:{tmp_path / 'absent'}")

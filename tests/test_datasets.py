@@ -22,7 +22,7 @@ from clipscore_sr.baselines import (
     select_frames,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from .conftest import SHARED  # noqa: E402  (found from a git worktree too)
 
 
 def png(path: Path, arr: np.ndarray) -> None:

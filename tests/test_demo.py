@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -28,21 +29,54 @@ def test_demo_offline_writes_its_outputs(empty_caches: Path) -> None:
     res = CliRunner().invoke(main, ["demo", "--out", str(out), "--quiet", "--bootstrap", "200"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    for name in ("scores.csv", "summary.csv", "agreement.csv", "agreement_pairs.csv", "figure3.png"):
+    for name in ("scores.csv", "summary.csv", "agreement.csv", "agreement_pairs.csv", "figure3.png", "montage.png"):
         assert (out / name).stat().st_size > 0, name
-    # learned metrics without weights are skipped with the one-line "which, where, how" message
-    assert "skipped lpips: weights for LPIPS-vgg backbone (vgg16) not found (looked in:" in res.output
-    assert "skipped clipscore: weights for clipscore:clipa-v2-bigg" in res.output
-    assert "skipped samscore:" in res.output
+    # learned metrics without weights are listed as not run, with what to do first; the demo forces offline
+    # mode itself, so it must not blame environment variables the user never set
+    assert "the demo runs offline" in res.output and "HF_HUB_OFFLINE" not in res.output
+    assert "not run: lpips: weights for LPIPS-vgg backbone (vgg16) not found: put torchvision's vgg16" in res.output
+    assert "not run: clipscore: weights for clipscore:clipa-v2-bigg" in res.output
+    assert "srmetrics models --fetch clipa-v2-bigg" in res.output
+    assert "not run: samscore:" in res.output
     scores = pd.read_csv(out / "scores.csv")
     assert sorted(scores["method"].unique()) == sorted(METHODS)
     assert set(PIXEL_METRICS) <= set(scores.columns)
     assert len(scores) == 3 * 6
+    # the rows name the copy in the demo folder (the files the README points to), not the installed package
+    for col in ("gt", "sr"):
+        assert all(Path(p).resolve().is_relative_to((out / "data" / "scene").resolve()) for p in scores[col])
     means = scores.groupby("method")["psnr"].mean()
     assert means["bicubic"] > means["nearest"]  # a sanity check of the bundled outputs
+    best = next(ln for ln in res.output.splitlines() if ln.startswith("best method per metric: "))
+    assert f"psnr {means.idxmax()}" in best
     agreement = pd.read_csv(out / "agreement.csv")
     assert set(PIXEL_METRICS) <= set(agreement["metric"])
+    assert "constructed labels" in res.output and "not human" in res.output
+    assert "judge these pairs yourself" in res.output
     assert str(out / "figure3.png") in res.output
+
+
+def test_bundled_tiles_hold_no_nodata_fill() -> None:
+    """No GT tile of the demo or of the example judgement set has a pixel that is 255 or 0 in every band."""
+    from PIL import Image
+
+    from clipscore_sr.demo import DATA_DIR, example_judgements_dir
+    from clipscore_sr.io import fill_pixels
+
+    files = sorted((DATA_DIR / "scene").rglob("*.png")) + sorted(example_judgements_dir().rglob("gt.png"))
+    assert len(files) == 6 * 5 + 6
+    for f in files:
+        assert not fill_pixels(np.asarray(Image.open(f).convert("RGB"))).any(), f
+
+
+def test_fill_pixels_finds_a_white_collar() -> None:
+    from clipscore_sr.io import fill_pixels
+
+    tile = np.full((8, 8, 3), 120, np.uint8)
+    tile[:2] = 255            # collar
+    tile[4, 4] = (255, 0, 255)  # saturated in some bands only: real data, not fill
+    mask = fill_pixels(tile)
+    assert mask[:2].all() and mask.sum() == 16
 
 
 def test_demo_with_a_local_clip_model(empty_caches: Path) -> None:

@@ -11,8 +11,6 @@ References and tolerances:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -30,7 +28,8 @@ from clipscore_sr.metrics.pixel import (
     ssim_gray,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from .conftest import SHARED  # noqa: E402  (found from a git worktree too)
+
 TID = SHARED / "calibration" / "tid2013"
 
 

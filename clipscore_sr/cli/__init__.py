@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train:train_cmd", "Train a reference generator from a YAML config (resumable, DDP)."),
     "export-generator": ("train:export_cmd", "Export a training checkpoint's (EMA) generator for `generate`."),
     "figure7": ("train:figure7_cmd", "Plot validation curves of training runs (the paper's Figure 7)."),
+    "montage": ("montage:montage_command", "A picture: GT | LR | each SR method per tile, metric values, best marked."),
 }
 
 
@@ -64,8 +65,44 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except SRMetricsError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+            if _rank() == 0:
+                hint = getattr(exc, "hint", "")
+                click.echo(f"Error: {exc}" + (f" ({hint})" if hint else ""), err=True)
+            _exit_quietly(2)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Under ``torchrun`` only rank 0 prints usage errors; every rank still exits non-zero."""
+        if not standalone_mode or _rank() == 0:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _exit_quietly(exc.exit_code)
+        except click.Abort:
+            _exit_quietly(1)
+
+
+def _exit_quietly(code: int) -> None:
+    """Exit; a rank other than 0 first waits a moment, so that torchrun sees rank 0 fail first (its message
+    is printed and reported as the root cause) instead of terminating rank 0 before it has printed."""
+    if _rank() != 0:
+        import time
+
+        time.sleep(2.0)
+    sys.exit(code)
+
+
+def _rank() -> int:
+    """This process's rank under ``torchrun`` (``RANK``), 0 otherwise."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

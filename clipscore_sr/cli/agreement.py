@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..errors import JudgementError
-from ..metrics.base import parse_metric_list
 from .score import common_scoring_options, metric_options_from
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
@@ -61,6 +60,7 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
     Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
     """
     from ..human.agreement import format_table, metric_direction, run_agreement
+    from ..metrics.base import parse_metric_list
     from ..results import check_outputs, write_table
 
     metric_ids = parse_metric_list(metrics)
@@ -143,7 +143,13 @@ def _write_ranking(rk, ranking_out, methods_out, plot, quiet) -> None:
 
 @click.group("judgements")
 def judgements_group() -> None:
-    """Check and convert human-judgement files (see judgements/README.md for the schema)."""
+    """Check and convert human-judgement files (see judgements/README.md for the schema).
+
+    \b
+    Examples:
+      srmetrics judgements validate srmetrics-demo/data/judgements/judgements.csv
+      srmetrics judgements import-amt Batch_1_batch_results.csv --map gt=Input.gt_url ... -o judgements.csv
+    """
 
 
 @judgements_group.command("validate")
@@ -159,6 +165,11 @@ def validate_command(judgements_csv, root, no_images, allow_outside_root, max_pr
     """Check every row of a judgements CSV; print each problem with its line number.
 
     Exit code 0 when the file is valid, 1 when it has problems.
+
+    \b
+    Examples:
+      srmetrics judgements validate judgements.csv
+      srmetrics judgements validate judgements.csv --no-images   # the CSV only
     """
     from ..human.judgements import validate_judgements, vote_table
 
@@ -188,7 +199,7 @@ def validate_command(judgements_csv, root, no_images, allow_outside_root, max_pr
                    "https://bucket.s3.amazonaws.com/study/=images/ . URLs must match one.")
 @click.option("--dataset", "dataset_name", default=None, help="Dataset name for every row (or --map dataset=COLUMN).")
 @click.option("--approved-only", is_flag=True, help="Keep only Approved assignments (default: Approved and Submitted).")
-@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "-o", "output", required=True, type=click.Path(dir_okay=False),
               help="Canonical judgements CSV to write.")
 @click.option("--validate/--no-validate", "do_validate", default=True, show_default=True,
               help="Validate the written file (images resolved relative to its folder).")
@@ -227,18 +238,25 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
 
 @click.command("figure3")
 @click.argument("agreement_table", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", "-o", "output", default="reports/figure3.png", show_default=True,
-              type=click.Path(dir_okay=False), help="Figure file: .png, .pdf or .svg.")
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False),
+              help="Figure file: .png, .pdf or .svg.")
 @click.option("--title", default=None, help="Optional title above the plot.")
+@click.option("--ylabel", default="agreement with human judgements (%)", show_default=True,
+              help="Y axis label: say what the labels are when they are not human judgements.")
 @click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
-def figure3_command(agreement_table, output, title, dpi) -> None:
+def figure3_command(agreement_table, out, title, ylabel, dpi) -> None:
     """Draw the paper's Figure 3 from an agreement table (srmetrics agreement --out).
 
     One bar per dataset for each metric, worst to best left to right, bootstrap CIs, chance and human ceiling.
+
+    \b
+    Examples:
+      srmetrics agreement judgements.csv -m psnr,ssim,cpsnr -o agreement.csv
+      srmetrics figure3 agreement.csv -o figure3.png --title "Agreement with our study"
     """
     from ..figures.figure3 import figure3
 
-    meta = figure3(agreement_table, output, title=title, dpi=dpi)
+    meta = figure3(agreement_table, out, title=title, ylabel=ylabel, dpi=dpi)
     order = ", ".join(meta["metric_order"])
     click.echo(f"figure 3 ({len(meta['metric_order'])} metrics, worst to best: {order}) -> {meta['path']}")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..demo import run_demo
-
 
 @click.command("demo")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="srmetrics-demo",
@@ -28,4 +26,6 @@ def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: in
 
         make_demo_study(f"{out_dir}/study", echo=click.echo)
         return
+    from ..demo import run_demo
+
     run_demo(out_dir, clip=clip, device=device, bootstrap=bootstrap, progress=not quiet, echo=click.echo)

@@ -15,7 +15,7 @@ from ..errors import SRMetricsError
               help="Our .safetensors (+ JSON) checkpoint, or the authors' BasicSR ESRGAN .pth.")
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of LR scenes (see --layout).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--layout", type=click.Choice(["strip", "folder", "s2naip"]), default="strip", show_default=True,
               help="strip: each image file is one scene of square frames stacked vertically; "
                    "folder: each folder of images is one scene, one LR frame per file (HR, SM, QM*, *_mask, "
@@ -31,8 +31,10 @@ from ..errors import SRMetricsError
               help="Height of one frame in a strip (auto = image width).")
 @click.option("--bands", default=None, help="1-based bands to read, e.g. 3,2,1.")
 @click.option("--data-range", type=float, default=None, help="Divide file values by this (default by dtype).")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Scenes (or tiles) per forward pass; lower it if the device runs out of memory.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps.")
 @click.option("--tile", type=int, default=None,
               help="LR tile size for larger scenes (default: the checkpoint's training tile, else 32; 0 = never tile).")
 @click.option("--overlap", type=int, default=None,
@@ -45,13 +47,19 @@ from ..errors import SRMetricsError
 @click.option("--steps", type=int, default=50, show_default=True, help="SR3 DDIM steps.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="SR3 DDIM eta (0 = deterministic).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for frame choice and SR3 noise.")
-@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate_command(model_name: str | None, size: str, checkpoint: str, input_dir: str, out_dir: str, layout: str,
                      s2_bands: str | None, n_frames: int | None, scale: int | None, frame_size: str, bands: str | None,
                      data_range: float | None, batch_size: int, device: str, tile: int | None, overlap: int,
                      bit_depth: str, skip_existing: bool, sampler: str, steps: int, eta: float, seed: int,
                      quiet: bool) -> None:
-    """Super-resolve every scene in INPUT with a reference generator; writes OUT/<relative path>.png."""
+    """Super-resolve every scene in INPUT with a reference generator; writes OUT/<relative path>.png.
+
+    \b
+    Examples:
+      srmetrics generate --model esrgan --size small --checkpoint esrgan_small.safetensors --input lr/ --out sr/
+      srmetrics generate --checkpoint runs/esrgan-s2naip/generator.safetensors --input lr/ -o sr/ --device cpu
+    """
     from ..baselines.checkpoints import load_checkpoint, read_checkpoint_meta
     from ..baselines.inference import generate
     from ..baselines.sr3 import SR3

@@ -6,13 +6,19 @@ import json
 
 import click
 
-from ..metrics import list_metrics
-
 
 @click.command("metrics")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def metrics_command(as_json: bool) -> None:
-    """List every metric id, whether higher or lower is better, units and convention."""
+    """List every metric id, whether higher or lower is better, units and convention.
+
+    \b
+    Examples:
+      srmetrics metrics
+      srmetrics metrics --json > metrics.json
+    """
+    from ..metrics import list_metrics
+
     infos = list_metrics()
     if as_json:
         click.echo(json.dumps([info.__dict__ for info in infos], indent=2))

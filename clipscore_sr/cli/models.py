@@ -1,6 +1,7 @@
 """``srmetrics models``: the CLIP aliases, their sizes and whether their weights are here; ``--fetch`` downloads.
 
-Listing never downloads anything (parameter counts come from building the architecture on the ``meta`` device).
+Listing never downloads or builds anything; ``--params`` adds image-tower parameter counts (the architecture is
+built on the ``meta`` device: no memory, no weights, but some seconds per model).
 ``srmetrics models --fetch clipa-v2-bigg`` fills the Hugging Face cache (``HF_HOME``) ahead of time, for
 clusters whose compute nodes have no internet: run it on a login node, then run offline with
 ``HF_HUB_OFFLINE=1``.
@@ -23,9 +24,18 @@ def _fmt_params(n: int | None) -> str:
 @click.option("--fetch", "fetch", multiple=True, metavar="ALIAS|SPEC",
               help="Download these weights into the cache now (repeatable); needs internet.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--no-params", is_flag=True, help="Skip the parameter count (faster).")
-def models_command(fetch: tuple[str, ...], as_json: bool, no_params: bool) -> None:
-    """List the CLIP aliases (model/tag, image-tower parameters, input size, weights present locally)."""
+@click.option("--params", "with_params", is_flag=True,
+              help="Also count image-tower parameters (builds each architecture on the meta device; slower).")
+@click.option("--no-params", is_flag=True, hidden=True, help="Deprecated: counting is off by default.")
+def models_command(fetch: tuple[str, ...], as_json: bool, with_params: bool, no_params: bool) -> None:
+    """List the CLIP aliases (model/tag, input size, preprocessing, weights present locally).
+
+    \b
+    Examples:
+      srmetrics models                      # which weights are on disk
+      srmetrics models --params --json      # with image-tower parameter counts, machine-readable
+      srmetrics models --fetch clip-rn50    # download ahead of time (needs internet)
+    """
     from ..metrics import clip
 
     if fetch:
@@ -34,9 +44,10 @@ def models_command(fetch: tuple[str, ...], as_json: bool, no_params: bool) -> No
             path = clip.resolve_clip(parsed, download=True).checkpoint
             click.echo(f"{spec}: {path}")
         return
+    counted = with_params and not no_params
     rows = []
     for name, alias in clip.CLIP_ALIASES.items():
-        if no_params:
+        if not counted:
             local = clip.weights_present(name)
             info = {"alias": name, "model": alias.model, "pretrained": alias.pretrained, "image_params": None,
                     "input_size": alias.image_size, "weights": str(local) if local else None,
@@ -48,14 +59,15 @@ def models_command(fetch: tuple[str, ...], as_json: bool, no_params: bool) -> No
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    head = ("alias", "model/pretrained", "params", "input", "preprocess", "weights")
+    head = ("alias", "model/pretrained", *(("params",) if counted else ()), "input", "preprocess", "weights")
     table = [(r["alias"] + (" *" if r["default"] else ""), f"{r['model']}/{r['pretrained']}",
-              _fmt_params(r["image_params"]), f"{r['input_size']}px", r["preprocess"] or "",
-              "present" if r["weights"] else "missing") for r in rows]
+              *((_fmt_params(r["image_params"]),) if counted else ()), f"{r['input_size']}px",
+              r["preprocess"] or "", "present" if r["weights"] else "missing") for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
     for line in (head, *table):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
-    click.echo("* default for plain 'clipscore'. params = image tower. Also accepted: MODEL/PRETRAINED "
+    click.echo("* default for plain 'clipscore'." + (" params = image tower." if counted else
+               " --params adds parameter counts.") + " Also accepted: MODEL/PRETRAINED "
                "(open_clip.list_pretrained()), hf-hub:ORG/REPO, local-dir:PATH, MODEL[/TAG]@/path/to/weights.")
     if not any(r["weights"] for r in rows):
         click.echo("No weights present locally: 'srmetrics models --fetch ALIAS' downloads them (needs internet).")

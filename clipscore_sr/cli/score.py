@@ -8,11 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import io
 from ..errors import SRMetricsError
-from ..metrics.base import metric_direction, parse_metric_list
-from ..pipeline import score_pairs
-from ..results import check_outputs, format_summary, summarize, write_table
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
 
@@ -55,6 +51,8 @@ def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint:
 
 
 def directions(metric_ids: list[str]) -> dict[str, bool]:
+    from ..metrics.base import metric_direction
+
     return {m: metric_direction(m) for m in metric_ids}
 
 
@@ -86,6 +84,8 @@ def file_band_to_channel(band: int | None, bands: str | None, option: str) -> in
     """A 1-based file band number -> its 1-based channel after ``--bands`` selection."""
     if band is None:
         return None
+    from .. import io
+
     chosen = io.parse_bands(bands)
     if chosen is None:
         return band
@@ -109,18 +109,40 @@ def file_band_to_channel(band: int | None, bands: str | None, option: str) -> in
               help="Clear-pixel masks (nonzero = clear) paired by key, used by cpsnr.")
 @click.option("--strict", is_flag=True, help="Unmatched files are an error instead of a warning.")
 @click.option("--resume", is_flag=True, help="Skip pairs already scored in --out.")
+@click.option("--methods", "by_method", is_flag=True,
+              help="SR_DIR holds one subfolder per method: score each (keys METHOD/KEY), summary per method "
+                   "and the best method per metric.")
+@click.option("--montage", "montage_out", type=click.Path(dir_okay=False), default=None,
+              help="Also draw GT | SR per pair (first 8 keys) annotated with each metric: .png/.pdf/.svg.")
 @common_scoring_options
 @lr_scoring_options
-def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, bands,
-                  data_range, crop_border, batch_size, workers, device, precision, cache_dir, sam_checkpoint,
-                  quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
+def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, by_method,
+                  montage_out, bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
+                  sam_checkpoint, quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
                   mixed_sizes) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
-    Example: srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv
-
-    Without HR: srmetrics score --lr lr/ out/ --metrics lr-psnr,lr-sam,lr-shift
+    \b
+    Examples:
+      srmetrics score gt/ out/ --metrics psnr,ssim,cpsnr --out results.csv --summary summary.csv
+      srmetrics score gt/ out/ -m psnr,ssim -o results.csv --resume --montage montage.png
+      srmetrics score gt/ sr/ --methods -m psnr,ssim --summary summary.csv   # sr/METHOD/... per method
+      srmetrics score --lr lr/ out/ -m lr-psnr,lr-sam,lr-shift              # no HR: LR consistency
     """
+    from .. import io
+    from ..metrics.base import parse_metric_list
+    from ..pipeline import score_pairs
+    from ..results import (
+        best_per_metric,
+        check_outputs,
+        format_best,
+        format_summary,
+        method_of,
+        summarize,
+        summarize_by_method,
+        write_table,
+    )
+
     metric_ids = parse_metric_list(metrics)
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
     if resume and not out:
@@ -140,7 +162,8 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     else:
         if not (gt_dir and sr_dir):
             raise SRMetricsError("missing GT_DIR and SR_DIR (or use --pairs pairs.csv)")
-        pairing = io.pair_folders(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
+        pair = io.pair_method_folders if by_method else io.pair_folders
+        pairing = pair(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
     if lr_dir:
         io.attach_lr(pairing.pairs, lr_dir)
     for key, value in (("scale", scale), ("red_band", file_band_to_channel(red_band, bands, "--red-band")),
@@ -165,11 +188,34 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         metric_ids, higher_is_better = run.columns, run.directions
     if run is not None and run.resume_note and not quiet:
         click.echo(run.resume_note, err=True)
-    summary = summarize(df, metric_ids)
+    if resume and run is not None and run.n_skipped and (not quiet or run.n_skipped == run.n_pairs):
+        click.echo(f"{run.n_skipped} pairs already scored, skipped", err=True)
+    if by_method:
+        methods = method_of(df["key"])
+        per_method = {m: df[methods == m].assign(key=df["key"].str.split("/", n=1).str[1])
+                      for m in dict.fromkeys(methods)}
+    else:
+        per_method = {Path(sr_dir).name if sr_dir else "sr": df}
+    if montage_out:
+        from ..figures.montage import montage
+
+        meta = montage(per_method, metric_ids, montage_out, higher_is_better=higher_is_better)
+        if not quiet:
+            click.echo(f"montage ({len(meta['keys'])} tiles x {len(per_method)} methods) -> {meta['path']}")
+    if by_method:
+        summary, means = summarize_by_method(df, metric_ids)
+        best = format_best(best_per_metric(means, higher_is_better))
+    else:
+        summary, best = summarize(df, metric_ids), None
     if summary_out:
         write_table(summary, summary_out)
     if not quiet:
-        click.echo(format_summary(summary, higher_is_better))
+        if by_method:
+            for m, part in summary.groupby("method", sort=False):
+                click.echo(f"{m}:\n{format_summary(part, higher_is_better)}")
+            click.echo(best)
+        else:
+            click.echo(format_summary(summary, higher_is_better))
         if out:
             click.echo(f"per-pair results: {Path(out)}")
     n_failed = int((df["error"] != "").sum())

@@ -22,6 +22,11 @@ def train_cmd(config: str, resume: bool, check: bool) -> None:
     Multi-GPU: torchrun --nproc_per_node N -m clipscore_sr train CONFIG (train.batch_size is the global batch).
     Writes OUTPUT_DIR/log.csv, checkpoints/, config.yaml and generator.safetensors (EMA weights), which
     `srmetrics generate --checkpoint` reads.
+
+    \b
+    Examples:
+      srmetrics train baselines/configs/esrgan_clip_s2naip.yaml --check
+      srmetrics train baselines/configs/esrgan_clip_s2naip.yaml --resume
     """
     from clipscore_sr.baselines.train_config import load_config
 
@@ -51,7 +56,12 @@ def train_cmd(config: str, resume: bool, check: bool) -> None:
               help="Output .safetensors (a .json description is written next to it).")
 @click.option("--no-ema", is_flag=True, help="Export the raw generator weights instead of the EMA weights.")
 def export_cmd(checkpoint: str, out: str, no_ema: bool) -> None:
-    """Export the (EMA) generator of a training CHECKPOINT (checkpoints/step_*.pt) for `srmetrics generate`."""
+    """Export the (EMA) generator of a training CHECKPOINT (checkpoints/step_*.pt) for `srmetrics generate`.
+
+    \b
+    Example:
+      srmetrics export-generator runs/esrgan-s2naip/checkpoints/step_00010000.pt -o esrgan.safetensors
+    """
     from clipscore_sr.baselines.trainer import export_from_checkpoint
 
     path = export_from_checkpoint(checkpoint, out, ema=not no_ema)
@@ -73,7 +83,13 @@ def export_cmd(checkpoint: str, out: str, no_ema: bool) -> None:
               help="Also write the summary (first step/time reaching the target, speed-ups) as CSV.")
 def figure7_cmd(run_dirs: tuple[str, ...], out: str, x_axis: str, target: float, metric: str | None,
                 labels: tuple[str, ...], title: str | None, table_out: str | None) -> None:
-    """Figure 7: validation CLIPScore vs step (or time) for RUN_DIRS; speed-ups are relative to the first run."""
+    """Figure 7: validation CLIPScore vs step (or time) for RUN_DIRS; speed-ups are relative to the first run.
+
+    \b
+    Examples:
+      srmetrics figure7 runs/esrgan-s2naip runs/esrgan-clip-s2naip -o reports/figure7.png --target 0.8
+      srmetrics figure7 runs/esrgan-s2naip runs/esrgan-clip-s2naip -o figure7-time.png --x time
+    """
     from clipscore_sr.figures.figure7 import figure7, format_summary
 
     res = figure7(list(run_dirs), out, x=x_axis, target=target, metric=metric, labels=list(labels) or None,

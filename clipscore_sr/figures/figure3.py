@@ -62,14 +62,15 @@ def figure3(
     title: str | None = None,
     dpi: int = 150,
     ylim: tuple[float, float] = (40.0, 90.0),
+    ylabel: str = "agreement with human judgements (%)",
 ) -> dict[str, Any]:
     """Draw the paper's Figure 3 from an agreement table (a DataFrame or a CSV/JSON/Parquet file).
 
     One bar per dataset for every metric, metrics ordered left to right from worst to best average
     accuracy (see :func:`figure3_order`), bootstrap CIs as error bars, a dashed line at 50% (chance), the
     human ceiling of each dataset as a dotted line when the table has one, y axis in percent from
-    ``ylim`` (40-90%) extended in steps of 5 to include every bar, CI and ceiling. Returns metadata:
-    ``metric_order``, ``datasets``, ``average``, ``ylim``, ``bars`` (one dict per bar: metric, dataset,
+    ``ylim`` (40-90%) extended in steps of 5 to include every bar, CI and ceiling; ``ylabel`` names what the
+    labels are (constructed labels are not human judgements). Returns metadata: ``metric_order``, ``datasets``, ``average``, ``ylim``, ``bars`` (one dict per bar: metric, dataset,
     x, height, ci) and ``path``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -136,7 +137,7 @@ def figure3(
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels(order, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("agreement with human judgements (%)")
+    ax.set_ylabel(ylabel)
     ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0)

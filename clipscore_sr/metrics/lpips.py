@@ -66,16 +66,16 @@ def backbone_checkpoint(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _missing(net: str, path: Path, reason: str = "") -> WeightsNotFoundError:
+def _missing(net: str, path: Path, reason: str = "", *, offline: bool = False) -> WeightsNotFoundError:
     arch, url = BACKBONES[net][0], backbone_url(net)
     how = (
-        f"put torchvision's {arch} ImageNet weights there (download {url} on a machine with internet, "
+        f"put torchvision's {arch} ImageNet weights in {path.parent} (download {url} on a machine with internet, "
         f"or run python -c \"import torchvision; torchvision.models.{arch}(weights='IMAGENET1K_V1')\"), "
         "or point TORCH_HOME at a cache that has them"
     )
     if reason:
         how = f"{reason}; {how}"
-    return missing_weights(f"LPIPS-{net} backbone ({arch})", [path], how)
+    return missing_weights(f"LPIPS-{net} backbone ({arch})", [path], how, offline=offline)
 
 
 def check_backbone_weights(net: str, *, download: bool | None = None) -> Path:
@@ -90,7 +90,7 @@ def check_backbone_weights(net: str, *, download: bool | None = None) -> Path:
     if download is None:
         download = not is_offline()
     if not download:
-        raise _missing(net, path)
+        raise _missing(net, path, offline=is_offline())
     url = backbone_url(net)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

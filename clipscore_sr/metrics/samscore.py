@@ -374,11 +374,11 @@ class SAMScore(Metric):
             return path
         file = CHECKPOINT_FILES[encoder]
         how = (
-            f"download the official checkpoint {CHECKPOINT_URL.format(file=file)} and put it there "
+            f"download the official checkpoint {CHECKPOINT_URL.format(file=file)} and put it in {path.parent} "
             "(or in the folder $CLIPSCORE_SR_CACHE/sam), or pass --sam-checkpoint PATH"
         )
         if is_offline():
-            raise missing_weights(f"SAMScore encoder {encoder}", [path], how)
+            raise missing_weights(f"SAMScore encoder {encoder}", [path], how, offline=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(CHECKPOINT_URL.format(file=file), str(path), progress=False)

@@ -70,8 +70,9 @@ class ClipLoss(nn.Module):
     ``resize``: ``"weights"`` (default) preprocesses as the weights were trained (the ``clipscore`` metric);
     ``"nearest"`` is the authors' loss path: ``F.interpolate(x, model input size)`` (nearest) then OpenAI mean/std.
     ``reduction``: ``mean`` (default), ``sum`` or ``none`` (per-image ``[B]``). ``model``: a spec (default
-    ``clip-rn50``), a :class:`ClipModel` or an open_clip model object; it is loaded lazily on the input's device
-    on first use, frozen, and never registered as a sub-module (so optimisers and ``state_dict`` never see it).
+    ``clip-rn50``), a :class:`ClipModel` or an open_clip model object; a spec's weights are resolved at
+    construction (missing weights raise :class:`WeightsNotFoundError` at once), the model is loaded on the
+    input's device on first use, frozen, and never registered as a sub-module (so optimisers and ``state_dict`` never see it).
     """
 
     def __init__(self, model: Any = "clip-rn50", *, distance: str = "l1", weight: float = 1.0,
@@ -85,6 +86,12 @@ class ClipLoss(nn.Module):
         if reduction not in ("mean", "sum", "none"):
             raise ConfigError(f"ClipLoss reduction '{reduction}': expected 'mean', 'sum' or 'none'")
         self.distance, self.weight, self.reduction, self.precision = distance, float(weight), reduction, precision
+        if isinstance(model, (str, ClipSpec)) or model is None:
+            # fail fast, as `srmetrics score` does: missing weights raise here, not at the first training step
+            from .resolve import resolve_clip
+            from .spec import parse_clip_spec
+
+            resolve_clip(model if isinstance(model, ClipSpec) else parse_clip_spec(model))
         # plain attribute, not a sub-module: keeps CLIP out of parameters(), state_dict() and .to()
         object.__setattr__(self, "_model_arg", model)
         object.__setattr__(self, "_clips", {})

@@ -56,8 +56,8 @@ class ResolvedClip:
 
 def _how(spec: ClipSpec, extra: str = "") -> str:
     name = spec.alias or spec.text
-    parts = [f"run 'srmetrics models --fetch {name}' on a machine with internet and copy its Hugging Face cache "
-             f"({hf_hub_cache()}) here or point HF_HOME at it"]
+    parts = [f"run 'srmetrics models --fetch {name}' (needs internet; for an offline machine copy the Hugging Face "
+             f"cache it fills, {hf_hub_cache()}, and point HF_HOME at the copy)"]
     if spec.kind == "pretrained":
         parts.append(f"or pass a downloaded file as clipscore:{spec.model}/{spec.pretrained}@/path/to/weights")
     if extra:
@@ -103,9 +103,7 @@ def _resolve_pretrained(spec: ClipSpec, download: bool) -> ResolvedClip:
     if found is None:
         if not download or is_offline():
             how = _how(spec) + ("" if download else " (downloads disabled here)")
-            if is_offline() and download:
-                how += " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)"
-            raise missing_weights(what, looked, how)
+            raise missing_weights(what, looked, how, offline=is_offline() and download)
         found = _download_pretrained(spec, repo, names, url, own, what, looked)
     prep, qg = _tag_preprocess(spec.model, spec.pretrained)
     return ResolvedClip(spec, found, spec.model, qg, prep, f"open_clip pretrained tag {spec.model}/{spec.pretrained}",
@@ -173,8 +171,7 @@ def _resolve_hf(spec: ClipSpec, download: bool) -> ResolvedClip:
         weights = next((p for n in _HF_DEFAULT_WEIGHTS if (p := cfg.parent / n).is_file()), None)
     if cfg is None or weights is None:
         if not download or is_offline():
-            extra = "(offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)" if is_offline() else ""
-            raise missing_weights(what, looked, _how(spec, extra))
+            raise missing_weights(what, looked, _how(spec), offline=is_offline())
         if cfg is None:
             cfg = hf_download(spec.repo, "open_clip_config.json", what=what, looked_in=looked, how=_how(spec))
         last: SRMetricsError | None = None
