@@ -184,13 +184,22 @@ def alex_home(tmp_path, monkeypatch):
     """A torchvision AlexNet checkpoint with random features where LPIPS looks for it (no download)."""
     import torchvision
 
+    import clipscore_sr.metrics.lpips as lpips_mod
     from clipscore_sr.metrics.lpips import backbone_checkpoint
+
+    from .train_support import hashed_copy
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(0)
-    path = backbone_checkpoint("alex")
+    path = backbone_checkpoint("alex")  # torchvision's real name: what the lpips package called directly loads
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(torchvision.models.alexnet().state_dict(), path)
+    # our loader checks the SHA-256 prefix in the name, which belongs to the ImageNet file: point it at a copy
+    # named with the random file's own prefix
+    ours = hashed_copy(path)
+    real_url = lpips_mod.backbone_url
+    monkeypatch.setattr(lpips_mod, "backbone_url",
+                        lambda n: real_url(n).rsplit("/", 1)[0] + "/" + ours.name if n == "alex" else real_url(n))
     return path
 
 

@@ -74,6 +74,8 @@ def test_training_examples_name_the_run_folders_the_configs_write() -> None:
     texts = [README.read_text(), (root / "reports" / "README.md").read_text()]
     blocks = [b for t in texts for b in re.findall(r"```bash\n(.*?)```", t, flags=re.S)]
     named_runs = {m for b in blocks for m in re.findall(r"\b(runs/[\w.-]+)", b)}
+    # configs written inline by a README block (cat > x.yaml <<'EOF' ... output_dir: ...) count as shipped
+    run_dirs |= {m for b in blocks for m in re.findall(r"^output_dir:\s*\S*?(runs/[\w.-]+)", b, flags=re.M)}
     named_configs = {m for b in blocks for m in re.findall(r"baselines/configs/([\w.-]+\.yaml)", b)}
     assert named_runs and named_configs
     assert named_runs <= run_dirs, f"README run folders no config writes: {sorted(named_runs - run_dirs)}"

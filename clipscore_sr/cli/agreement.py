@@ -85,7 +85,8 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
         kept, dropped = exclude_check_trials(rows)
         if dropped:
             kept.attrs["source"] = str(judgements_csv)
-            judgements, root = kept, root or str(Path(judgements_csv).parent)
+            kept.attrs["root"] = str(Path(judgements_csv).parent)
+            judgements = kept
             click.echo(f"excluded {dropped['sentinel']} sentinel and {dropped['repeat']} repeat judgement(s) "
                        f"(study check trials; --include-checks keeps them); {len(kept)} left", err=True)
     with warnings.catch_warnings():

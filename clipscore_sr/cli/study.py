@@ -11,7 +11,14 @@ import click
 @click.group("study")
 def study_group() -> None:
     """Run a pairwise (2AFC) study on your SR outputs: make it, serve it in the browser (or export it to
-    Amazon Mechanical Turk), check the annotators, then run 'srmetrics agreement' on the judgements."""
+    Amazon Mechanical Turk), check the annotators, then run 'srmetrics agreement' on the judgements.
+
+    \b
+    Examples:
+      srmetrics study make gt/ --method a=out_a/ --method b=out_b/ --trials 60 --sentinels 0.1 --out my-study
+      srmetrics study serve my-study
+      srmetrics study status my-study
+    """
 
 
 @study_group.command("make")

@@ -225,7 +225,9 @@ def validate_judgements(
 
     Image paths must stay inside ``root`` once resolved (``../``, absolute paths, ``~`` and symlinks that
     leave it are problems, and such files are never opened, so the report does not tell whether they
-    exist); ``allow_outside_root=True`` (CLI ``--allow-outside-root``) lifts this for trusted files.
+    exist); ``allow_outside_root=True`` (CLI ``--allow-outside-root``) lifts this for trusted files. Without
+    an explicit ``root``, a file in a study folder is confined to the folder holding the study and the inputs
+    its ``study.json`` names (:func:`clipscore_sr.human.study.manifest.trusted_root`).
     Images are checked from their headers only (size, bands; the pixel cap applies), never decoded.
     """
     if isinstance(judgements, pd.DataFrame):
@@ -244,6 +246,11 @@ def validate_judgements(
         df = read_judgements_csv(path)
         base = Path(root) if root is not None else path.parent
     base = base.expanduser().resolve()
+    confine = base
+    if root is None:  # a study's judgements name its inputs relative to the study folder (../gt/x.png)
+        from .study.manifest import trusted_root
+
+        confine = trusted_root(base) or base
     problems: list[Problem] = []
     n_rows = len(df)
 
@@ -291,11 +298,11 @@ def validate_judgements(
     a_abs = [res(v) for v in cells["a"]]
     b_abs = [res(v) for v in cells["b"]]
     if not allow_outside_root:
-        inside = {p: inside_root(p, base) for p in {*gt_abs, *a_abs, *b_abs} if p}
+        inside = {p: inside_root(p, confine) for p in {*gt_abs, *a_abs, *b_abs} if p}
         for col, paths in (("gt", gt_abs), ("a", a_abs), ("b", b_abs)):
             for pos, p in enumerate(paths):
                 if p and not inside[p]:
-                    flag(pos, col, f"image path leaves the root {base}: {cells[col][pos]} "
+                    flag(pos, col, f"image path leaves the root {confine}: {cells[col][pos]} "
                                    "(use --allow-outside-root for a trusted file)")
                     paths[pos] = ""  # never opened: nothing is learnt about files outside the root
     for pos in range(n_rows):

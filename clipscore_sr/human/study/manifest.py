@@ -82,6 +82,24 @@ class Study:
                 "trials": [asdict(t) for t in self.trials]}
 
 
+def trusted_root(folder: str | os.PathLike) -> Path | None:
+    """For a judgement file inside a study folder: the folder that holds the study and every input file its
+    ``study.json`` names (the GT and SR folders chosen at ``make`` time), or None when ``folder`` holds no study.
+
+    Judgement files written by a study name those inputs relative to the study folder (``../gt/x.png``); this
+    root confines them to what the study was made from instead of refusing them as leaving the study folder.
+    """
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        trials = json.loads((folder / MANIFEST).read_text()).get("trials") or []
+        paths = [os.path.realpath(folder / t[k]) for t in trials for k in ("gt", "a", "b") if t.get(k)]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return Path(os.path.commonpath([os.path.realpath(folder), *paths]))
+
+
 def write_study(study: Study) -> Path:
     """Write ``study.json`` atomically."""
     path = study.root / MANIFEST
