@@ -44,18 +44,23 @@ def models_command(fetch: tuple[str, ...], as_json: bool, no_params: bool) -> No
         else:
             info = clip.spec_summary(name)
         info["default"] = name == clip.DEFAULT_ALIAS
+        info.update(family=alias.family, remote_sensing=alias.remote_sensing,
+                    source=f"hf:{alias.hf_file}" if alias.hf_file else f"open_clip {alias.model}/{alias.pretrained}")
         rows.append(info)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    head = ("alias", "model/pretrained", "params", "input", "preprocess", "weights")
-    table = [(r["alias"] + (" *" if r["default"] else ""), f"{r['model']}/{r['pretrained']}",
+    head = ("alias", "model/pretrained", "params", "input", "preprocess", "weights", "family")
+    table = [(r["alias"] + (" *" if r["default"] else ""),
+              f"{r['model']}@{r['source'][3:]}" if r["remote_sensing"] else f"{r['model']}/{r['pretrained']}",
               _fmt_params(r["image_params"]), f"{r['input_size']}px", r["preprocess"] or "",
-              "present" if r["weights"] else "missing") for r in rows]
+              "present" if r["weights"] else "missing",
+              r["family"] + (" (remote sensing)" if r["remote_sensing"] else "")) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
     for line in (head, *table):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
-    click.echo("* default for plain 'clipscore'. params = image tower. Also accepted: MODEL/PRETRAINED "
+    click.echo("* default for plain 'clipscore'. params = image tower. RemoteCLIP and GeoRSCLIP are CLIPs trained "
+               "on remote-sensing images (weights files on the Hugging Face hub). Also accepted: MODEL/PRETRAINED "
                "(open_clip.list_pretrained()), hf-hub:ORG/REPO, local-dir:PATH, MODEL[/TAG]@/path/to/weights.")
     if not any(r["weights"] for r in rows):
         click.echo("No weights present locally: 'srmetrics models --fetch ALIAS' downloads them (needs internet).")

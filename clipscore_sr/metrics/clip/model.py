@@ -135,10 +135,14 @@ def _build(resolved: ResolvedClip) -> torch.nn.Module:
     except Exception as exc:
         raise SRMetricsError(f"{what}: cannot build open_clip model {resolved.arch}: {_first_line(exc)}") from None
     try:
-        oc.load_checkpoint(model, str(resolved.checkpoint), strict=True, weights_only=True)
+        result = oc.load_checkpoint(model, str(resolved.checkpoint), strict=resolved.strict, weights_only=True)
     except Exception as exc:
         raise SRMetricsError(f"{what}: weights {resolved.checkpoint} do not fit architecture "
                              f"{resolved.spec.model or resolved.arch}: {_first_line(exc)}") from None
+    missing = [k for k in getattr(result, "missing_keys", []) if k.startswith("visual.")]
+    if missing:  # non-strict loading (GeoRSCLIP) may skip text keys, never the image tower's
+        raise SRMetricsError(f"{what}: weights {resolved.checkpoint} lack {len(missing)} image-tower tensors of "
+                             f"{resolved.spec.model or resolved.arch} (e.g. {missing[0]}): not a checkpoint of it")
     return model
 
 
