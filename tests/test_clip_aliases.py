@@ -93,6 +93,7 @@ def test_remote_sensing_aliases_record_their_official_loading():
         assert a.quick_gelu == (model != "ViT-H-14")  # OpenAI-initialised towers use QuickGELU
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and open_clip: several seconds
 def test_aliases_are_not_derived_at_import():
     code = ("import sys, clipscore_sr.metrics.clip.aliases as a; assert 'open_clip' not in sys.modules; "
             "a.CLIP_ALIASES['clip-rn50'].image_size; assert 'open_clip' in sys.modules")
