@@ -62,6 +62,8 @@ def vit_dir(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 def test_aliases_record_the_preprocessing_of_their_weights():
     known = set(open_clip.list_pretrained())
     for name, a in CLIP_ALIASES.items():
+        if a.pretrained is None:  # RemoteCLIP: no open_clip tag (tests/test_clip_aliases.py)
+            continue
         assert (a.model, a.pretrained) in known, name
         pcfg = open_clip.get_pretrained_cfg(a.model, a.pretrained)
         assert a.mean == pytest.approx(pcfg["mean"]) and a.std == pytest.approx(pcfg["std"]), name

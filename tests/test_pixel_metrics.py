@@ -257,6 +257,30 @@ def test_bad_inputs_raise_input_mismatch(name):
         get_metric(name, crop_border=16)(x, x)
 
 
+def test_psnr_accumulates_in_float64_on_any_layout():
+    """The per-image CPU path: float64 differences and sums (a float32 difference or sum would be ~1e-7 dB
+    off), crops and channels-last views handled, float64 inputs never modified in place. 1e-12 dB."""
+    g = torch.Generator().manual_seed(3)
+    gt = torch.rand(3, 3, 40, 36, generator=g) * 0.9 + 0.05
+    sr = gt + torch.randn(3, 3, 40, 36, generator=g) * 1e-3  # tiny differences (a float32 sum is off)
+    sr[0] = torch.rand(3, 40, 36, generator=g) ** 3  # unrelated values: float32 differences are inexact
+    for border in (0, 2):
+        h, w = 40 - 2 * border, 36 - 2 * border
+        want = [10 * np.log10(1.0 / np.mean((sr[i].double().numpy()[:, border:border + h, border:border + w]
+                                             - gt[i].double().numpy()[:, border:border + h, border:border + w]) ** 2))
+                for i in range(3)]
+        for s_, g_ in ((sr, gt), (sr.double(), gt.double()), (sr.to(memory_format=torch.channels_last), gt)):
+            before = s_.clone()
+            got = psnr(s_, g_, crop_border=border)
+            assert got.dtype == torch.float64
+            np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+            assert torch.equal(s_, before)
+    mixed = gt.clone()
+    mixed[2, 1, 5, 5] = float("inf")
+    with pytest.raises(InputMismatchError, match=r"SR contains NaN or inf.*item\(s\) 2"):
+        psnr(mixed, gt)
+
+
 def test_small_images_and_channel_counts():
     x = torch.rand(1, 3, 10, 40)
     with pytest.raises(InputMismatchError, match="smaller than the 11x11 window"):

@@ -55,19 +55,24 @@ def models_command(fetch: tuple[str, ...], as_json: bool, with_params: bool, no_
         else:
             info = clip.spec_summary(name)
         info["default"] = name == clip.DEFAULT_ALIAS
+        info.update(family=alias.family, remote_sensing=alias.remote_sensing,
+                    source=f"hf:{alias.hf_file}" if alias.hf_file else f"open_clip {alias.model}/{alias.pretrained}")
         rows.append(info)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    head = ("alias", "model/pretrained", *(("params",) if counted else ()), "input", "preprocess", "weights")
-    table = [(r["alias"] + (" *" if r["default"] else ""), f"{r['model']}/{r['pretrained']}",
+    head = ("alias", "model/pretrained", *(("params",) if counted else ()), "input", "preprocess", "weights", "family")
+    table = [(r["alias"] + (" *" if r["default"] else ""),
+              f"{r['model']}@{r['source'][3:]}" if r["remote_sensing"] else f"{r['model']}/{r['pretrained']}",
               *((_fmt_params(r["image_params"]),) if counted else ()), f"{r['input_size']}px",
-              r["preprocess"] or "", "present" if r["weights"] else "missing") for r in rows]
+              r["preprocess"] or "", "present" if r["weights"] else "missing",
+              r["family"] + (" (remote sensing)" if r["remote_sensing"] else "")) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
     for line in (head, *table):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
     click.echo("* default for plain 'clipscore'." + (" params = image tower." if counted else
-               " --params adds parameter counts.") + " Also accepted: MODEL/PRETRAINED "
+               " --params adds parameter counts.") + " RemoteCLIP and GeoRSCLIP are CLIPs trained on "
+               "remote-sensing images (weights files on the Hugging Face hub). Also accepted: MODEL/PRETRAINED "
                "(open_clip.list_pretrained()), hf-hub:ORG/REPO, local-dir:PATH, MODEL[/TAG]@/path/to/weights.")
     if not any(r["weights"] for r in rows):
         click.echo("No weights present locally: 'srmetrics models --fetch ALIAS' downloads them (needs internet).")

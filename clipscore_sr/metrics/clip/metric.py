@@ -9,11 +9,13 @@ Which CLIP: ``clipscore:SPEC`` (plain ``clipscore`` = ``clipscore:clipa-v2-bigg`
 ``hf-hub:ORG/REPO``        an open_clip-format repository (``open_clip_config.json`` + weights) on the HF hub
 ``local-dir:PATH``         a folder in the same format (``open_clip_config.json`` with ``model_cfg`` and
                            ``preprocess_cfg``, plus one weights file: ``open_clip_model.safetensors``,
-                           ``open_clip_pytorch_model.bin``, ...): RemoteCLIP/GeoRSCLIP exports, your own models
+                           ``open_clip_pytorch_model.bin``, ...): your own models
 ``MODEL@/path/file.pt``    an open_clip architecture + a checkpoint file (``.pt/.pth/.bin/.safetensors/.npz``).
                            The preprocessing is that of MODEL's pretrained tags when they all agree; otherwise
                            name the tag whose preprocessing the file was trained with: ``MODEL/TAG@/path/file.pt``
-                           (e.g. ``ViT-B-32/openai@RemoteCLIP-ViT-B-32.pt``), or pass the ``preprocess`` option.
+                           (e.g. ``ViT-B-32/openai@finetuned.pt``), or pass the ``preprocess`` option.
+                           Remote-sensing CLIPs have aliases (``remoteclip-*``, ``georsclip-*``) that load their
+                           published files the way their official code does (see :mod:`.aliases`).
 
 Preprocessing (never the OpenAI default by accident)
 -----------------------------------------------------
@@ -23,7 +25,11 @@ Each set of weights comes with its own mean/std, interpolation (bicubic/bilinear
 the open_clip pretrained tag, or the folder's ``preprocess_cfg``; a folder or file without that information is
 an error rather than a silent OpenAI default. Preprocessing runs on batched tensors on the metric's device
 (torchvision tensor resize with antialiasing, as open_clip's transform does for tensor input), so it matches
-``open_clip.image_transform_v2(cfg, is_train=False)`` applied to a float tensor image.
+``open_clip.image_transform_v2(cfg, is_train=False)`` applied to a float tensor image (1e-5). Fed a PIL image,
+open_clip resizes with PIL's uint8 bicubic instead (saturated, rounded to 8 bits, its own edge handling): at the
+native input size the two are identical; when an image is resized they differ by up to ~30/255 at sharp edges
+(< 0.4/255 on average) and a CLIPScore by up to about 1e-4 (tests/test_clip_aliases.py; 5.3e-5 measured with
+real weights). We keep the tensor path: it runs batched on the GPU and is differentiable for ``ClipLoss``.
 1-channel inputs are repeated to 3 channels; other channel counts need ``--bands`` (e.g. ``--bands 4,3,2``).
 
 ``clipscore-satlas:SPEC``: the authors' pipeline (satlas-super-resolution ``calculate_clipscore``)

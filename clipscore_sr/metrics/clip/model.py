@@ -139,7 +139,7 @@ def _build(resolved: ResolvedClip) -> torch.nn.Module:
     what = f"clipscore:{resolved.spec.text}"
     try:
         with quiet_open_clip():
-                model = oc.create_model(resolved.arch, pretrained=None, load_weights=False, pretrained_text=False,
+            model = oc.create_model(resolved.arch, pretrained=None, load_weights=False, pretrained_text=False,
                                     force_quick_gelu=resolved.quick_gelu and resolved.model_cfg is None)
     except Exception as exc:
         raise SRMetricsError(f"{what}: cannot build open_clip model {resolved.arch}: {_first_line(exc)}") from None
@@ -149,10 +149,14 @@ def _build(resolved: ResolvedClip) -> torch.nn.Module:
         # (unsafe before torch 2.6) and older open_clip has no weights_only: check the file ourselves first
         safe_torch_load(ckpt, what=what, mmap=True)
     try:
-        oc.load_checkpoint(model, ckpt, strict=True, weights_only=True)
+        result = oc.load_checkpoint(model, ckpt, strict=resolved.strict, weights_only=True)
     except Exception as exc:
         raise SRMetricsError(f"{what}: weights {resolved.checkpoint} do not fit architecture "
                              f"{resolved.spec.model or resolved.arch}: {_first_line(exc)}") from None
+    missing = [k for k in getattr(result, "missing_keys", []) if k.startswith("visual.")]
+    if missing:  # non-strict loading (GeoRSCLIP) may skip text keys, never the image tower's
+        raise SRMetricsError(f"{what}: weights {resolved.checkpoint} lack {len(missing)} image-tower tensors of "
+                             f"{resolved.spec.model or resolved.arch} (e.g. {missing[0]}): not a checkpoint of it")
     return model
 
 

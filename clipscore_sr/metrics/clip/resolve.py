@@ -45,6 +45,7 @@ class ResolvedClip:
     fingerprint: str
     model_cfg: dict[str, Any] | None = None
     config_dir: Path | None = None
+    strict: bool = True                # load_state_dict strictness (False: GeoRSCLIP, as its official code)
 
     @property
     def identity(self) -> str:
@@ -58,6 +59,8 @@ def _how(spec: ClipSpec, extra: str = "") -> str:
     name = spec.alias or spec.text
     parts = [f"run 'srmetrics models --fetch {name}' (needs internet; for an offline machine copy the Hugging Face "
              f"cache it fills, {hf_hub_cache()}, and point HF_HOME at the copy)"]
+    if spec.kind == "hub-file":
+        parts.append(f"or download {spec.path} from https://huggingface.co/{spec.repo}")
     if spec.kind == "pretrained":
         parts.append(f"or pass a downloaded file as clipscore:{spec.model}/{spec.pretrained}@/path/to/weights")
     if extra:
@@ -213,6 +216,27 @@ def _resolve_file(spec: ClipSpec) -> ResolvedClip:
     return ResolvedClip(spec, path, spec.model, qg, prep, source, file_fingerprint(path))
 
 
+def _resolve_hub_file(spec: ClipSpec, download: bool) -> ResolvedClip:
+    """An alias's weights file in a Hugging Face repository: our cache root, the hub cache, then download."""
+    from .aliases import CLIP_ALIASES
+
+    assert spec.repo and spec.path and spec.model and spec.alias
+    alias = CLIP_ALIASES[spec.alias]
+    what = f"clipscore:{spec.text} ({alias.family} {spec.repo}/{spec.path})"
+    own = cache_root() / spec.repo.replace("/", "--") / spec.path
+    looked: list[str] = [str(own), str(hf_repo_dir(spec.repo))]
+    how = _how(spec, f"or put the file at {own}")
+    found = own if own.is_file() else hf_cached_file(spec.repo, spec.path)
+    if found is None:
+        if not download or is_offline():
+            extra = " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)" if is_offline() else \
+                ("" if download else " (downloads disabled here)")
+            raise missing_weights(what, looked, how + extra)
+        found = hf_download(spec.repo, spec.path, what=what, looked_in=looked, how=how)
+    return ResolvedClip(spec, found, spec.model, alias.quick_gelu, alias.preprocess_cfg(), alias.preprocess_source,
+                        file_fingerprint(found), strict=alias.strict)
+
+
 def resolve_clip(spec: ClipSpec | str, *, download: bool = True) -> ResolvedClip:
     """Find the weights of ``spec`` on disk, downloading them only when ``download`` and not offline.
 
@@ -225,6 +249,8 @@ def resolve_clip(spec: ClipSpec | str, *, download: bool = True) -> ResolvedClip
         return _resolve_pretrained(spec, download)
     if spec.kind == "hf-hub":
         return _resolve_hf(spec, download)
+    if spec.kind == "hub-file":
+        return _resolve_hub_file(spec, download)
     if spec.kind == "local-dir":
         d = Path(spec.path or "")
         what = f"clipscore:{spec.text}"

@@ -12,8 +12,9 @@ from .aliases import CLIP_ALIASES, DEFAULT_ALIAS
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """A parsed ``clipscore:SPEC``. ``kind`` is ``pretrained`` (alias or MODEL/TAG), ``hf-hub``, ``local-dir`` or
-    ``file`` (MODEL[/TAG]@PATH)."""
+    """A parsed ``clipscore:SPEC``. ``kind`` is ``pretrained`` (alias or MODEL/TAG), ``hf-hub``, ``local-dir``,
+    ``file`` (MODEL[/TAG]@PATH) or ``hub-file`` (an alias whose weights file is ``path`` in HF repo ``repo``,
+    loaded onto the bare architecture ``model``: RemoteCLIP, GeoRSCLIP)."""
 
     text: str
     kind: str
@@ -31,6 +32,8 @@ class ClipSpec:
             return f"hf-hub:{self.repo}"
         if self.kind == "local-dir":
             return f"local-dir:{self.path}"
+        if self.kind == "hub-file":
+            return f"{self.model}@hf:{self.repo}/{self.path}"
         return f"{self.model}{'/' + self.pretrained if self.pretrained else ''}@{self.path}"
 
 
@@ -58,6 +61,9 @@ def parse_clip_spec(text: str | None) -> ClipSpec:
     """Parse the SPEC of ``clipscore:SPEC`` (see the module docstring for the syntax)."""
     raw = (text or "").strip() or DEFAULT_ALIAS
     alias = CLIP_ALIASES.get(raw.lower())
+    if alias is not None and alias.hf_file:
+        return ClipSpec(raw, "hub-file", model=alias.model, pretrained=alias.pretrained, repo=alias.hf_repo,
+                        path=alias.hf_filename, alias=alias.name)
     if alias is not None:
         return ClipSpec(raw, "pretrained", model=alias.model, pretrained=alias.pretrained, alias=alias.name)
     if raw.startswith("hf-hub:"):
