@@ -177,7 +177,8 @@ def test_models_cli_lists_without_downloading(tmp_path):
     assert rows["siglip-so400m"]["input_size"] == 384
     res = CliRunner().invoke(main, ["models"])  # default: no architecture is built, no parameter column
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0].split() == ["alias", "model/pretrained", "input", "preprocess", "weights"]
+    assert res.output.splitlines()[0].split() == ["alias", "model/pretrained", "input", "preprocess", "weights",
+                                                     "family"]
     res = CliRunner().invoke(main, ["models", "--params"])
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("clip-rn50 "))

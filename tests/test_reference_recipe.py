@@ -495,7 +495,7 @@ def test_readme_training_example_is_vgg_free_with_a_suitable_ema():
     from clipscore_sr.baselines.train_config import validate_config
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"cat > demo-train.yaml <<'EOF'\n(.*?)\nEOF\n", readme, flags=re.S)
+    block = re.search(r"cat > (?:srmetrics-demo/)?demo-train.yaml <<'EOF'\n(.*?)\nEOF\n", readme, flags=re.S)
     assert block, "README lost the demo training example"
     cfg = validate_config(yaml.safe_load(block.group(1)), check_paths=False)
     assert cfg["model"]["name"] in ("srcnn", "srcnn-mf", "highresnet")  # L2 family: no VGG19, no discriminator
