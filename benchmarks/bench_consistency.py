@@ -13,8 +13,9 @@ the antialiased bilinear reduction, ``skimage.registration.phase_cross_correlati
 ``Metrics.compute`` is not the baseline: its wheel pulls kornia, opencv, satalign and openai-clip, and its
 defaults, ``nd`` distance, softmin scores, 16-pixel border mask, differ from the paper's definitions used here.)
 The script checks that both give the same numbers and prints the speed ratio measured in this process
-(target: >= 10x on CPU; not reached on the 2-core development machine, where the vectorised per-triplet
-NumPy loop is already memory-bound: see the README's benchmark table).
+(target: >= 10x on CPU; not reached on the 2-core development machine: 2.0-2.6x, see the README's benchmark
+table). The batched side uses the fused ``lr_consistency`` (one check and one downsampling for the four
+LR-consistency values), as the loop downsamples once per triplet.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scipy import ndimage
 from skimage.exposure import match_histograms
 from skimage.registration import phase_cross_correlation
 
-from clipscore_sr.metrics.consistency import lr_l1, lr_psnr, lr_sam, lr_shift
+from clipscore_sr.metrics.consistency import lr_consistency
 from clipscore_sr.metrics.correctness import correctness
 
 COLUMNS = ("lr-l1", "lr-psnr", "lr-sam", "lr-shift", "lr-shift-dy", "lr-shift-dx", "improvement", "omission",
@@ -78,9 +79,7 @@ def batched(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, batch: int) ->
     rows = []
     for i in range(0, len(sr), batch):
         a, b, c = lr[i:i + batch], sr[i:i + batch], hr[i:i + batch]
-        shift = lr_shift(b, a)
-        rows.append(torch.cat([lr_l1(b, a)[:, None], lr_psnr(b, a)[:, None], lr_sam(b, a)[:, None], shift,
-                               correctness(b, c, a, levels=255).fractions], dim=1))
+        rows.append(torch.cat([lr_consistency(b, a), correctness(b, c, a, levels=255).fractions], dim=1))
     return torch.cat(rows).numpy()
 
 

@@ -26,7 +26,15 @@ from skimage.registration import phase_cross_correlation
 from clipscore_sr.errors import ConfigError, InputMismatchError
 from clipscore_sr.metrics import get_metric
 from clipscore_sr.metrics.base import get_metric_class, list_metrics
-from clipscore_sr.metrics.consistency import downsample, integer_scale, lr_l1, lr_psnr, lr_sam, lr_shift
+from clipscore_sr.metrics.consistency import (
+    downsample,
+    integer_scale,
+    lr_consistency,
+    lr_l1,
+    lr_psnr,
+    lr_sam,
+    lr_shift,
+)
 
 
 def _triangle_matrix(n_in: int, s: int) -> np.ndarray:
@@ -113,6 +121,25 @@ def test_shift_matches_skimage_with_displacement_sign():
     sub = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(base), (0.37, -1.42))).real
     v = lr_shift(torch.from_numpy(sub[None, None]), torch.from_numpy(lr)).numpy()[0]
     np.testing.assert_allclose(v[1:], (0.37, -1.42), atol=0.011)
+
+
+def test_fused_equals_one_by_one_and_skimage_on_odd_sizes():
+    """lr_consistency (one downsampling) = the four functions (1e-12); shifts = skimage's (negated) on odd,
+    non-square LR grids with sub-pixel moves (the half-spectrum / real-arithmetic DFT path), 1e-12."""
+    rng = np.random.default_rng(7)
+    lr = ndimage.gaussian_filter(rng.random((3, 2, 15, 21)), (0, 0, 1.2, 1.2))
+    sr = np.stack([np.kron(ndimage.shift(lr[k], (0, 0.3 * k - 0.4, 0.7 - 0.5 * k), mode="wrap"), np.ones((3, 3)))
+                   for k in range(3)])
+    t_sr, t_lr = torch.from_numpy(sr), torch.from_numpy(lr)
+    fused = lr_consistency(t_sr, t_lr).numpy()
+    one = np.column_stack([lr_l1(t_sr, t_lr), lr_psnr(t_sr, t_lr), lr_sam(t_sr, t_lr), lr_shift(t_sr, t_lr)])
+    np.testing.assert_allclose(fused, one, atol=1e-12, rtol=0)
+    for k in range(3):
+        want = -phase_cross_correlation(lr[k].mean(0), ref_downsample(sr[k:k + 1], 3)[0].mean(0),
+                                        upsample_factor=100, normalization="phase")[0]
+        np.testing.assert_allclose(fused[k, 4:], want, atol=1e-12)
+        assert abs(want).max() > 0.05  # a real sub-pixel move, not the trivial zero
+    assert np.isnan(lr_consistency(t_sr[:, :1], t_lr[:, :1]).numpy()[:, 2]).all()  # one band: no lr-sam
 
 
 def test_shift_columns_in_registry():

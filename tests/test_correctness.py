@@ -80,6 +80,26 @@ def test_histogram_match_equals_skimage():
             np.testing.assert_allclose(ours[b], np.moveaxis(want, -1, 0), atol=1e-12)
 
 
+def test_histogram_match_counting_equals_skimage_and_falls_back():
+    """levels=255 (8-bit files decoded to float32 k/255, scored in float64): counting path vs skimage (1e-12);
+    values between levels or two values in one level: the sort path (same result)."""
+    rng = np.random.default_rng(4)
+    q8 = lambda a: (np.round(a * 255) / 255).astype(np.float32).astype(np.float64)  # noqa: E731
+    src = q8(rng.random((3, 3, 24, 20)) ** 2)
+    ref = q8(np.clip(rng.normal(0.4, 0.2, (3, 3, 24, 20)), 0, 1))
+    ref[0, 1] = ref[0, 1, 0, 0]  # a constant band
+    ref[1, 2, :, :10] = 0.0  # only two of the 256 levels at the ends
+    ref[1, 2, :, 10:] = 1.0
+    for s_, r_ in ((src, ref), (src[:, :, :12], ref), (rng.random(src.shape), ref),
+                   (src, ref + np.where(rng.random(ref.shape) > 0.5, 1e-4, 0.0))):
+        t_s, t_r = torch.from_numpy(s_), torch.from_numpy(r_)
+        ours = histogram_match(t_s, t_r, levels=255).numpy()
+        np.testing.assert_array_equal(ours, histogram_match(t_s, t_r).numpy())
+        for b in range(s_.shape[0]):
+            want = match_histograms(np.moveaxis(s_[b], 0, -1), np.moveaxis(r_[b], 0, -1), channel_axis=-1)
+            np.testing.assert_allclose(ours[b], np.moveaxis(want, -1, 0), atol=1e-12)
+
+
 @pytest.mark.parametrize("patch,rule", [(1, "ref"), (4, "ref"), (1, "any")])
 def test_matches_numpy_reference(patch, rule):
     hr, lr, rng = _scene()

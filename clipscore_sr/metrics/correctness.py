@@ -90,22 +90,35 @@ def histogram_match(src: torch.Tensor, ref: torch.Tensor, levels: int | None = N
     return out.reshape(src.shape)
 
 
+def _level_codes(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``x`` ``[P,N]`` -> (codes ``[P,N]`` int64, the nearest level ``0..levels``; the value of each code
+    ``[P,levels+1]``) when each code holds one distinct value, else None. Codes are monotone in the value, so
+    ordering codes orders values; the check makes the counting match exact."""
+    codes = x.mul(levels).add_(0.5).clamp_(0, levels).long()
+    value = torch.zeros((x.shape[0], levels + 1), dtype=x.dtype, device=x.device).scatter_(1, codes, x)
+    if not torch.equal(value.gather(1, codes), x):  # some code holds two values: not quantised at `levels`
+        return None
+    return codes, value
+
+
+def _level_counts(codes: torch.Tensor, nl: int, dtype: torch.dtype) -> torch.Tensor:
+    """Per-row histogram of ``codes`` ``[P,N]`` -> ``[P,nl]`` (one ``bincount`` over the whole batch)."""
+    p = codes.shape[0]
+    offset = torch.arange(0, p * nl, nl, device=codes.device)[:, None]
+    return torch.bincount(codes.add(offset).view(-1), minlength=p * nl).view(p, nl).to(dtype)
+
+
 def _histogram_match_levels(src: torch.Tensor, ref: torch.Tensor, levels: int) -> torch.Tensor | None:
     """:func:`histogram_match` by counting when every value is one of ``levels + 1`` quantised levels
     (8/16-bit files: ``k / levels``): O(n) instead of a sort, same result. None when the data is not quantised."""
     b, c = src.shape[:2]
     p, nl = b * c, levels + 1
     s, t = src.reshape(p, -1), ref.reshape(p, -1)
-    cs = torch.round(s * levels).long().clamp(0, levels)
-    ct = torch.round(t * levels).long().clamp(0, levels)
-    lut_s = torch.full((p, nl), -1.0, dtype=s.dtype, device=s.device).scatter_reduce(1, cs, s, "amax")
-    lut_t_hi = torch.full((p, nl), -1.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amax")
-    lut_t_lo = torch.full((p, nl), 2.0, dtype=t.dtype, device=t.device).scatter_reduce(1, ct, t, "amin")
-    if not (torch.equal(lut_s.gather(1, cs), s) and torch.equal(lut_t_hi.gather(1, ct), t)
-            and torch.equal(lut_t_lo.gather(1, ct), t)):
-        return None  # some level holds two different values: not quantised at this level count
-    count_s = torch.zeros((p, nl), dtype=s.dtype, device=s.device).scatter_add_(1, cs, torch.ones_like(s))
-    count_t = torch.zeros((p, nl), dtype=t.dtype, device=t.device).scatter_add_(1, ct, torch.ones_like(t))
+    got_s, got_t = _level_codes(s, levels), _level_codes(t, levels)
+    if got_s is None or got_t is None:
+        return None
+    (cs, _), (ct, value_t) = got_s, got_t
+    count_s, count_t = _level_counts(cs, nl, s.dtype), _level_counts(ct, nl, t.dtype)
     q = count_s.cumsum(1) / s.shape[1]  # quantile of each source level
     present = count_t > 0
     idx = torch.arange(nl, device=t.device).expand(p, nl)
@@ -113,7 +126,7 @@ def _histogram_match_levels(src: torch.Tensor, ref: torch.Tensor, levels: int) -
     last_present = torch.where(present, idx, torch.full_like(idx, -1)).cummax(dim=1).values[:, -1:]
     nxt = torch.where(nxt >= nl, last_present.expand(p, nl), nxt)  # knots: each level -> next present level
     kq = (count_t.cumsum(1) / t.shape[1]).gather(1, nxt)
-    kv = lut_t_hi.gather(1, nxt)
+    kv = value_t.gather(1, nxt)
     m = nl
     j = torch.searchsorted(kq, q.contiguous(), right=True).clamp(1, m - 1)
     x0, x1, y0, y1 = kq.gather(1, j - 1), kq.gather(1, j), kv.gather(1, j - 1), kv.gather(1, j)
@@ -158,7 +171,7 @@ def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", pa
             raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
         d = lpips_distance(_patches(x, patch_size), _patches(y, patch_size), lpips_model)
         return d.to(x.dtype).reshape(x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
-    diff = (x - y).abs() if distance == "l1" else (x - y).square()
+    diff = (x - y).abs_() if distance == "l1" else (x - y).square_()
     per_pixel = diff.mean(dim=1, keepdim=True)
     d = F.avg_pool2d(per_pixel, patch_size)[:, 0] if patch_size > 1 else per_pixel[:, 0]
     if distance == "ipsnr":
@@ -224,19 +237,21 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     if mask_rule == "any":
         keep = keep | (d_im > t) | (d_om > t)
     keep = keep & (d_ref > 0)
-    x = d_im / torch.where(keep, d_ref, torch.ones_like(d_ref))
-    y = d_om / torch.where(keep, d_ref, torch.ones_like(d_ref))
+    den = d_ref.where(keep, 1.0)
+    x, y = d_im / den, d_om / den
     g_im, g_om, g_ha = gammas
     h = x + y - 1.0
-    s_im, s_om, s_ha = (x + y * (1.0 - torch.exp(-h * g_im)), y + x * (1.0 - torch.exp(-h * g_om)),
-                        torch.exp(-g_ha * x * y))
-    scores = torch.stack((s_im, s_om, s_ha), dim=1)
+    e_im = torch.exp(-g_im * h)
+    e_om = e_im if g_om == g_im else torch.exp(-g_om * h)  # the paper's defaults share one exponential
+    s_im, s_om, s_ha = x + y * (1.0 - e_im), y + x * (1.0 - e_om), torch.exp(-g_ha * x * y)
     # argmin over the three with argmin's tie order (improvement, then omission), without a strided reduction
     cls = torch.where((s_im <= s_om) & (s_im <= s_ha), 0, torch.where(s_om <= s_ha, 1, 2))
-    classes = torch.where(keep, cls, torch.full_like(cls, -1))
-    scores = torch.where(keep[:, None], scores, torch.full_like(scores, math.nan))
-    n_keep = keep.flatten(1).sum(dim=1).to(torch.float64)
-    counts = torch.stack([(classes == k).flatten(1).sum(dim=1) for k in range(3)], dim=1).to(torch.float64)
+    classes = cls.masked_fill_(~keep, -1)
+    scores = torch.stack((s_im, s_om, s_ha), dim=1).masked_fill_(~keep[:, None], math.nan)
+    b = classes.shape[0]
+    offset = torch.arange(0, 4 * b, 4, device=classes.device).view(b, *[1] * (classes.ndim - 1))
+    tally = torch.bincount((classes + 1 + offset).flatten(), minlength=4 * b).view(b, 4).to(torch.float64)
+    counts, n_keep = tally[:, 1:], tally[:, 1:].sum(dim=1)  # column 0 counts the left-out locations
     fractions = torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None],
                             torch.full_like(counts, math.nan))
     return CorrectnessMaps(d_ref, d_im, d_om, scores, classes, fractions, patch_size)
