@@ -149,8 +149,9 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, 
 
     from ..human.reliability import annotator_reliability
 
-    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy, min_agreement=min_agreement)
-    rel = annotator_reliability(df) if len(df) else None
+    rel = annotator_reliability(df) if len(df) else None  # once: the table and the alpha line share it
+    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy, min_agreement=min_agreement,
+                             reliability=rel)
     if as_json:
         records = json.loads(table.to_json(orient="records"))
         alpha = None if rel is None or np.isnan(rel.alpha) else rel.alpha

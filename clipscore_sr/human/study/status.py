@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,16 +53,16 @@ def study_judgements(study: Study, path: str | os.PathLike | None = None) -> pd.
 
 
 def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_accuracy: float = 0.8,
-                     min_agreement: float | None = None) -> pd.DataFrame:
+                     min_agreement: float | None = None, reliability: Any = None) -> pd.DataFrame:
     """One row per annotator with the columns of :data:`STATUS_COLUMNS` (see the module docstring).
 
     ``loo_agreement`` is the annotator's agreement with the leave-one-out majority of the other annotators on
     the real trials they share (:func:`clipscore_sr.human.reliability.annotator_reliability`); with
-    ``min_agreement`` an annotator below it is flagged too.
+    ``min_agreement`` an annotator below it is flagged too. Pass ``reliability`` when it is already computed.
     """
     from ..reliability import annotator_reliability
 
-    rel = annotator_reliability(judgements) if len(judgements) else None
+    rel = reliability if reliability is not None else annotator_reliability(judgements) if len(judgements) else None
     loo = dict(zip(rel.annotators["annotator"], rel.annotators["loo_agreement"])) if rel is not None else {}
     trials = study.by_id
     rows = []
