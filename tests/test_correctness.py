@@ -7,6 +7,8 @@ every location, checked on the maps).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,24 @@ def test_matches_numpy_reference(patch, rule):
         classes, fr = np_correctness(s, hr, lr, patch=patch, rule=rule)
         np.testing.assert_array_equal(maps.classes[b].numpy(), classes)
         np.testing.assert_allclose(maps.fractions[b].numpy(), fr, atol=1e-15)
+
+
+def test_lazy_scores_and_classes_agree_with_the_fractions():
+    """``scores`` and ``classes`` are computed on first access: argmin of the scores is the class at every kept
+    location, NaN / -1 elsewhere, the class counts give the fractions, and a map built without the cached
+    classification recomputes the same classes."""
+    hr, lr, rng = _scene(2)
+    sr = np.clip(hr + rng.normal(0, 0.08, hr.shape), 0, 1)
+    maps = correctness(torch.from_numpy(sr[None]), torch.from_numpy(hr[None]), torch.from_numpy(lr[None]))
+    keep = maps.keep[0].numpy()
+    scores, classes = maps.scores[0].numpy(), maps.classes[0].numpy()
+    assert 0 < keep.sum() < keep.size and np.isnan(scores[:, ~keep]).all() and (classes[~keep] == -1).all()
+    np.testing.assert_array_equal(scores[:, keep].argmin(axis=0), classes[keep])
+    counts = np.bincount(classes[keep], minlength=3) / keep.sum()
+    np.testing.assert_allclose(maps.fractions[0].numpy(), counts, atol=1e-15)
+    assert len(set(classes[keep].tolist())) == 3
+    fresh = dataclasses.replace(maps, _first=None, _second=None)
+    np.testing.assert_array_equal(fresh.classes.numpy(), maps.classes.numpy())
 
 
 def test_identity_improves_lr_up_omits_noise_hallucinates():

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -191,16 +192,56 @@ def _threshold(d_ref: torch.Tensor, threshold: float | str) -> torch.Tensor:
 
 @dataclass
 class CorrectnessMaps:
-    """Per-location results: distances ``[B,h,w]``, ``scores`` ``[B,3,h,w]`` (NaN where masked), ``classes``
-    ``[B,h,w]`` int64 (0 improvement, 1 omission, 2 hallucination, -1 left out) and ``fractions`` ``[B,3]``."""
+    """Per-location results: distances ``d_ref``, ``d_im``, ``d_om`` ``[B,h,w]``, ``keep`` (bool, the locations
+    scored), ``fractions`` ``[B,3]``; ``scores`` ``[B,3,h,w]`` (NaN where left out) and ``classes`` ``[B,h,w]``
+    int64 (0 improvement, 1 omission, 2 hallucination, -1 left out) are computed on first access (the fractions
+    need neither)."""
 
     d_ref: torch.Tensor
     d_im: torch.Tensor
     d_om: torch.Tensor
-    scores: torch.Tensor
-    classes: torch.Tensor
+    keep: torch.Tensor
     fractions: torch.Tensor
     patch_size: int
+    gammas: tuple[float, float, float] = DEFAULT_GAMMAS
+    _first: torch.Tensor | None = field(default=None, repr=False)  # improvement wins (bool), see _classify
+    _second: torch.Tensor | None = field(default=None, repr=False)  # else omission wins over hallucination
+
+    @cached_property
+    def scores(self) -> torch.Tensor:
+        s = torch.stack(_scores(*_ratios(self.d_ref, self.d_im, self.d_om, self.keep), self.gammas), dim=1)
+        return s.masked_fill_(~self.keep[:, None], math.nan)
+
+    @cached_property
+    def classes(self) -> torch.Tensor:
+        first, second = self._first, self._second
+        if first is None or second is None:
+            first, second = _classify(*_scores(*_ratios(self.d_ref, self.d_im, self.d_om, self.keep), self.gammas))
+        cls = torch.where(first, 0, torch.where(second, 1, 2))
+        return cls.masked_fill_(~self.keep, -1)
+
+
+def _ratios(d_ref: torch.Tensor, d_im: torch.Tensor, d_om: torch.Tensor, keep: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x = d_im / d_ref``, ``y = d_om / d_ref`` (divided by 1 where the location is left out)."""
+    den = d_ref.where(keep, 1.0)
+    return d_im / den, d_om / den
+
+
+def _scores(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, float, float]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The paper's improvement, omission and hallucination scores of the normalised distances ``x``, ``y``."""
+    g_im, g_om, g_ha = gammas
+    h = x + y - 1.0
+    e_im = torch.exp(-g_im * h)
+    e_om = e_im if g_om == g_im else torch.exp(-g_om * h)  # the paper's defaults share one exponential
+    return x + y * (1.0 - e_im), y + x * (1.0 - e_om), torch.exp(-g_ha * x * y)
+
+
+def _classify(s_im: torch.Tensor, s_om: torch.Tensor, s_ha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmin of the three scores with argmin's tie order (improvement, then omission) as two bool maps: class 0
+    where ``first``, else 1 where ``second``, else 2 (no strided reduction, no int64 map)."""
+    return (s_im <= s_om) & (s_im <= s_ha), s_om <= s_ha
 
 
 def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distance: str = "l1",
@@ -237,24 +278,15 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     if mask_rule == "any":
         keep = keep | (d_im > t) | (d_om > t)
     keep = keep & (d_ref > 0)
-    den = d_ref.where(keep, 1.0)
-    x, y = d_im / den, d_om / den
-    g_im, g_om, g_ha = gammas
-    h = x + y - 1.0
-    e_im = torch.exp(-g_im * h)
-    e_om = e_im if g_om == g_im else torch.exp(-g_om * h)  # the paper's defaults share one exponential
-    s_im, s_om, s_ha = x + y * (1.0 - e_im), y + x * (1.0 - e_om), torch.exp(-g_ha * x * y)
-    # argmin over the three with argmin's tie order (improvement, then omission), without a strided reduction
-    cls = torch.where((s_im <= s_om) & (s_im <= s_ha), 0, torch.where(s_om <= s_ha, 1, 2))
-    classes = cls.masked_fill_(~keep, -1)
-    scores = torch.stack((s_im, s_om, s_ha), dim=1).masked_fill_(~keep[:, None], math.nan)
-    b = classes.shape[0]
-    offset = torch.arange(0, 4 * b, 4, device=classes.device).view(b, *[1] * (classes.ndim - 1))
-    tally = torch.bincount((classes + 1 + offset).flatten(), minlength=4 * b).view(b, 4).to(torch.float64)
-    counts, n_keep = tally[:, 1:], tally[:, 1:].sum(dim=1)  # column 0 counts the left-out locations
-    fractions = torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None],
+    gammas = tuple(float(g) for g in gammas)
+    first, second = _classify(*_scores(*_ratios(d_ref, d_im, d_om, keep), gammas))
+    n_keep = keep.flatten(1).sum(dim=1)
+    n_im = (first & keep).flatten(1).sum(dim=1)
+    n_om = (second & keep & ~first).flatten(1).sum(dim=1)
+    counts = torch.stack((n_im, n_om, n_keep - n_im - n_om), dim=1).to(torch.float64)
+    fractions = torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None].to(torch.float64),
                             torch.full_like(counts, math.nan))
-    return CorrectnessMaps(d_ref, d_im, d_om, scores, classes, fractions, patch_size)
+    return CorrectnessMaps(d_ref, d_im, d_om, keep, fractions, patch_size, gammas, first, second)
 
 
 def class_map_rgb(classes: np.ndarray) -> np.ndarray:
