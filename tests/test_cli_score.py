@@ -29,6 +29,9 @@ def test_version_and_metric_list() -> None:
     assert res.exit_code == 0
     lines = {ln.split()[0]: ln for ln in res.output.splitlines() if ln and not ln.startswith(" ")}
     assert "higher is better" in lines["psnr"] and "dB" in lines["psnr"]
+    assert " lower is better" in lines["ergas"]
+    # a multi-column metric states each column's direction, not only the first one's
+    assert "improvement higher, omission and hallucination lower" in lines["correctness:SPEC"]
     for mid in ("ssim", "ssim-gray", "cpsnr", "cpsnr-satlas"):
         assert mid in lines
     listing = json.loads(run("metrics", "--json").output)

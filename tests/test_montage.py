@@ -60,9 +60,11 @@ def test_montage_marks_the_better_method_and_is_deterministic(tmp_path: Path) ->
 def test_montage_command_prints_the_best_method(tmp_path: Path) -> None:
     gt_dir, dirs = _methods(tmp_path)
     out = tmp_path / "fig" / "montage.png"
-    res = run("montage", gt_dir, dirs["bad"], dirs["good"], "--lr", gt_dir, "-m", "psnr,ssim", "-o", out, "-q")
+    res = run("montage", gt_dir, dirs["bad"], dirs["good"], "--lr", gt_dir, "-m", "psnr,ssim", "-o", out)
     assert res.exit_code == 0, res.output
     assert "best method per metric: psnr good, ssim good" in res.output
+    quiet = run("montage", gt_dir, dirs["bad"], dirs["good"], "-m", "psnr", "-o", tmp_path / "q.png", "-q")
+    assert quiet.exit_code == 0 and quiet.output == "", quiet.output  # -q: errors only, as in every command
     with Image.open(out) as im:
         assert im.size[0] > 300 and im.size[1] > 300
 

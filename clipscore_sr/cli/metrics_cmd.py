@@ -26,9 +26,9 @@ def metrics_command(as_json: bool) -> None:
     width = max(len(i.name + (":SPEC" if i.spec_help else "")) for i in infos)
     for info in infos:
         name = info.name + (":SPEC" if info.spec_help else "")
-        direction = "higher" if info.higher_is_better else "lower"
+        direction = info.direction or f"{'higher' if info.higher_is_better else ' lower'} is better"
         units = f" [{info.units}]" if info.units else ""
         ref = f" (reference: {info.reference})" if info.reference != "hr" else ""
-        click.echo(f"{name:<{width}}  {direction:>6} is better{units}{ref}  {info.description}")
+        click.echo(f"{name:<{width}}  {direction}{units}{ref}  {info.description}")
         if info.spec_help:
             click.echo(f"{'':<{width}}  SPEC: {info.spec_help}")

@@ -20,7 +20,7 @@ from ..errors import SRMetricsError
               help="Comma list of metric ids annotated under each SR image.")
 @click.option("--max-tiles", type=click.IntRange(min=1), default=8, show_default=True, help="Rows drawn.")
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N|mps")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only.")
 def montage_command(gt_dir, sr_dirs, out, lr_dir, metrics, max_tiles, device, quiet) -> None:
     """Draw GT | LR | each SR_DIR (one method per folder, named by the folder) per tile, every SR image
     annotated with each metric's value and the best method per metric marked; prints the best method per
@@ -51,5 +51,6 @@ def montage_command(gt_dir, sr_dirs, out, lr_dir, metrics, max_tiles, device, qu
         scores[name] = score_pairs(pairing.pairs, metric_ids, device=device, progress=not quiet)
     lr = {k: str(p) for k, p in io.index_images(lr_dir).items()} if lr_dir else None
     meta = montage(scores, metric_ids, out, higher_is_better=higher, lr=lr, max_rows=max_tiles)
-    click.echo(format_best(meta["best"]))
-    click.echo(f"montage ({len(meta['keys'])} tiles x {len(scores)} methods) -> {meta['path']}")
+    if not quiet:
+        click.echo(format_best(meta["best"]))
+        click.echo(f"montage ({len(meta['keys'])} tiles x {len(scores)} methods) -> {meta['path']}")

@@ -41,7 +41,7 @@ def study_group() -> None:
               help="Display stretch computed from the GT (auto: none for 8-bit, percentile otherwise).")
 @click.option("--percentiles", default="2,98", show_default=True, help="Low,high percentiles of the stretch.")
 @click.option("--dataset", default=None, help="Dataset name in the judgements (default: GT_DIR's name).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only.")
 def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow_tie, bands, data_range, stretch,
                  percentiles, dataset, quiet) -> None:
     """Sample balanced trials (GT, output X, output Y) and render them for display.
@@ -63,12 +63,13 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
                        repeats=repeats, allow_tie=allow_tie, bands=parse_bands(bands), data_range=data_range,
                        stretch=stretch, percentiles=pct, dataset=dataset, progress=not quiet,
                        echo=lambda s: click.echo(s, err=True))
+    if quiet:
+        return
     kinds = {k: sum(t.kind == k for t in study.trials) for k in ("real", "sentinel", "repeat")}
     click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
                f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
                f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")
-    if not quiet:
-        click.echo(f"next: srmetrics study serve {out}")
+    click.echo(f"next: srmetrics study serve {out}")
 
 
 @study_group.command("serve")

@@ -48,6 +48,7 @@ class MetricInfo:
     needs_weights: bool
     spec_help: str = ""
     reference: str = "hr"
+    direction: str = ""  # a multi-column metric's per-column directions; empty: higher_is_better says it
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Metric:
     reference: ClassVar[str] = "hr"  # "hr" | "lr" | "hr+lr" (see REFERENCE_KINDS)
     best_value: ClassVar[float | None] = None  # perfect score of a bounded metric (calibrated gap-closed)
     size_agnostic: ClassVar[bool] = False  # True when the reference may have another size than SR
+    direction: ClassVar[str] = ""  # per-column directions of a multi-column metric, for ``srmetrics metrics``
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
         if spec is not None and not self.spec_help:
@@ -143,6 +145,7 @@ class Metric:
             needs_weights=cls.needs_weights,
             spec_help=cls.spec_help,
             reference=cls.reference,
+            direction=cls.direction,
         )
 
     def __repr__(self) -> str:

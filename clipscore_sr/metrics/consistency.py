@@ -292,6 +292,7 @@ class LRSAM(_LRMetric):
 class LRShift(_LRMetric):
     name = "lr-shift"
     higher_is_better = False
+    direction = "lower is better (magnitude; -dy/-dx signed)"
     best_value = 0.0
     units = "LR pixels"
     value_range = ">= 0; columns lr-shift (magnitude), lr-shift-dy, lr-shift-dx (signed)"

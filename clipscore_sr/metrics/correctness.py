@@ -372,13 +372,13 @@ class Correctness(Metric):
     name = "correctness"
     reference = "hr+lr"
     higher_is_better = True
+    direction = "improvement higher, omission and hallucination lower"
     best_value = 1.0
     units = "fraction of locations"
     value_range = "[0, 1] each; columns <id>-improvement (higher better), -omission, -hallucination (lower)"
     description = ("Aybar et al. (opensr-test) improvement/omission/hallucination fractions: SR histogram-matched "
                    "to HR, distances to HR and bilinear LR_up normalised by d(LR_up, HR), locations with small "
-                   "d_ref left out; SPEC = distance l1|l2|ipsnr; options patch_size, threshold, mask_rule, "
-                   "harmonize, register")
+                   "d_ref left out; options patch_size, threshold, mask_rule, harmonize, register")
     spec_help = "distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk)"
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", patch_size: int = 1,

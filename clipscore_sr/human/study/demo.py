@@ -27,5 +27,6 @@ def make_demo_study(out: str | os.PathLike, *, seed: int = 0, echo: Callable[[st
     echo(f"  srmetrics study serve {out}")
     echo("then see how often each metric agrees with your own votes:")
     echo(f"  srmetrics study status {out}")
-    echo(f"  srmetrics agreement {out / 'judgements.csv'} --metrics psnr,ssim,cpsnr,lpips")
+    echo(f"  srmetrics agreement {out / 'judgements.csv'} --metrics psnr,ssim,cpsnr")
+    echo("  (add lpips or clipscore to --metrics once their weights are on disk: srmetrics models)")
     return study
