@@ -23,7 +23,7 @@ import torch
 
 from . import io
 from .devices import resolve_device, resolve_precision
-from .errors import InputMismatchError, SRMetricsError
+from .errors import ConfigError, InputMismatchError, SRMetricsError
 from .metrics.base import Metric, get_metric, get_metric_class, parse_metric_list, split_metric_id
 from .results import (
     ROW_INPUTS,
@@ -205,16 +205,33 @@ def _batches(stream: Iterator[DecodedPair], batch_size: int, max_buffered: int
 
 def build_metrics(metric_ids: Sequence[str], *, device: torch.device, precision: str = "fp32",
                   metric_options: dict[str, Any] | None = None) -> list[Metric]:
-    """Instantiate metrics by id, passing each only the options its constructor names."""
+    """Instantiate metrics by id, passing each only the shared options its constructor names; keys
+    ``"NAME.KEY"`` (``--metric-option``) go to the metrics named NAME only, and must be one of its options."""
     metric_options = dict(metric_options or {})
     metric_options.setdefault("precision", precision)
+    own = {k: v for k, v in metric_options.items() if "." in k}
+    shared = {k: v for k, v in metric_options.items() if "." not in k}
+    names = {split_metric_id(mid)[0] for mid in metric_ids}
+    for key in own:
+        if key.split(".", 1)[0] not in names:
+            raise ConfigError(f"--metric-option {key}: no metric named '{key.split('.', 1)[0]}' among the metrics "
+                              f"({', '.join(metric_ids)})")
     metrics = []
     for mid in metric_ids:
-        cls = get_metric_class(split_metric_id(mid)[0])
-        params = inspect.signature(cls.__init__).parameters
-        opts = {k: v for k, v in metric_options.items()
-                if k in params and params[k].kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                       inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+        name = split_metric_id(mid)[0]
+        cls = get_metric_class(name)
+        params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+                  if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                  and k not in ("self", "spec", "device")}
+        opts = {k: v for k, v in shared.items() if k in params}
+        for key, value in own.items():
+            target, option = key.split(".", 1)
+            if target != name:
+                continue
+            if option not in params:
+                raise ConfigError(f"--metric-option {key}: {name} has no option '{option}' (its options: "
+                                  f"{', '.join(sorted(params)) or 'none'})")
+            opts[option] = value
         metric = get_metric(mid, device=device, **opts)
         metrics.append(metric)
     return metrics

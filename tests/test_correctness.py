@@ -102,6 +102,19 @@ def test_histogram_match_counting_equals_skimage_and_falls_back():
             np.testing.assert_allclose(ours[b], np.moveaxis(want, -1, 0), atol=1e-12)
 
 
+def test_histogram_match_accepts_non_contiguous_input():
+    """Channels-last views (e.g. ``torch.from_numpy(hwc).permute(2, 0, 1)``) give the same result on both paths."""
+    rng = np.random.default_rng(7)
+    hwc = (np.round(rng.random((1, 24, 20, 3)) * 255) / 255).astype(np.float32).astype(np.float64)
+    ref = np.ascontiguousarray(np.roll(hwc, 3, axis=1).transpose(0, 3, 1, 2))
+    view = torch.from_numpy(hwc).permute(0, 3, 1, 2)
+    assert not view.is_contiguous()
+    want = histogram_match(view.contiguous(), torch.from_numpy(ref))
+    for levels in (255, None):
+        np.testing.assert_array_equal(histogram_match(view, torch.from_numpy(ref), levels=levels).numpy(),
+                                      want.numpy())
+
+
 @pytest.mark.parametrize("patch,rule", [(1, "ref"), (4, "ref"), (1, "any")])
 def test_matches_numpy_reference(patch, rule):
     hr, lr, rng = _scene()
@@ -266,3 +279,48 @@ def test_lpips_distance_per_patch_matches_the_lpips_package(alex_home):
     assert sum(v.item() for v in out.values()) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="patch_size >= 32"):
         get_metric("correctness:lpips", patch_size=8)
+
+
+def test_clip_distance_per_patch_matches_open_clip(tmp_path, monkeypatch):
+    """correctness:clip with a tiny open_clip model saved as a local-dir folder (the path users use): d per
+    16x16 block equals 1 - cosine of open_clip's own transform + encode_image on that block (1e-5); the
+    option reaches the metric from the CLI; too-small patches and the option on other distances are errors."""
+    from click.testing import CliRunner
+
+    from clipscore_sr.cli import main
+
+    from .test_clip_support import PREP, TINY_VIT, isolated_offline_env, reference_embed, write_local_dir
+
+    isolated_offline_env(tmp_path, monkeypatch)
+    d, model = write_local_dir(tmp_path / "tiny", TINY_VIT, PREP, seed=0)
+    hr, lr, rng = _scene(8, size=32)
+    sr = np.clip(hr + rng.normal(0, 0.08, hr.shape), 0, 1)
+    m = get_metric("correctness:clip", patch_size=16, harmonize=False, clip=f"local-dir:{d}")
+    out = m(*(torch.from_numpy(x[None]) for x in (sr, hr)), lr=torch.from_numpy(lr[None]))
+    maps = m.last_maps
+    up = np_bilinear_up(lr, 4)
+    size = TINY_VIT["vision_cfg"]["image_size"]
+    for (a, b), got in (((up, hr), maps.d_ref), ((sr, hr), maps.d_im), ((sr, up), maps.d_om)):
+        blocks = lambda x: torch.from_numpy(np.stack([x[:, 16 * i:16 * i + 16, 16 * j:16 * j + 16]  # noqa: E731
+                                                      for i in range(2) for j in range(2)])).float()
+        ea, eb = reference_embed(model, blocks(a), PREP, size), reference_embed(model, blocks(b), PREP, size)
+        want = 1 - torch.nn.functional.cosine_similarity(ea.double(), eb.double(), dim=-1)
+        np.testing.assert_allclose(got[0].flatten().numpy(), want.numpy(), atol=1e-5)
+    assert sum(v.item() for v in out.values()) == pytest.approx(1.0)
+    assert m.provenance()["options"]["clip"] == f"local-dir:{d}"
+    with pytest.raises(ConfigError, match="patch_size >= 16"):
+        get_metric("correctness:clip", patch_size=8)
+    with pytest.raises(ConfigError, match="for correctness:clip only"):
+        get_metric("correctness:l1", clip="clip-rn50")
+    # CLI: the same numbers through --metric-option
+    for name, arr in (("hr", hr), ("lr", lr), ("sr", sr)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.round(arr.transpose(1, 2, 0) * 255).astype(np.uint8)).save(tmp_path / name / "a.png")
+    res = CliRunner().invoke(main, ["score", str(tmp_path / "hr"), str(tmp_path / "sr"), "--lr", str(tmp_path / "lr"),
+                                    "-m", "correctness:clip", "--metric-option", "correctness.patch_size=16",
+                                    "--metric-option", f"correctness.clip=local-dir:{d}", "-o",
+                                    str(tmp_path / "c.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    row = __import__("pandas").read_csv(tmp_path / "c.csv").iloc[0]
+    assert row[["correctness:clip-improvement", "correctness:clip-omission",
+                "correctness:clip-hallucination"]].sum() == pytest.approx(1.0)

@@ -115,6 +115,42 @@ def test_cli_baseline_per_band_maps_and_spectral(triplets: Path) -> None:
     assert r.exit_code == 2 and "needs the LR inputs" in r.output
 
 
+def test_metric_option_reaches_only_the_named_metric(triplets: Path) -> None:
+    """--metric-option NAME.KEY=VALUE: the value (YAML) reaches the metrics named NAME, equals the Python API
+    with that option, lands in the provenance; unknown names, keys and bad syntax are one-line errors."""
+    from clipscore_sr.metrics import get_metric
+
+    hr, sr, lr = (triplets / d for d in ("hr", "sr", "lr"))
+    out = triplets / "opt.csv"
+    r = run("score", str(hr), str(sr), "--lr", str(lr), "-m", "correctness,lr-shift", "-o", str(out), "-q",
+            "--metric-option", "correctness.patch_size=4", "--metric-option", "correctness.mask_rule=any",
+            "--metric-option", "lr-shift.upsample_factor=20")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out).set_index("key")
+    m = get_metric("correctness", patch_size=4, mask_rule="any")
+    shift = get_metric("lr-shift", upsample_factor=20)
+    for key in df.index:
+        def load(d: Path, key: str = key) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(Image.open(d / f"{key}.png"), np.float64).transpose(2, 0, 1)[None] / 255)
+
+        want = m.compute(load(sr), load(hr), lr=load(lr), data_range=torch.tensor([255.0]))
+        for col, value in want.items():
+            assert df.loc[key, col] == pytest.approx(float(value[0]), abs=1e-12), col
+        got = shift.compute(load(sr), load(lr))
+        assert df.loc[key, "lr-shift"] == pytest.approx(float(got["lr-shift"][0]), abs=1e-12)
+        assert round(df.loc[key, "lr-shift"] * 20, 6).is_integer()  # 1/20 px steps
+    for args, message in (
+        (("correctness.patchsize=4",), "correctness has no option 'patchsize' (its options: clip, gammas, harmonize,"),
+        (("psnr.crop_border=2",), "no metric named 'psnr' among the metrics"),
+        (("correctness",), "expected NAME.KEY=VALUE"),
+        (("correctness.threshold=[q7",), "VALUE is not valid YAML"),
+        (("correctness.mask_rule=all",), "mask_rule='all': expected 'ref' or 'any'"),
+    ):
+        r = run("score", str(hr), str(sr), "--lr", str(lr), "-m", "correctness", "-q", "--metric-option", *args)
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
+
+
 def test_gt_that_is_the_lr_input(triplets: Path) -> None:
     """Judgement files of real-world SR: gt is the LR input. LR-reference metrics work, others fail per pair."""
     pairs = [io.Pair(f"s{i}", str(triplets / "lr" / f"s{i}.png"), str(triplets / "sr" / f"s{i}.png"))

@@ -51,7 +51,7 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
                       skip_invalid, allow_outside_root, human_ties, include_checks, ranking, ranking_out,
                       ranking_methods_out, ranking_plot, bands, data_range, crop_border, batch_size, workers, device,
-                      precision, cache_dir, sam_checkpoint, quiet) -> None:
+                      precision, cache_dir, sam_checkpoint, metric_option, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
     JUDGEMENTS_CSV has one row per human vote: pair_id,dataset,gt,a,b,choice[,annotator,a_method,b_method].
@@ -96,7 +96,8 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
             judgements, metric_ids, root=root, bootstrap=bootstrap, seed=seed, confidence=confidence,
             skip_invalid=skip_invalid, human_ties=human_ties, pairs_out=pairs_out, scores_out=scores_out,
             batch_size=batch_size, workers=workers, bands=bands, data_range=data_range, device=device,
-            precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint),
+            precision=precision, metric_options=metric_options_from(crop_border, cache_dir, sam_checkpoint,
+                                                                     metric_option),
             progress=not quiet, ranking=ranking, allow_outside_root=allow_outside_root)
     if result.n_invalid:
         click.echo(f"Warning: --skip-invalid: skipped {result.n_invalid} of {result.n_rows} judgement row(s) "

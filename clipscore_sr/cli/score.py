@@ -30,6 +30,10 @@ def common_scoring_options(func):
                      help="On-disk embedding cache folder for learned metrics."),
         click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="Segment Anything checkpoint for samscore."),
+        click.option("--metric-option", "metric_option", multiple=True, metavar="NAME.KEY=VALUE",
+                     help="An option of one metric, e.g. correctness.patch_size=32 or lr-shift.upsample_factor=50 "
+                          "(repeatable; VALUE is read as YAML: 32, 0.5, true, q75, [0.8,0.8,0.4]).",
+                     ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or table; errors only."),
     ]
     for option in reversed(options):
@@ -37,17 +41,36 @@ def common_scoring_options(func):
     return func
 
 
-def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint: str | None) -> dict:
-    """Metric options from the shared scoring flags; an unusable ``--cache`` folder fails here, before scoring."""
+def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint: str | None,
+                        metric_option: tuple[str, ...] = ()) -> dict:
+    """Metric options from the shared scoring flags; an unusable ``--cache`` folder fails here, before scoring.
+    ``--metric-option NAME.KEY=VALUE`` entries become ``"NAME.KEY": value`` (see ``pipeline.build_metrics``)."""
     from ..results import check_writable_dir
 
     opts: dict = {"crop_border": crop_border}
+    for text in metric_option:
+        opts.update(parse_metric_option(text))
     if cache_dir:
         check_writable_dir(cache_dir, "--cache")
         opts["cache_dir"] = cache_dir
     if sam_checkpoint:
         opts["sam_checkpoint"] = sam_checkpoint
     return opts
+
+
+def parse_metric_option(text: str) -> dict:
+    """``'correctness.patch_size=32'`` -> ``{'correctness.patch_size': 32}`` (VALUE read as YAML)."""
+    import yaml
+
+    target, sep, raw = text.partition("=")
+    name, dot, key = target.strip().partition(".")
+    if not sep or not dot or not name or not key.isidentifier():
+        raise SRMetricsError(f"--metric-option '{text}': expected NAME.KEY=VALUE, e.g. correctness.patch_size=32")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise SRMetricsError(f"--metric-option '{text}': VALUE is not valid YAML ({exc.problem})") from None
+    return {f"{name.lower()}.{key}": value}
 
 
 def directions(metric_ids: list[str]) -> dict[str, bool]:
@@ -118,7 +141,7 @@ def file_band_to_channel(band: int | None, bands: str | None, option: str) -> in
 @lr_scoring_options
 def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, by_method,
                   montage_out, bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
-                  sam_checkpoint, quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
+                  sam_checkpoint, metric_option, quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
                   mixed_sizes) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
@@ -149,7 +172,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         raise SRMetricsError("--resume needs --out (the file to resume)")
     # colliding, badly named or unwritable outputs fail here, before any work
     check_outputs({"--out": out, "--summary": summary_out}, {"--pairs": pairs_csv}, tables=("--out", "--summary"))
-    options = metric_options_from(crop_border, cache_dir, sam_checkpoint)  # checks --cache before any work
+    options = metric_options_from(crop_border, cache_dir, sam_checkpoint, metric_option)  # checks --cache before any work
     if pairs_csv:
         if gt_dir or sr_dir:
             raise SRMetricsError("give either GT_DIR SR_DIR or --pairs, not both")

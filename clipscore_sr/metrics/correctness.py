@@ -14,7 +14,10 @@ Steps, per image
    ``d_im = d(SR', HR)``, ``d_om = d(SR', LR_up)``, ``d_ref = d(LR_up, HR)``. ``d`` is ``l1`` (mean absolute
    difference, default), ``l2`` (mean squared difference) or ``ipsnr`` (``1/PSNR`` in 1/dB with the MSE
    floored at 1e-10, opensr-test's PSNR-like distance) or ``lpips`` (LPIPS v0.1, AlexNet trunk, per
-   ``patch_size`` block >= 32 px, 1 or 3 bands, where its weights are on disk). CLIP is not offered here.
+   ``patch_size`` block >= 32 px, 1 or 3 bands, where its weights are on disk) or ``clip`` (``1 - cosine`` of
+   the CLIP image embeddings of each ``patch_size`` block >= 16 px, each block resized to the model input
+   with the weights' own preprocessing; option ``clip`` = a CLIP spec as for ``clipscore``, default the
+   paper's model; opensr-test's CLIP distance is the L1 between unnormalised SigLIP embeddings instead).
 4. Locations where LR_up is already close to HR are left out (the paper's rule): ``d_ref <= threshold``,
    ``threshold`` a number or ``"qNN"``, the NN-th percentile of the image's ``d_ref`` (default ``q75``, as
    opensr-test's ``gradient_threshold="auto"``). opensr-test's code instead keeps a location when any of
@@ -51,7 +54,9 @@ __all__ = ["CLASS_NAMES", "CorrectnessMaps", "correctness", "histogram_match", "
            "upsample_lr", "write_class_map"]
 
 CLASS_NAMES = ("improvement", "omission", "hallucination")
-DISTANCES = ("l1", "l2", "ipsnr", "lpips")
+DISTANCES = ("l1", "l2", "ipsnr", "lpips", "clip")
+#: smallest patch_size of the learned distances, and why
+MIN_PATCH = {"lpips": (32, "the AlexNet trunk"), "clip": (16, "a CLIP view of a block")}
 DEFAULT_GAMMAS = (0.8, 0.8, 0.4)
 #: map colours (RGB, 0-255): improvement, omission, hallucination; masked locations are grey
 CLASS_COLOURS = ((85, 168, 104), (76, 114, 176), (196, 78, 82))
@@ -62,6 +67,7 @@ def histogram_match(src: torch.Tensor, ref: torch.Tensor, levels: int | None = N
     """Per image and band, map ``src`` values to ``ref``'s distribution (``skimage.exposure.match_histograms``
     semantics) ``[B,C,H,W]`` -> same shape; ``ref`` may have another size. ``levels`` (e.g. 255 for 8-bit
     files): count instead of sorting when every value is ``k / levels`` (checked; same result)."""
+    src, ref = src.contiguous(), ref.contiguous()  # channels-last views: flat per-band rows below
     if levels is not None and 1 < levels <= 65535:
         out = _histogram_match_levels(src, ref, int(levels))
         if out is not None:
@@ -106,7 +112,7 @@ def _level_counts(codes: torch.Tensor, nl: int, dtype: torch.dtype) -> torch.Ten
     """Per-row histogram of ``codes`` ``[P,N]`` -> ``[P,nl]`` (one ``bincount`` over the whole batch)."""
     p = codes.shape[0]
     offset = torch.arange(0, p * nl, nl, device=codes.device)[:, None]
-    return torch.bincount(codes.add(offset).view(-1), minlength=p * nl).view(p, nl).to(dtype)
+    return torch.bincount(codes.add(offset).reshape(-1), minlength=p * nl).view(p, nl).to(dtype)
 
 
 def _histogram_match_levels(src: torch.Tensor, ref: torch.Tensor, levels: int) -> torch.Tensor | None:
@@ -163,21 +169,43 @@ def _patches(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", patch_size: int = 1,
-                      lpips_model: Any = None) -> torch.Tensor:
+                      lpips_model: Any = None, clip_model: Any = None) -> torch.Tensor:
     """Distance per location over the bands: ``[B,C,H,W]`` x2 -> ``[B,H//p,W//p]``."""
-    if distance == "lpips":
+    if distance in MIN_PATCH:
+        _check_patch(distance, patch_size)
+        shape = (x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
+        if distance == "clip":
+            return _clip_cosine_distance(_clip_embed(x, patch_size, clip_model),
+                                         _clip_embed(y, patch_size, clip_model)).to(x.dtype).reshape(shape)
         from .lpips import lpips_distance
 
-        if patch_size < 32:
-            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
         d = lpips_distance(_patches(x, patch_size), _patches(y, patch_size), lpips_model)
-        return d.to(x.dtype).reshape(x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
+        return d.to(x.dtype).reshape(shape)
     diff = (x - y).abs_() if distance == "l1" else (x - y).square_()
     per_pixel = diff.mean(dim=1, keepdim=True)
     d = F.avg_pool2d(per_pixel, patch_size)[:, 0] if patch_size > 1 else per_pixel[:, 0]
     if distance == "ipsnr":
         d = 1.0 / (-10.0 * torch.log10(d.clamp_min(1e-10)))
     return d
+
+
+def _check_patch(distance: str, patch_size: int) -> None:
+    least, why = MIN_PATCH.get(distance, (1, ""))
+    if patch_size < least:
+        raise ConfigError(f"correctness:{distance} needs patch_size >= {least} ({why}), got {patch_size} "
+                          f"(--metric-option correctness.patch_size={least})")
+
+
+def _clip_embed(x: torch.Tensor, patch_size: int, clip_model: Any) -> torch.Tensor:
+    """CLIP image embeddings ``[B*nh*nw, D]`` of the ``patch_size`` blocks of ``x`` (row-major per image)."""
+    blocks = _patches(x, patch_size).float()
+    return clip_model.embed(blocks, batch_size=256)
+
+
+def _clip_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``1 - cosine`` per row, in float64 (``[N,D]`` x2 -> ``[N]``, in [0, 2])."""
+    a, b = F.normalize(a.double(), dim=-1), F.normalize(b.double(), dim=-1)
+    return 1.0 - (a * b).sum(dim=-1)
 
 
 def _threshold(d_ref: torch.Tensor, threshold: float | str) -> torch.Tensor:
@@ -248,14 +276,21 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
                 patch_size: int = 1, threshold: float | str = "q75", mask_rule: str = "ref",
                 harmonize: bool = True, register: bool = False,
                 gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None,
-                lpips_model: Any = None) -> CorrectnessMaps:
+                lpips_model: Any = None, clip_model: Any = None) -> CorrectnessMaps:
     """Improvement / omission / hallucination per location and their fractions (see the module docstring).
     ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching;
-    ``lpips_model``: an ``lpips.LPIPS`` for ``distance="lpips"`` (built from local weights when None)."""
+    ``lpips_model``: an ``lpips.LPIPS`` for ``distance="lpips"`` (built from local weights when None);
+    ``clip_model``: a :class:`~clipscore_sr.metrics.clip.ClipModel` for ``distance="clip"`` (default: the
+    paper's CLIP, from local weights, when None)."""
+    _check_patch(distance, patch_size)
     if distance == "lpips" and lpips_model is None:
         from .lpips import build_lpips
 
         lpips_model = build_lpips("alex", sr.device)
+    if distance == "clip" and clip_model is None:
+        from .clip import load_clip
+
+        clip_model = load_clip(None, device=sr.device)
     sr64, hr64 = check_pair(sr, hr, "correctness")
     if not isinstance(lr, torch.Tensor) or lr.ndim != 4 or lr.shape[:2] != sr64.shape[:2]:
         raise InputMismatchError(f"correctness: LR must be [B,C,h,w] matching SR's batch and bands, got "
@@ -270,9 +305,15 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
         shift = phase_correlation(hr64.mean(dim=1), sr_h.mean(dim=1), 10)
         sr_h = _fourier_shift(sr_h, -shift)
     lr_up = upsample_lr(lr64, tuple(sr64.shape[-2:]))
-    d_ref = location_distance(lr_up, hr64, distance, patch_size, lpips_model)
-    d_im = location_distance(sr_h, hr64, distance, patch_size, lpips_model)
-    d_om = location_distance(sr_h, lr_up, distance, patch_size, lpips_model)
+    if distance == "clip":  # embed each image's blocks once, then the three cosines
+        e_up, e_hr, e_sr = (_clip_embed(x, patch_size, clip_model) for x in (lr_up, hr64, sr_h))
+        shape = (sr64.shape[0], sr64.shape[-2] // patch_size, sr64.shape[-1] // patch_size)
+        d_ref, d_im, d_om = (_clip_cosine_distance(a, b).reshape(shape)
+                             for a, b in ((e_up, e_hr), (e_sr, e_hr), (e_sr, e_up)))
+    else:
+        d_ref = location_distance(lr_up, hr64, distance, patch_size, lpips_model)
+        d_im = location_distance(sr_h, hr64, distance, patch_size, lpips_model)
+        d_om = location_distance(sr_h, lr_up, distance, patch_size, lpips_model)
     t = _threshold(d_ref, threshold)
     keep = d_ref > t
     if mask_rule == "any":
@@ -379,12 +420,13 @@ class Correctness(Metric):
     description = ("Aybar et al. (opensr-test) improvement/omission/hallucination fractions: SR histogram-matched "
                    "to HR, distances to HR and bilinear LR_up normalised by d(LR_up, HR), locations with small "
                    "d_ref left out; options patch_size, threshold, mask_rule, harmonize, register")
-    spec_help = "distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk)"
+    spec_help = ("distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk), clip "
+                 "(1 - cosine of CLIP embeddings per block, patch_size >= 16; option clip = a clipscore SPEC)")
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", patch_size: int = 1,
                  threshold: float | str = "q75", mask_rule: str = "ref", harmonize: bool = True,
                  register: bool = False, gammas: tuple[float, float, float] = DEFAULT_GAMMAS,
-                 **options: Any) -> None:
+                 clip: str | None = None, **options: Any) -> None:
         super().__init__(spec, device=device, **options)
         self.distance = (spec or "l1").lower()
         if self.distance not in DISTANCES:
@@ -398,19 +440,37 @@ class Correctness(Metric):
         self.settings = dict(distance=self.distance, patch_size=patch_size, threshold=_parse_threshold(threshold),
                              mask_rule=mask_rule, harmonize=bool(harmonize), register=bool(register),
                              gammas=tuple(float(g) for g in gammas))
-        if self.distance == "lpips" and patch_size < 32:
-            raise ConfigError(f"correctness:lpips needs patch_size >= 32 (the AlexNet trunk), got {patch_size}")
+        _check_patch(self.distance, patch_size)
+        if clip is not None and self.distance != "clip":
+            raise ConfigError(f"correctness:{self.distance}: option clip={clip!r} is for correctness:clip only")
         self.options.update(self.settings)
+        self.clip_spec = None
+        if self.distance == "clip":
+            from .clip import DEFAULT_ALIAS, parse_clip_spec
+
+            self.clip_spec = parse_clip_spec(clip or DEFAULT_ALIAS)
+            self.options["clip"] = self.clip_spec.text
         self.last_maps: CorrectnessMaps | None = None
-        self._lpips: Any = None
+        self._model: Any = None
 
     def load(self) -> Any:
-        """LPIPS weights for ``correctness:lpips`` (before any decoding, so missing weights fail fast)."""
-        if self.distance == "lpips" and self._lpips is None:
+        """The learned distance's model (LPIPS AlexNet or CLIP), before any decoding, so missing weights fail
+        fast; None for the pixel distances."""
+        if self._model is None and self.distance == "lpips":
             from .lpips import build_lpips
 
-            self._lpips = build_lpips("alex", self.device)
-        return self._lpips
+            self._model = build_lpips("alex", self.device)
+        elif self._model is None and self.distance == "clip":
+            from .clip import load_clip
+
+            self._model = load_clip(self.clip_spec, device=self.device)
+        return self._model
+
+    def provenance(self) -> dict[str, Any]:
+        prov = super().provenance()
+        if self.distance == "clip" and self._model is not None:
+            prov["model"] = self._model.describe()
+        return prov
 
     def columns(self) -> list[Column]:
         return [Column(f"{self.id}-improvement", True, 1.0), Column(f"{self.id}-omission", False, 0.0),
@@ -420,7 +480,9 @@ class Correctness(Metric):
                 **kwargs: Any) -> dict[str, torch.Tensor]:
         if lr is None:
             raise InputMismatchError(f"{self.id} needs the LR input too (--lr LR_DIR)")
+        model = self.load()
         maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")),
-                           lpips_model=self.load())
+                           lpips_model=model if self.distance == "lpips" else None,
+                           clip_model=model if self.distance == "clip" else None)
         self.last_maps = maps
         return {c.name: maps.fractions[:, i] for i, c in enumerate(self.columns())}
