@@ -206,16 +206,17 @@ def _batches(stream: Iterator[DecodedPair], batch_size: int, max_buffered: int
 def build_metrics(metric_ids: Sequence[str], *, device: torch.device, precision: str = "fp32",
                   metric_options: dict[str, Any] | None = None) -> list[Metric]:
     """Instantiate metrics by id, passing each only the shared options its constructor names; keys
-    ``"NAME.KEY"`` (``--metric-option``) go to the metrics named NAME only, and must be one of its options."""
+    ``"TARGET.KEY"`` (``--metric-option``) go to the metrics whose id or name is TARGET (an id's own options
+    win over its name's), must be one of their options, and win over the shared ones."""
     metric_options = dict(metric_options or {})
     metric_options.setdefault("precision", precision)
     own = {k: v for k, v in metric_options.items() if "." in k}
     shared = {k: v for k, v in metric_options.items() if "." not in k}
-    names = {split_metric_id(mid)[0] for mid in metric_ids}
+    targets = {split_metric_id(mid)[0] for mid in metric_ids} | {mid.strip().lower() for mid in metric_ids}
     for key in own:
-        if key.split(".", 1)[0] not in names:
-            raise ConfigError(f"--metric-option {key}: no metric named '{key.split('.', 1)[0]}' among the metrics "
-                              f"({', '.join(metric_ids)})")
+        target = key.rsplit(".", 1)[0]
+        if target not in targets:
+            raise ConfigError(f"--metric-option {key}: no metric '{target}' among the metrics ({', '.join(metric_ids)})")
     metrics = []
     for mid in metric_ids:
         name = split_metric_id(mid)[0]
@@ -224,15 +225,24 @@ def build_metrics(metric_ids: Sequence[str], *, device: torch.device, precision:
                   if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                   and k not in ("self", "spec", "device")}
         opts = {k: v for k, v in shared.items() if k in params}
-        for key, value in own.items():
-            target, option = key.split(".", 1)
-            if target != name:
-                continue
-            if option not in params:
-                raise ConfigError(f"--metric-option {key}: {name} has no option '{option}' (its options: "
-                                  f"{', '.join(sorted(params)) or 'none'})")
-            opts[option] = value
-        metric = get_metric(mid, device=device, **opts)
+        given: dict[str, str] = {}
+        for exact in (False, True):  # name first, then the id's own (which win)
+            for key, value in own.items():
+                target, option = key.rsplit(".", 1)
+                if target != (mid.strip().lower() if exact else name):
+                    continue
+                if option not in params:
+                    raise ConfigError(f"--metric-option {key}: {name} has no option '{option}' (its options: "
+                                      f"{', '.join(sorted(params)) or 'none'})")
+                opts[option] = value
+                given[option] = key
+        try:
+            metric = get_metric(mid, device=device, **opts)
+        except (TypeError, ValueError) as exc:  # a constructor choking on a --metric-option value
+            if not given:
+                raise
+            raise ConfigError(f"{mid}: bad value in --metric-option {', '.join(sorted(given.values()))}: "
+                              f"{str(exc).splitlines()[0]}") from None
         metrics.append(metric)
     return metrics
 

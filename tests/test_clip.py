@@ -453,3 +453,23 @@ def test_bf16_on_cpu_is_close(vit_dir):
     a = get_metric(f"clipscore:local-dir:{d}")(sr, gt)
     b = get_metric(f"clipscore:local-dir:{d}", precision="bf16")(sr, gt)
     torch.testing.assert_close(a, b, atol=0.05, rtol=0)
+
+
+def test_embed_preprocesses_per_chunk(vit_dir, monkeypatch):
+    """``batch_size`` bounds memory: images are preprocessed chunk by chunk (not all at the model size first),
+    with the same embeddings as one pass; batch_size < 1 is a config error."""
+    from clipscore_sr.metrics.clip import ClipModel
+
+    d, _ = vit_dir
+    m = get_metric(f"clipscore:local-dir:{d}")
+    model = m.load()
+    images = image_batch(5, 40, 40, seed=9)[0]
+    whole = model.embed(images)
+    seen = []
+    real = ClipModel.prepare
+    monkeypatch.setattr(ClipModel, "prepare", lambda self, x, v: seen.append(x.shape[0]) or real(self, x, v))
+    torch.testing.assert_close(model.embed(images, batch_size=2), whole, atol=1e-5, rtol=0)
+    assert seen == [2, 2, 1]
+    for bad in (0, -3, "8"):
+        with pytest.raises(ConfigError, match="batch_size"):
+            get_metric(f"clipscore:local-dir:{d}", batch_size=bad)

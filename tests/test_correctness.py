@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.exposure import match_histograms
 
-from clipscore_sr.errors import ConfigError
+from clipscore_sr.errors import ConfigError, InputMismatchError
 from clipscore_sr.metrics import get_metric
 from clipscore_sr.metrics.correctness import correctness, histogram_match, write_class_map
 
@@ -322,5 +322,12 @@ def test_clip_distance_per_patch_matches_open_clip(tmp_path, monkeypatch):
                                     str(tmp_path / "c.csv"), "-q"])
     assert res.exit_code == 0, res.output
     row = __import__("pandas").read_csv(tmp_path / "c.csv").iloc[0]
-    assert row[["correctness:clip-improvement", "correctness:clip-omission",
-                "correctness:clip-hallucination"]].sum() == pytest.approx(1.0)
+    png = {n: torch.from_numpy(np.asarray(Image.open(tmp_path / n / "a.png"), np.float64).transpose(2, 0, 1)[None]
+                               / 255) for n in ("hr", "lr", "sr")}
+    api = get_metric("correctness:clip", patch_size=16, clip=f"local-dir:{d}")(
+        png["sr"], png["hr"], lr=png["lr"], data_range=torch.tensor([255.0]))
+    for col, value in api.items():
+        assert row[col] == pytest.approx(float(value[0]), abs=1e-12), col
+    # 4 bands: one error naming the metric and --bands, before any model call
+    with pytest.raises(InputMismatchError, match="correctness:clip SR input has 4 channels.*--bands"):
+        m(torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32), lr=torch.rand(1, 4, 8, 8))

@@ -126,6 +126,17 @@ def test_metric_option_reaches_only_the_named_metric(triplets: Path) -> None:
             "--metric-option", "correctness.patch_size=4", "--metric-option", "correctness.mask_rule=any",
             "--metric-option", "lr-shift.upsample_factor=20")
     assert r.exit_code == 0, r.output
+    # a full id targets that id only, and wins over its name; numbers as written (1e-1, 010)
+    r2 = run("score", str(hr), str(sr), "--lr", str(lr), "-m", "correctness,correctness:l2,lr-psnr", "-q",
+             "-o", str(triplets / "ids.csv"), "--metric-option", "correctness.patch_size=2",
+             "--metric-option", "correctness:l2.patch_size=010", "--metric-option", "lr-psnr.psf_sigma=1e-1")
+    assert r2.exit_code == 0, r2.output
+    import json
+
+    meta = json.loads((triplets / "ids.csv.meta.json").read_text())
+    options = {m["id"]: m["options"] for m in meta["metrics"]}
+    assert options["correctness"]["patch_size"] == 2 and options["correctness:l2"]["patch_size"] == 10
+    assert options["lr-psnr"]["psf_sigma"] == 0.1
     df = pd.read_csv(out).set_index("key")
     m = get_metric("correctness", patch_size=4, mask_rule="any")
     shift = get_metric("lr-shift", upsample_factor=20)
@@ -141,7 +152,13 @@ def test_metric_option_reaches_only_the_named_metric(triplets: Path) -> None:
         assert round(df.loc[key, "lr-shift"] * 20, 6).is_integer()  # 1/20 px steps
     for args, message in (
         (("correctness.patchsize=4",), "correctness has no option 'patchsize' (its options: clip, gammas, harmonize,"),
-        (("psnr.crop_border=2",), "no metric named 'psnr' among the metrics"),
+        (("psnr.crop_border=2",), "no metric 'psnr' among the metrics"),
+        (("correctness:lpips.patch_size=32",), "no metric 'correctness:lpips' among the metrics"),
+        (("correctness.gammas=[a,b,c]",), "gammas=['a', 'b', 'c']: expected three finite numbers >= 0"),
+        (("correctness.gammas=3",), "gammas=3: expected three finite numbers"),
+        (("correctness.harmonize=nope",), "harmonize='nope': expected true or false"),
+        (("correctness.clip=123",), "clip=123: expected a CLIP spec"),
+        (("correctness.scale=2",), "use --scale for scale"),
         (("correctness",), "expected NAME.KEY=VALUE"),
         (("correctness.threshold=[q7",), "VALUE is not valid YAML"),
         (("correctness.mask_rule=all",), "mask_rule='all': expected 'ref' or 'any'"),

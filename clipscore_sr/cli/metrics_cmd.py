@@ -26,7 +26,7 @@ def metrics_command(as_json: bool) -> None:
     width = max(len(i.name + (":SPEC" if i.spec_help else "")) for i in infos)
     for info in infos:
         name = info.name + (":SPEC" if info.spec_help else "")
-        direction = info.direction or f"{'higher' if info.higher_is_better else ' lower'} is better"
+        direction = (" " if info.direction.startswith("lower") else "") + info.direction  # align with "higher"
         units = f" [{info.units}]" if info.units else ""
         ref = f" (reference: {info.reference})" if info.reference != "hr" else ""
         click.echo(f"{name:<{width}}  {direction}{units}{ref}  {info.description}")

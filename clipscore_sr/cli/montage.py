@@ -20,7 +20,7 @@ from ..errors import SRMetricsError
               help="Comma list of metric ids annotated under each SR image.")
 @click.option("--max-tiles", type=click.IntRange(min=1), default=8, show_default=True, help="Rows drawn.")
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N|mps")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; only warnings and errors.")
 def montage_command(gt_dir, sr_dirs, out, lr_dir, metrics, max_tiles, device, quiet) -> None:
     """Draw GT | LR | each SR_DIR (one method per folder, named by the folder) per tile, every SR image
     annotated with each metric's value and the best method per metric marked; prints the best method per

@@ -31,10 +31,11 @@ def common_scoring_options(func):
         click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="Segment Anything checkpoint for samscore."),
         click.option("--metric-option", "metric_option", multiple=True, metavar="NAME.KEY=VALUE",
-                     help="An option of one metric, e.g. correctness.patch_size=32 or lr-shift.upsample_factor=50 "
-                          "(repeatable; VALUE is read as YAML: 32, 0.5, true, q75, [0.8,0.8,0.4]).",
+                     help="An option of the metrics named NAME (or of one id, e.g. correctness:lpips.patch_size=32), "
+                          "e.g. correctness.patch_size=32 or lr-shift.upsample_factor=50; beats the shared flags "
+                          "(repeatable; VALUE: a number, or YAML: true, q75, [0.8,0.8,0.4]).",
                      ),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar or table; errors only."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or table; only warnings and errors."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -58,19 +59,37 @@ def metric_options_from(crop_border: int, cache_dir: str | None, sam_checkpoint:
     return opts
 
 
+#: metric options that have their own flag (which also maps band numbers / checks folders): not via --metric-option
+FLAG_OPTIONS = {"red_band": "--red-band", "nir_band": "--nir-band", "scale": "--scale", "cache_dir": "--cache",
+                "sam_checkpoint": "--sam-checkpoint", "precision": "--precision", "device": "--device"}
+
+
 def parse_metric_option(text: str) -> dict:
-    """``'correctness.patch_size=32'`` -> ``{'correctness.patch_size': 32}`` (VALUE read as YAML)."""
+    """``'correctness.patch_size=32'`` -> ``{'correctness.patch_size': 32}``. TARGET is a metric name or a full
+    id (``correctness:lpips.patch_size=32``; the KEY is after the last dot). VALUE: an int or float as written
+    (``1e-1`` too), else YAML (``true``, ``q75``, ``[0.8,0.8,0.4]``, ``null``), else the plain string."""
     import yaml
 
     target, sep, raw = text.partition("=")
-    name, dot, key = target.strip().partition(".")
+    name, dot, key = target.strip().rpartition(".")
     if not sep or not dot or not name or not key.isidentifier():
         raise SRMetricsError(f"--metric-option '{text}': expected NAME.KEY=VALUE, e.g. correctness.patch_size=32")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise SRMetricsError(f"--metric-option '{text}': VALUE is not valid YAML ({exc.problem})") from None
-    return {f"{name.lower()}.{key}": value}
+    if key in FLAG_OPTIONS:
+        raise SRMetricsError(f"--metric-option '{text}': use {FLAG_OPTIONS[key]} for {key}")
+    raw = raw.strip()
+    value: object
+    for number in (int, float):
+        try:
+            value = number(raw)
+            break
+        except ValueError:
+            continue
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise SRMetricsError(f"--metric-option '{text}': VALUE is not valid YAML ({exc.problem})") from None
+    return {f"{name.strip().lower()}.{key}": value}
 
 
 def directions(metric_ids: list[str]) -> dict[str, bool]:

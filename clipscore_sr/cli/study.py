@@ -41,7 +41,7 @@ def study_group() -> None:
               help="Display stretch computed from the GT (auto: none for 8-bit, percentile otherwise).")
 @click.option("--percentiles", default="2,98", show_default=True, help="Low,high percentiles of the stretch.")
 @click.option("--dataset", default=None, help="Dataset name in the judgements (default: GT_DIR's name).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; only warnings and errors.")
 def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow_tie, bands, data_range, stretch,
                  percentiles, dataset, quiet) -> None:
     """Sample balanced trials (GT, output X, output Y) and render them for display.

@@ -48,7 +48,7 @@ class MetricInfo:
     needs_weights: bool
     spec_help: str = ""
     reference: str = "hr"
-    direction: str = ""  # a multi-column metric's per-column directions; empty: higher_is_better says it
+    direction: str = ""  # in words; a multi-column metric gives each column's
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Metric:
             needs_weights=cls.needs_weights,
             spec_help=cls.spec_help,
             reference=cls.reference,
-            direction=cls.direction,
+            direction=cls.direction or f"{'higher' if cls.higher_is_better else 'lower'} is better",
         )
 
     def __repr__(self) -> str:

@@ -175,6 +175,8 @@ def location_distance(x: torch.Tensor, y: torch.Tensor, distance: str = "l1", pa
         _check_patch(distance, patch_size)
         shape = (x.shape[0], x.shape[-2] // patch_size, x.shape[-1] // patch_size)
         if distance == "clip":
+            if clip_model is None:
+                raise ConfigError("location_distance(distance='clip') needs clip_model (a loaded ClipModel)")
             return _clip_cosine_distance(_clip_embed(x, patch_size, clip_model),
                                          _clip_embed(y, patch_size, clip_model)).to(x.dtype).reshape(shape)
         from .lpips import lpips_distance
@@ -408,6 +410,23 @@ def _parse_threshold(value: Any) -> float | str:
     return float(value)
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"correctness: {name}={value!r}: expected true or false")
+    return value
+
+
+def _parse_gammas(value: Any) -> tuple[float, float, float]:
+    try:
+        gammas = tuple(float(g) for g in value)
+    except (TypeError, ValueError):
+        gammas = ()
+    if len(gammas) != 3 or not all(math.isfinite(g) and g >= 0 for g in gammas):
+        raise ConfigError(f"correctness: gammas={value!r}: expected three finite numbers >= 0 (im, om, ha), "
+                          "e.g. [0.8, 0.8, 0.4]")
+    return gammas  # type: ignore[return-value]
+
+
 @register_metric
 class Correctness(Metric):
     name = "correctness"
@@ -419,7 +438,7 @@ class Correctness(Metric):
     value_range = "[0, 1] each; columns <id>-improvement (higher better), -omission, -hallucination (lower)"
     description = ("Aybar et al. (opensr-test) improvement/omission/hallucination fractions: SR histogram-matched "
                    "to HR, distances to HR and bilinear LR_up normalised by d(LR_up, HR), locations with small "
-                   "d_ref left out; options patch_size, threshold, mask_rule, harmonize, register")
+                   "d_ref left out; options patch_size, threshold, mask_rule, harmonize, register, gammas, clip")
     spec_help = ("distance: l1 (default), l2, ipsnr, lpips (AlexNet, patch_size >= 32, weights on disk), clip "
                  "(1 - cosine of CLIP embeddings per block, patch_size >= 16; option clip = a clipscore SPEC)")
 
@@ -435,12 +454,12 @@ class Correctness(Metric):
             raise ConfigError(f"correctness: patch_size={patch_size!r}: expected an integer >= 1")
         if mask_rule not in ("ref", "any"):
             raise ConfigError(f"correctness: mask_rule={mask_rule!r}: expected 'ref' or 'any'")
-        if len(tuple(gammas)) != 3:
-            raise ConfigError(f"correctness: gammas={gammas!r}: expected three numbers (im, om, ha)")
         self.settings = dict(distance=self.distance, patch_size=patch_size, threshold=_parse_threshold(threshold),
-                             mask_rule=mask_rule, harmonize=bool(harmonize), register=bool(register),
-                             gammas=tuple(float(g) for g in gammas))
+                             mask_rule=mask_rule, harmonize=_flag(harmonize, "harmonize"),
+                             register=_flag(register, "register"), gammas=_parse_gammas(gammas))
         _check_patch(self.distance, patch_size)
+        if clip is not None and not isinstance(clip, str):
+            raise ConfigError(f"correctness: clip={clip!r}: expected a CLIP spec as for clipscore (e.g. clip-rn50)")
         if clip is not None and self.distance != "clip":
             raise ConfigError(f"correctness:{self.distance}: option clip={clip!r} is for correctness:clip only")
         self.options.update(self.settings)
@@ -480,6 +499,11 @@ class Correctness(Metric):
                 **kwargs: Any) -> dict[str, torch.Tensor]:
         if lr is None:
             raise InputMismatchError(f"{self.id} needs the LR input too (--lr LR_DIR)")
+        if self.distance == "clip":
+            from .clip import to_three_channels
+
+            sr, gt, lr = (to_three_channels(x, f"{self.id} {what} input") for x, what in ((sr, "SR"), (gt, "HR"),
+                                                                                     (lr, "LR")))
         model = self.load()
         maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")),
                            lpips_model=model if self.distance == "lpips" else None,

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from ...devices import resolve_device, resolve_precision
 from ...embed_cache import EmbeddingCache
-from ...errors import InputMismatchError
+from ...errors import ConfigError, InputMismatchError
 from ..base import Metric, register_metric
 from .aliases import CLIP_ALIASES, DEFAULT_ALIAS
 from .model import ClipModel, load_clip, quiet_open_clip
@@ -103,7 +103,10 @@ class ClipScore(Metric):
         self.clip_spec = parse_clip_spec(spec)
         self.precision = resolve_precision(precision, dev)
         self.cache_dir = cache_dir
-        self.batch_size = int(batch_size) if batch_size else None
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ConfigError(f"{self.name}: batch_size={batch_size!r}: expected an integer >= 1 (or none)")
+        self.batch_size = batch_size
         self.preprocess_override = preprocess
         self.options.update(precision=self.precision, cache_dir=str(cache_dir) if cache_dir else None,
                             batch_size=self.batch_size, preprocess=preprocess)

@@ -57,12 +57,12 @@ class ClipModel:
 
     def embed(self, images: torch.Tensor, *, variant: str = "standard", precision: str = "fp32",
               batch_size: int | None = None) -> torch.Tensor:
-        x = self.prepare(images, variant)
-        step = batch_size or x.shape[0] or 1
+        step = batch_size or images.shape[0] or 1
         outs = []
-        for i in range(0, x.shape[0], step):
+        for i in range(0, max(images.shape[0], 1), step):  # preprocess per chunk: memory bounded by batch_size
+            x = self.prepare(images[i:i + step], variant)
             with autocast(self.device, precision):
-                out = self.visual(x[i:i + step])
+                out = self.visual(x)
             if isinstance(out, (tuple, list)):  # CoCa-style towers return (pooled, tokens)
                 out = out[0]
             outs.append(out.float())
