@@ -150,6 +150,9 @@ def test_metric_option_reaches_only_the_named_metric(triplets: Path) -> None:
         got = shift.compute(load(sr), load(lr))
         assert df.loc[key, "lr-shift"] == pytest.approx(float(got["lr-shift"][0]), abs=1e-12)
         assert round(df.loc[key, "lr-shift"] * 20, 6).is_integer()  # 1/20 px steps
+    r = run("score", str(hr), str(sr), "--lr", str(lr), "-m", "correctness", "-q", "-o", str(triplets / "none.csv"),
+            "--metric-option", "correctness.threshold=q100")  # nothing kept: the per-pair error says why
+    assert r.exit_code == 1 and "no location kept" in r.output, r.output
     for args, message in (
         (("correctness.patchsize=4",), "correctness has no option 'patchsize' (its options: clip, gammas, harmonize,"),
         (("psnr.crop_border=2",), "no metric 'psnr' among the metrics"),

@@ -433,6 +433,7 @@ class Correctness(Metric):
     reference = "hr+lr"
     higher_is_better = True
     direction = "improvement higher, omission and hallucination lower"
+    nan_reason = "no location kept (every d_ref at or below the threshold, or 0): lower the threshold"
     best_value = 1.0
     units = "fraction of locations"
     value_range = "[0, 1] each; columns <id>-improvement (higher better), -omission, -hallucination (lower)"
