@@ -118,6 +118,7 @@ def _report_diff(label: str, ours: np.ndarray, ref: np.ndarray, columns: list[in
     for j_ref, j in enumerate(columns):
         col = COLUMNS[j]
         finite = np.isfinite(ref[:, j_ref])
+        assert np.array_equal(finite, np.isfinite(ours[:, j])), f"{col}: NaN/inf in different rows than {label}"
         worst = float(np.abs(ours[finite, j] - ref[finite, j_ref]).max())
         print(f"    {col:<14} max |batched - loop| = {worst:.2e}")
         assert worst <= tol.get(col, 1e-9), f"{col}: batched and {label} disagree by {worst}"

@@ -137,6 +137,7 @@ def test_metric_option_reaches_only_the_named_metric(triplets: Path) -> None:
     options = {m["id"]: m["options"] for m in meta["metrics"]}
     assert options["correctness"]["patch_size"] == 2 and options["correctness:l2"]["patch_size"] == 10
     assert options["lr-psnr"]["psf_sigma"] == 0.1
+    assert "psf_sigma" not in options["correctness"] and "patch_size" not in options["lr-psnr"]  # no leaks
     df = pd.read_csv(out).set_index("key")
     m = get_metric("correctness", patch_size=4, mask_rule="any")
     shift = get_metric("lr-shift", upsample_factor=20)
