@@ -198,10 +198,11 @@ def _check_patch(distance: str, patch_size: int) -> None:
                           f"(--metric-option correctness.patch_size={least})")
 
 
-def _clip_embed(x: torch.Tensor, patch_size: int, clip_model: Any) -> torch.Tensor:
-    """CLIP image embeddings ``[B*nh*nw, D]`` of the ``patch_size`` blocks of ``x`` (row-major per image)."""
+def _clip_embed(x: torch.Tensor, patch_size: int, clip_model: Any, precision: str = "fp32") -> torch.Tensor:
+    """CLIP image embeddings ``[B*nh*nw, D]`` of the ``patch_size`` blocks of ``x`` (row-major per image),
+    256 blocks per forward pass (``precision``: autocast on GPU, as for clipscore)."""
     blocks = _patches(x, patch_size).float()
-    return clip_model.embed(blocks, batch_size=256)
+    return clip_model.embed(blocks, batch_size=256, precision=precision)
 
 
 def _clip_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -278,7 +279,7 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
                 patch_size: int = 1, threshold: float | str = "q75", mask_rule: str = "ref",
                 harmonize: bool = True, register: bool = False,
                 gammas: tuple[float, float, float] = DEFAULT_GAMMAS, levels: int | None = None,
-                lpips_model: Any = None, clip_model: Any = None) -> CorrectnessMaps:
+                lpips_model: Any = None, clip_model: Any = None, precision: str = "fp32") -> CorrectnessMaps:
     """Improvement / omission / hallucination per location and their fractions (see the module docstring).
     ``levels``: the data's quantisation (255 for 8-bit files) for the fast histogram matching;
     ``lpips_model``: an ``lpips.LPIPS`` for ``distance="lpips"`` (built from local weights when None);
@@ -308,7 +309,7 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
         sr_h = _fourier_shift(sr_h, -shift)
     lr_up = upsample_lr(lr64, tuple(sr64.shape[-2:]))
     if distance == "clip":  # embed each image's blocks once, then the three cosines
-        e_up, e_hr, e_sr = (_clip_embed(x, patch_size, clip_model) for x in (lr_up, hr64, sr_h))
+        e_up, e_hr, e_sr = (_clip_embed(x, patch_size, clip_model, precision) for x in (lr_up, hr64, sr_h))
         shape = (sr64.shape[0], sr64.shape[-2] // patch_size, sr64.shape[-1] // patch_size)
         d_ref, d_im, d_om = (_clip_cosine_distance(a, b).reshape(shape)
                              for a, b in ((e_up, e_hr), (e_sr, e_hr), (e_sr, e_up)))
@@ -446,8 +447,11 @@ class Correctness(Metric):
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", patch_size: int = 1,
                  threshold: float | str = "q75", mask_rule: str = "ref", harmonize: bool = True,
                  register: bool = False, gammas: tuple[float, float, float] = DEFAULT_GAMMAS,
-                 clip: str | None = None, **options: Any) -> None:
+                 clip: str | None = None, precision: str = "fp32", **options: Any) -> None:
         super().__init__(spec, device=device, **options)
+        from ..devices import resolve_precision
+
+        self.precision = resolve_precision(precision, self.device)
         self.distance = (spec or "l1").lower()
         if self.distance not in DISTANCES:
             raise ConfigError(f"correctness:{spec}: unknown distance (choose from {', '.join(DISTANCES)})")
@@ -469,7 +473,7 @@ class Correctness(Metric):
             from .clip import DEFAULT_ALIAS, parse_clip_spec
 
             self.clip_spec = parse_clip_spec(clip or DEFAULT_ALIAS)
-            self.options["clip"] = self.clip_spec.text
+            self.options.update(clip=self.clip_spec.text, precision=self.precision)
         self.last_maps: CorrectnessMaps | None = None
         self._model: Any = None
 
@@ -508,6 +512,6 @@ class Correctness(Metric):
         model = self.load()
         maps = correctness(sr, gt, lr, **self.settings, levels=_common_levels(kwargs.get("data_range")),
                            lpips_model=model if self.distance == "lpips" else None,
-                           clip_model=model if self.distance == "clip" else None)
+                           clip_model=model if self.distance == "clip" else None, precision=self.precision)
         self.last_maps = maps
         return {c.name: maps.fractions[:, i] for i, c in enumerate(self.columns())}
