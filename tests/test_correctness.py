@@ -331,3 +331,41 @@ def test_clip_distance_per_patch_matches_open_clip(tmp_path, monkeypatch):
     # 4 bands: one error naming the metric and --bands, before any model call
     with pytest.raises(InputMismatchError, match="correctness:clip SR input has 4 channels.*--bands"):
         m(torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32), lr=torch.rand(1, 4, 8, 8))
+
+
+@pytest.mark.parametrize("threshold,rule", [("q75", "ref"), ("q50", "any"), (0.02, "ref"), ("q100", "ref")])
+def test_fused_cpu_kernels_equal_the_torch_path(monkeypatch, threshold, rule):
+    """With numba the default CPU path (l1, per pixel) runs fused kernels: every map, the fractions, classes and
+    scores are bit-identical to the torch code's, on 8-bit data (counting histogram match), data that is not
+    quantised (the kernel declines, the sorting path runs), 4 bands, a constant band and a channels-last view."""
+    pytest.importorskip("numba")
+    import clipscore_sr.metrics.correctness as K
+
+    rng = np.random.default_rng(11)
+    q8 = lambda a: (np.round(a * 255) / 255).astype(np.float32).astype(np.float64)  # noqa: E731
+    hr = q8(ndimage.gaussian_filter(rng.random((3, 4, 48, 40)), (0, 0, 1.2, 1.2)) * 1.6 - 0.3).clip(0, 1)
+    lr = hr.reshape(3, 4, 12, 4, 10, 4).mean(axis=(3, 5))
+    sr = q8(np.clip(hr + rng.normal(0, 0.06, hr.shape) + 0.03, 0, 1))
+    hr[1, 2] = hr[1, 2, 0, 0]  # a constant band
+    cases = [(sr, 255), (sr + rng.normal(0, 1e-4, sr.shape), 255), (sr, None)]
+    for s_, levels in cases:
+        t_sr, t_hr, t_lr = torch.from_numpy(s_), torch.from_numpy(hr), torch.from_numpy(lr)
+        out = {}
+        for env in ("", "1"):
+            monkeypatch.setenv("CLIPSCORE_SR_NO_NUMBA", env)
+            K._fused_kernels.cache_clear()
+            assert (K._fused_kernels() is None) == (env == "1")
+            out[env] = K.correctness(t_sr, t_hr, t_lr, threshold=threshold, mask_rule=rule, levels=levels)
+        fast, ref = out[""], out["1"]
+        for name in ("d_ref", "d_im", "d_om", "keep", "classes"):
+            assert torch.equal(getattr(fast, name), getattr(ref, name)), name
+        assert torch.equal(fast.fractions.nan_to_num(-1), ref.fractions.nan_to_num(-1))
+        assert torch.equal(fast.scores.nan_to_num(-9), ref.scores.nan_to_num(-9))
+    # B=1 channels-last view through the kernels
+    view = torch.from_numpy(np.ascontiguousarray(sr[:1].transpose(0, 2, 3, 1))).permute(0, 3, 1, 2)
+    monkeypatch.setenv("CLIPSCORE_SR_NO_NUMBA", "")
+    K._fused_kernels.cache_clear()
+    a = K.correctness(view, torch.from_numpy(hr[:1]), torch.from_numpy(lr[:1]), levels=255)
+    b = K.correctness(view.contiguous(), torch.from_numpy(hr[:1]), torch.from_numpy(lr[:1]), levels=255)
+    assert torch.equal(a.classes, b.classes)
+    K._fused_kernels.cache_clear()
