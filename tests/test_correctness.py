@@ -369,3 +369,21 @@ def test_fused_cpu_kernels_equal_the_torch_path(monkeypatch, threshold, rule):
     b = K.correctness(view.contiguous(), torch.from_numpy(hr[:1]), torch.from_numpy(lr[:1]), levels=255)
     assert torch.equal(a.classes, b.classes)
     K._fused_kernels.cache_clear()
+
+
+def test_fused_kth_value_is_exact_on_adversarial_rows():
+    """The bucketed k-th value equals torch's kthvalue: duplicates, all-equal rows, a denormal or overflowing
+    range, huge dynamic range, values on bin edges."""
+    pytest.importorskip("numba")
+    from clipscore_sr.metrics import _correctness_cpu as kernels
+
+    rng = np.random.default_rng(5)
+    rows = [rng.random(4097), np.round(rng.random(4097) * 7) / 7, np.full(4097, 0.25),
+            np.r_[np.zeros(4096), 5e-324], np.r_[-1e308, np.zeros(4095), 1e308],
+            np.r_[np.full(2048, 1e-300), np.full(2049, 1e300)], np.arange(4097) / 4096 * 1024.0,
+            rng.exponential(size=4097) ** 8]
+    d = np.ascontiguousarray(np.stack(rows))
+    for k in (1, 2, 1024, 2048, 3072, 4096, 4097):
+        out = np.empty(len(rows))
+        kernels.kth_smallest(d, k, out)
+        np.testing.assert_array_equal(out, torch.from_numpy(d).kthvalue(k, dim=1).values.numpy(), err_msg=str(k))

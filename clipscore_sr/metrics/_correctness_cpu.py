@@ -164,6 +164,10 @@ def _kth_row(x: np.ndarray, k: int) -> float:
         return lo
     nb_bins = 1024
     scale = nb_bins / (hi - lo)
+    if not scale < np.inf or not scale > 0:  # a denormal or overflowing range: sort it all
+        y = x.copy()
+        y.sort()
+        return y[k - 1]
     counts = np.zeros(nb_bins + 1, np.int64)
     for v in x:
         counts[min(int((v - lo) * scale), nb_bins)] += 1
