@@ -8,6 +8,7 @@ every location, checked on the maps).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -336,7 +337,8 @@ def test_clip_distance_per_patch_matches_open_clip(tmp_path, monkeypatch):
 @pytest.mark.parametrize("threshold,rule", [("q75", "ref"), ("q50", "any"), (0.02, "ref"), ("q100", "ref")])
 def test_fused_cpu_kernels_equal_the_torch_path(monkeypatch, threshold, rule):
     """With numba the default CPU path (l1, per pixel) runs fused kernels: every map, the fractions, classes and
-    scores are bit-identical to the torch code's, on 8-bit data (counting histogram match), data that is not
+    scores are bit-identical to the torch code's on this data (exact score ties aside, see the module), on
+    8-bit data (counting histogram match), data that is not
     quantised (the kernel declines, the sorting path runs), 4 bands, a constant band and a channels-last view."""
     pytest.importorskip("numba")
     import clipscore_sr.metrics.correctness as K
@@ -387,3 +389,30 @@ def test_fused_kth_value_is_exact_on_adversarial_rows():
         out = np.empty(len(rows))
         kernels.kth_smallest(d, k, out)
         np.testing.assert_array_equal(out, torch.from_numpy(d).kthvalue(k, dim=1).values.numpy(), err_msg=str(k))
+
+
+def test_fused_path_guards(monkeypatch):
+    """LR with NaN is an error on both paths; > 16 bands (torch's mean sums those pairwise) and inputs that
+    require grad run correctly (torch code, or detached for the kernels)."""
+    import clipscore_sr.metrics.correctness as K
+
+    rng = np.random.default_rng(2)
+    hr = torch.from_numpy(rng.random((1, 18, 8, 8)))
+    lr = torch.from_numpy(rng.random((1, 18, 2, 2)))
+    sr = torch.from_numpy(rng.random((1, 18, 8, 8)))
+    bad = lr.clone()
+    bad[0, 0, 1, 1] = math.nan
+    for env in ("", "1"):
+        monkeypatch.setenv("CLIPSCORE_SR_NO_NUMBA", env)
+        K._fused_kernels.cache_clear()
+        with pytest.raises(InputMismatchError, match="LR contains NaN"):
+            K.correctness(sr[:, :3], hr[:, :3], bad[:, :3])
+    out = {}
+    for env in ("", "1"):
+        monkeypatch.setenv("CLIPSCORE_SR_NO_NUMBA", env)
+        K._fused_kernels.cache_clear()
+        out[env] = K.correctness(sr, hr, lr, harmonize=False, threshold=0.0)
+        grad = K.correctness(sr[:, :3].clone().requires_grad_(), hr[:, :3], lr[:, :3], harmonize=False)
+        assert grad.fractions.shape == (1, 3)
+    assert torch.equal(out[""].d_ref, out["1"].d_ref)  # 18 bands: the torch code on both
+    K._fused_kernels.cache_clear()

@@ -2,10 +2,13 @@
 matching, scores and classes in single passes instead of ~40 full-size tensor operations.
 
 Used by :func:`clipscore_sr.metrics.correctness.correctness` on the CPU when numba is installed (``pip install
-numba``; the ``fast`` extra) for ``distance="l1"``, ``patch_size=1``; every other case, and any machine without
-numba, runs the torch code. Each kernel repeats the torch code's arithmetic in the same order (tests compare
-the two paths: identical histogram matching and distances, identical classes). The kernels run over images in
-parallel on ``torch.get_num_threads()`` threads and are compiled once per machine (numba's on-disk cache).
+numba``; the ``fast`` extra) for ``distance="l1"``, ``patch_size=1``, up to 16 bands; every other case, and any
+machine without numba, runs the torch code. Each kernel repeats the torch code's arithmetic in the same order
+(tests compare the two paths: identical histogram matching, distances, masks and classes on the tested data).
+Exception: ``math.exp`` here and ``torch.exp`` may differ by 1 ulp, so a location whose two lowest scores tie
+to ~1e-16 can be classed differently. The kernels run over images in parallel on ``torch.get_num_threads()``
+threads and are compiled once per machine (numba's on-disk cache). After a fork, a child process must not call
+them (GNU OpenMP refuses; torch's own threads hang there too).
 """
 
 from __future__ import annotations
