@@ -297,8 +297,7 @@ def _metric_batch(metric: Metric, items: list[DecodedPair], tensors: dict[str, A
         if any(len(v) != len(items) for v in values.values()):
             raise SRMetricsError(f"metric {metric.id} returned {len(values[names[0]])} values for {len(items)} images")
         # NaN means "undefined for this pair" (e.g. cpsnr with no clear pixel in any window): report it
-        reason = getattr(metric, "nan_reason", "") or "e.g. no valid/clear pixels"
-        errors = [f"{metric.id}: undefined (NaN) for this pair, {reason}"
+        errors = [f"{metric.id}: undefined (NaN) for this pair, {metric.nan_reason}"
                   if any(math.isnan(values[c][i]) for c in names) else "" for i in range(len(items))]
         return values, errors
     except Exception as batch_exc:

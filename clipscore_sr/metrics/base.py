@@ -84,7 +84,7 @@ class Metric:
     best_value: ClassVar[float | None] = None  # perfect score of a bounded metric (calibrated gap-closed)
     size_agnostic: ClassVar[bool] = False  # True when the reference may have another size than SR
     direction: ClassVar[str] = ""  # per-column directions of a multi-column metric, for ``srmetrics metrics``
-    nan_reason: ClassVar[str] = ""  # why a value can be NaN, for the per-pair error (default: no valid pixels)
+    nan_reason: ClassVar[str] = "e.g. no valid/clear pixels"  # why a value can be NaN, for the per-pair error
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu", **options: Any) -> None:
         if spec is not None and not self.spec_help:

@@ -299,6 +299,7 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     ``clip_model``: a :class:`~clipscore_sr.metrics.clip.ClipModel` for ``distance="clip"`` (default: the
     paper's CLIP, from local weights, when None)."""
     _check_patch(distance, patch_size)
+    gammas = tuple(float(g) for g in gammas)
     if distance == "lpips" and lpips_model is None:
         from .lpips import build_lpips
 
@@ -333,7 +334,7 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
         d_ref, d_im, d_om = (_clip_cosine_distance(a, b).reshape(shape)
                              for a, b in ((e_up, e_hr), (e_sr, e_hr), (e_sr, e_up)))
     elif kernels is not None:
-        return _fused_classes(kernels, sr_h, hr64, lr_up, threshold, mask_rule, tuple(float(g) for g in gammas))
+        return _fused_classes(kernels, sr_h, hr64, lr_up, threshold, mask_rule, gammas)
     else:
         d_ref = location_distance(lr_up, hr64, distance, patch_size, lpips_model)
         d_im = location_distance(sr_h, hr64, distance, patch_size, lpips_model)
@@ -343,15 +344,17 @@ def correctness(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, distanc
     if mask_rule == "any":
         keep = keep | (d_im > t) | (d_om > t)
     keep = keep & (d_ref > 0)
-    gammas = tuple(float(g) for g in gammas)
     first, second = _classify(*_scores(*_ratios(d_ref, d_im, d_om, keep), gammas))
-    n_keep = keep.flatten(1).sum(dim=1)
-    n_im = (first & keep).flatten(1).sum(dim=1)
-    n_om = (second & keep & ~first).flatten(1).sum(dim=1)
-    counts = torch.stack((n_im, n_om, n_keep - n_im - n_om), dim=1).to(torch.float64)
-    fractions = torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None].to(torch.float64),
-                            torch.full_like(counts, math.nan))
+    fractions = _fractions(keep.flatten(1).sum(dim=1), (first & keep).flatten(1).sum(dim=1),
+                           (second & keep & ~first).flatten(1).sum(dim=1))
     return CorrectnessMaps(d_ref, d_im, d_om, keep, fractions, patch_size, gammas, first, second)
+
+
+def _fractions(n_keep: torch.Tensor, n_im: torch.Tensor, n_om: torch.Tensor) -> torch.Tensor:
+    """Class counts per image ``[B]`` (kept, improvement, omission) -> fractions ``[B,3]``, NaN when none kept."""
+    counts = torch.stack((n_im, n_om, n_keep - n_im - n_om), dim=1).to(torch.float64)
+    return torch.where(n_keep[:, None] > 0, counts / n_keep.clamp_min(1)[:, None].to(torch.float64),
+                       torch.full_like(counts, math.nan))
 
 
 _KERNEL_LOCK = threading.Lock()  # numba's default threading layer is not re-entrant
@@ -373,7 +376,7 @@ def _fused_kernels() -> Any:
     return _correctness_cpu
 
 
-def _numba_threads(kernels: Any) -> None:
+def _numba_threads() -> None:
     import numba
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
@@ -388,7 +391,7 @@ def _fused_histogram_match(kernels: Any, sr: torch.Tensor, hr: torch.Tensor, lev
     src, ref = sr.detach().contiguous().reshape(p, -1).numpy(), hr.detach().contiguous().reshape(p, -1).numpy()
     out = np.empty_like(src)
     with _KERNEL_LOCK:
-        _numba_threads(kernels)
+        _numba_threads()
         ok = kernels.histogram_match_levels(src, ref, int(levels), out)
     return torch.from_numpy(out).view(sr.shape) if ok else None
 
@@ -402,7 +405,7 @@ def _fused_classes(kernels: Any, sr_h: torch.Tensor, hr: torch.Tensor, lr_up: to
     keep, first, second = (np.empty((b, h * w), np.bool_) for _ in range(3))
     counts = np.empty((b, 4), np.int64)
     with _KERNEL_LOCK:
-        _numba_threads(kernels)
+        _numba_threads()
         kernels.l1_distances(*flat, d_ref, d_im, d_om)
         if isinstance(threshold, str):  # qNN: the same order statistic as _threshold's kthvalue
             t = np.empty(b)
@@ -412,8 +415,8 @@ def _fused_classes(kernels: Any, sr_h: torch.Tensor, hr: torch.Tensor, lr_up: to
         kernels.classify(d_ref, d_im, d_om, t, mask_rule == "any", *gammas, keep, first,
                          second, counts)
     as_map = lambda a: torch.from_numpy(a).view(b, h, w)  # noqa: E731
-    n = torch.from_numpy(counts).to(torch.float64)
-    fractions = torch.where(n[:, :1] > 0, n[:, 1:] / n[:, :1].clamp_min(1), torch.full_like(n[:, 1:], math.nan))
+    n = torch.from_numpy(counts)
+    fractions = _fractions(n[:, 0], n[:, 1], n[:, 2])
     return CorrectnessMaps(as_map(d_ref), as_map(d_im), as_map(d_om), as_map(keep), fractions, 1, gammas,
                            as_map(first), as_map(second))
 
