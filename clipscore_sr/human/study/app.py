@@ -26,7 +26,6 @@ from .store import JudgementStore, answer_row, shown_left
 
 ANNOTATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
 STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_BODY = 4096
 _COOKIE = "srmetrics_study_token"
 
@@ -182,7 +181,7 @@ class _Guard:
 
             request = Request(scope)
             problem = None
-            if self.loopback and _host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+            if self.loopback and not is_loopback(_host_name(request.headers.get("host", ""))):
                 problem = JSONResponse({"error": "Host header is not a loopback name"}, status_code=400)
             elif self.token:
                 given = (request.query_params.get("token") or request.headers.get("x-study-token")
@@ -206,6 +205,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _bind(host: str, port: int):
+    """A listening socket on HOST:PORT, bound before any banner; one-line errors (port in use, bad address)."""
+    import errno
+    import socket
+
+    from .manifest import StudyError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StudyError(f"port {port} is in use on {host} (another server, or a study still running): "
+                             f"pass another --port, e.g. --port {port + 1}") from None
+        raise StudyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, annotator: str | None = None,
           token: str | None = None, echo=print) -> None:
     """Run the app with uvicorn until interrupted."""
@@ -219,6 +239,8 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
                          "carry it), or bind 127.0.0.1")
     app = create_app(study_dir, annotator=annotator, token=token, loopback=loop)
     study = app.state.study
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]  # the real one for --port 0
     if not loop:
         echo(f"Warning: serving on {host}: anyone who can reach this address and knows the token can see the "
              "images and submit answers")
@@ -226,4 +248,8 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
     url = f"http://{shown}:{port}/"
     echo(f"study {study.root} ({len(study.trials)} trials) at {url}" + (f"?token={token}" if token else ""))
     echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

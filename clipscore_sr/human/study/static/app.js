@@ -12,7 +12,10 @@
   async function api(method, url, body) {
     const opt = { method, credentials: "same-origin", headers: {} };
     if (body !== undefined) { opt.headers["Content-Type"] = "application/json"; opt.body = JSON.stringify(body); }
-    const r = await fetch(url, opt);
+    let r;
+    try { r = await fetch(url, opt); } catch (e) {  // no answer at all: the server is down or unreachable
+      const err = new Error("the study server does not answer"); err.network = true; throw err;
+    }
     let data = {};
     try { data = await r.json(); } catch (e) { data = { error: r.statusText }; }
     if (!r.ok) throw new Error(data.error || r.statusText);
@@ -46,9 +49,16 @@
     const t = S.trials[i];
     const q = "?annotator=" + encodeURIComponent(S.annotator);
     S.busy = true;
+    setFlicker(false);  // flicker belongs to one trial
     document.body.dataset.trial = "";
-    await Promise.all(sides.map((s) => load(img[s], `img/${t.id}/${s}${q}`)));
-    S.swapped = false;
+    for (let attempt = 1; ; attempt++) {  // the server may be down between answers: wait for it, say so
+      try { await Promise.all(sides.map((s) => load(img[s], `img/${t.id}/${s}${q}`))); break; } catch (e) {
+        const wait = Math.min(10, attempt);
+        message(`cannot load the next images (is the study server running?); retrying in ${wait} s ...`);
+        await new Promise((res) => setTimeout(res, wait * 1000));
+      }
+    }
+    message("");
     draw();
     $("progress").textContent = `${S.answered.size + 1} / ${S.trials.length}`;
     document.body.dataset.trial = t.id;
@@ -74,8 +84,8 @@
       c.classList.toggle("swapped", S.swapped && s !== "gt");
     }
     $("zoom-label").textContent = S.zoom === 1 ? "fit" : `zoom ${S.zoom.toFixed(2)}x`;
-    $("cap-left").innerHTML = S.swapped ? "showing the <b>right</b> one" : "left <kbd>&larr;</kbd>";
-    $("cap-right").innerHTML = S.swapped ? "showing the <b>left</b> one" : "right <kbd>&rarr;</kbd>";
+    $("cap-left").innerHTML = S.swapped ? "showing the <b>right</b> one (<kbd>&larr;</kbd> picks it)" : "left <kbd>&larr;</kbd>";
+    $("cap-right").innerHTML = S.swapped ? "showing the <b>left</b> one (<kbd>&rarr;</kbd> picks it)" : "right <kbd>&rarr;</kbd>";
   }
 
   function setZoom(z, fx, fy) {  // keep the image point at fraction (fx, fy) of the view fixed
@@ -117,15 +127,31 @@
     $("done-msg").textContent = `${S.answered.size} of ${S.trials.length} trials answered as ${S.annotator}.`;
   }
 
-  async function answer(choice) {
+  // `key` is the slot the key names ("left", "right") or "tie". The recorded choice is the candidate displayed in
+  // that slot at the moment of the key press: while flicker has the candidates swapped, "left" is the one the
+  // server placed on the right. The response time is taken at the key press too, so a retry does not add to it.
+  async function answer(key) {
     if (S.busy || S.idx < 0) return;
     const t = S.trials[S.idx];
+    const swapped = S.swapped && key !== "tie";
+    const choice = swapped ? (key === "left" ? "right" : "left") : key;
+    const rt = Math.round(performance.now() - S.shownAt);
     S.busy = true;
-    try {
-      await api("POST", "api/answer", { annotator: S.annotator, trial: t.id, shown_left: t.shown_left, choice,
-                                        rt_ms: Math.round(performance.now() - S.shownAt) });
-    } catch (e) { message(e.message); S.busy = false; return; }
-    message("");
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await api("POST", "api/answer", { annotator: S.annotator, trial: t.id, shown_left: t.shown_left, choice,
+                                          rt_ms: rt });
+        break;
+      } catch (e) {
+        if (!e.network) { message(e.message); S.busy = false; return; }
+        const wait = Math.min(10, attempt);
+        message(`your answer was NOT saved: ${e.message}; retrying in ${wait} s (attempt ${attempt}) ...`);
+        document.body.dataset.unsaved = "1";
+        await new Promise((res) => setTimeout(res, wait * 1000));
+      }
+    }
+    delete document.body.dataset.unsaved;
+    message(swapped ? `saved: the one shown on the ${key} when you pressed the key` : "");
     S.answered.add(t.id);
     const i = nextUnanswered(S.idx + 1);
     if (i < 0) { S.busy = false; finish(); return; }
