@@ -171,18 +171,19 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
     echo(format_table(run.table))
     echo("Every metric should agree almost always here: the less degraded image is also closer to the GT pixel "
          "by pixel. Real labels come from people:")
-    echo(f"  {_study_hint(judgements)}")
+    echo(f"  {_study_hint(judgements, out)}")
     echo("\nwritten:")
     for name, path in result.files.items():
         echo(f"  {name:<16} {path}")
     return result
 
 
-def _study_hint(judgements: Path) -> str:
-    """Where to judge the demo pairs yourself (the ``study`` command, when this install has it)."""
+def _study_hint(judgements: Path, out: Path) -> str:
+    """Where to judge the demo outputs yourself (the ``study`` command, when this install has it)."""
     from .cli import COMMANDS
 
     if "study" in COMMANDS:
-        return f"judge these pairs yourself: srmetrics study --help (pairs: {judgements})"
+        return (f"judge the demo outputs yourself: srmetrics demo --study --out {out}  "
+                f"(then: srmetrics study serve {Path(out) / 'study'})")
     return (f"judge these pairs yourself and score the metrics against your votes: collect a CSV in the schema of "
             f"{judgements} (judgements/README.md) and run srmetrics agreement on it")

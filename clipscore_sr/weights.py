@@ -68,10 +68,13 @@ def offline_note() -> str:
 
 
 def missing_weights(what: str, looked_in: Sequence[str | os.PathLike], how: str, *,
-                    offline: bool = False) -> WeightsNotFoundError:
-    """The one message format for missing weights: which weights and what to do first, then the detail (where
-    we looked; with ``offline``, why nothing was downloaded)."""
+                    offline: bool = False, network: str = "") -> WeightsNotFoundError:
+    """The one message format for missing weights: the cause first (no network, offline mode), then which
+    weights and what to do, then the detail (where we looked). ``network``: why a download could not start."""
     places = ", ".join(str(p) for p in looked_in) or "nowhere"
+    if network:
+        return WeightsNotFoundError(f"no network ({network}): weights for {what} not downloaded; {how}. "
+                                    f"Looked in: {places}")
     note = f" ({offline_note()})" if offline else ""
     return WeightsNotFoundError(f"weights for {what} not found: {how}. Looked in: {places}{note}")
 
@@ -142,7 +145,7 @@ def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[s
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     problem = unreachable(endpoint)
     if problem:
-        raise missing_weights(what, [*looked_in, f"{endpoint}/{repo_id} ({problem})"], how)
+        raise missing_weights(what, [*looked_in, f"{endpoint}/{repo_id}"], how, network=problem)
     from huggingface_hub import hf_hub_download
 
     try:
@@ -187,7 +190,7 @@ def url_download(url: str, dest: Path, *, what: str, looked_in: Sequence[str | o
 
     problem = unreachable(url)
     if problem:
-        raise missing_weights(what, [*looked_in, f"{url} ({problem})"], how)
+        raise missing_weights(what, [*looked_in, url], how, network=problem)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.sha256()

@@ -77,6 +77,22 @@ def test_every_command_help_ends_with_an_example() -> None:
     assert not missing, f"--help without a runnable 'srmetrics COMMAND' example: {missing}"
 
 
+def test_help_examples_survive_a_narrow_terminal() -> None:
+    """Every example line of every --help is printed verbatim at 60 columns (click rewraps paragraphs that do
+    not start with a \\b line, breaking commands mid-token so copy-paste fails)."""
+    import inspect
+
+    broken = []
+    for name, cmd in _all_commands():
+        doc = inspect.cleandoc(cmd.callback.__doc__ or "") if cmd.callback else ""
+        examples = [ln.strip() for ln in doc.splitlines() if ln.strip().startswith("srmetrics ")]
+        out = CliRunner().invoke(main, [*name.split(), "--help"], terminal_width=60).output
+        broken += [f"{name}: {ex}" for ex in examples if ex not in out]
+        if "Example:" in doc and doc[doc.index("Example:"):].split("\n", 1)[0].strip() != "Example:":
+            broken.append(f"{name}: an inline 'Example: ...' paragraph (put it under a \\b line)")
+    assert not broken, broken
+
+
 def test_one_spelling_for_out_and_quiet() -> None:
     """Every option writing the main output is -o/--out; every quiet flag is -q/--quiet."""
     bad = []

@@ -47,17 +47,23 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
               help="With --ranking: per-method human and metric scores and ranks.")
 @click.option("--ranking-plot", type=click.Path(dir_okay=False), default=None,
               help="With --ranking: figure of the human ranking beside each metric's (.png/.pdf/.svg).")
+@click.option("--votes-label", default=None,
+              help="Name of the votes' column in --ranking-plot (default: 'people', or 'constructed labels' when "
+                   "every annotator id starts with 'construct', as in the bundled example set).")
 @common_scoring_options
 def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root, bootstrap, seed, confidence,
                       skip_invalid, allow_outside_root, human_ties, include_checks, ranking, ranking_out,
-                      ranking_methods_out, ranking_plot, bands, data_range, crop_border, batch_size, workers, device,
+                      ranking_methods_out, ranking_plot, votes_label, bands, data_range, crop_border, batch_size, workers, device,
                       precision, cache_dir, sam_checkpoint, metric_option, quiet) -> None:
     """How often each metric prefers the SR output that people preferred (2AFC), with bootstrap CIs.
 
     JUDGEMENTS_CSV has one row per human vote: pair_id,dataset,gt,a,b,choice[,annotator,a_method,b_method].
     Prints a ranked table; --out writes one row per (metric, dataset) plus the pooled 'all' rows.
 
-    Example: srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 --out agreement.csv
+    \b
+    Example:
+      srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 \\
+        --out agreement.csv
     """
     from ..human.agreement import format_table, metric_direction, run_agreement
     from ..metrics.base import parse_metric_list
@@ -113,7 +119,9 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
         if pairs_out:
             click.echo(f"per-pair table: {Path(pairs_out)}")
     if result.ranking is not None:
-        _write_ranking(result.ranking, ranking_out, ranking_methods_out, ranking_plot, quiet)
+        if votes_label is None:
+            votes_label = _votes_label(judgements_csv)
+        _write_ranking(result.ranking, ranking_out, ranking_methods_out, ranking_plot, quiet, votes_label)
     if result.n_failed_pairs:
         per_pair = result.pairs
         first = per_pair.loc[per_pair["error"] != "", ["pair_id", "error"]].iloc[0]
@@ -122,7 +130,19 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
         sys.exit(1)
 
 
-def _write_ranking(rk, ranking_out, methods_out, plot, quiet) -> None:
+def _votes_label(judgements_csv) -> str:
+    """'constructed labels' when every annotator id says so (the example set's 'construct-severity'), else
+    'people': a figure never calls constructed labels people."""
+    import pandas as pd
+
+    try:
+        ann = pd.read_csv(judgements_csv, usecols=["annotator"], dtype=str)["annotator"].dropna()
+    except (ValueError, OSError):
+        return "people"
+    return "constructed labels" if len(ann) and ann.str.startswith("construct").all() else "people"
+
+
+def _write_ranking(rk, ranking_out, methods_out, plot, quiet, votes_label: str = "people") -> None:
     from ..human.agreement import format_ranking_agreement
     from ..results import write_table
 
@@ -133,9 +153,9 @@ def _write_ranking(rk, ranking_out, methods_out, plot, quiet) -> None:
     if plot:
         from ..figures.ranking import ranking_agreement_figure
 
-        ranking_agreement_figure(rk.methods, rk.summary, plot)
+        ranking_agreement_figure(rk.methods, rk.summary, plot, reference=votes_label)
     if not quiet:
-        click.echo("ranking agreement (Kendall's tau-b of each metric's method ranking vs people's):")
+        click.echo(f"ranking agreement (Kendall's tau-b of each metric's method ranking vs the votes' ({votes_label})):")
         click.echo(format_ranking_agreement(rk))
         for label, path in (("ranking agreement", ranking_out), ("per-method ranks", methods_out),
                             ("ranking figure", plot)):

@@ -19,7 +19,10 @@ def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: in
     """Score bundled SR outputs of a public-domain Landsat 8 scene, run agreement on the example judgement
     set and draw Figure 3. Learned metrics whose weights are not on disk are skipped (with how to get them).
 
-    Example: srmetrics demo --out srmetrics-demo
+    \b
+    Examples:
+      srmetrics demo --out srmetrics-demo
+      srmetrics demo --study --out srmetrics-demo
     """
     if study:
         from ..human.study.demo import make_demo_study

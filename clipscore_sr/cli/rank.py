@@ -42,7 +42,10 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
     JUDGEMENTS_CSV is a judgement file with a_method/b_method columns (e.g. a study's judgements.csv);
     sentinel and repeat trials (trial_kind) are used for annotator reliability, not for the ranking.
 
-    Example: srmetrics rank judgements.csv --out ranking.csv --pairs-out ranking-pairs.csv --plot ranking.png
+    \b
+    Example:
+      srmetrics rank judgements.csv --out ranking.csv --pairs-out ranking-pairs.csv \\
+        --plot ranking.png
     """
     from ..human.ranking import format_ranking, load_method_judgements, rank_methods, votes_from_frame
     from ..human.reliability import annotator_reliability, drop_annotators

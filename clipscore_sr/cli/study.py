@@ -46,8 +46,10 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
                  percentiles, dataset, quiet) -> None:
     """Sample balanced trials (GT, output X, output Y) and render them for display.
 
-    Example: srmetrics study make gt/ --method esrgan=out/esrgan --method sr3=out/sr3 --trials 200
-    --sentinels 0.1 --repeats 0.1 --out my-study
+    \b
+    Example:
+      srmetrics study make gt/ --method esrgan=out/esrgan --method sr3=out/sr3 \\
+        --trials 200 --sentinels 0.1 --repeats 0.1 --out my-study
     """
     from ..human.study.make import make_study, parse_methods
     from ..human.study.manifest import StudyError
@@ -83,7 +85,9 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
 def serve_command(study_dir, host, port, annotator, token) -> None:
     """Serve the study page; answers are appended to STUDY_DIR/judgements.csv (fsynced, resumable).
 
-    Example: srmetrics study serve my-study --port 8765
+    \b
+    Example:
+      srmetrics study serve my-study --port 8765
     """
     from ..human.study.app import BadRequest, serve
     from ..human.study.manifest import StudyError
@@ -105,8 +109,10 @@ def serve_command(study_dir, host, port, annotator, token) -> None:
 def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_out) -> None:
     """Write an Amazon Mechanical Turk HIT CSV and template; prints the import-amt command for the results.
 
-    Example: srmetrics study export-amt my-study --trials-per-hit 10 --image-base-url
-    https://bucket.s3.amazonaws.com/my-study/ -o hits.csv --template hit.html
+    \b
+    Example:
+      srmetrics study export-amt my-study --trials-per-hit 10 \\
+        --image-base-url https://bucket.s3.amazonaws.com/my-study/ -o hits.csv --template hit.html
     """
     from ..human.study.amt import export_amt, import_command
     from ..human.study.manifest import load_study
@@ -136,7 +142,9 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, 
     """Per annotator: answers, sentinel accuracy, repeat consistency, agreement with the others, median
     response time, time spent; Krippendorff's alpha over trials judged by at least two annotators.
 
-    Example: srmetrics study status my-study --exclude-failed -o my-study/clean.csv
+    \b
+    Example:
+      srmetrics study status my-study --exclude-failed -o my-study/clean.csv
     """
     from ..human.judgements import write_judgements
     from ..human.study.manifest import StudyError, load_study

@@ -31,6 +31,7 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
     fig = Figure(figsize=(4.2 * len(datasets), 0.8 + 0.38 * n_max), layout="constrained")
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     order_out: dict[str, list[str]] = {}
+    marked = False
     for ax, ds, color in zip(axes, datasets, PALETTE * 8):
         sub = table[table["dataset"] == ds].sort_values("score", ascending=True, kind="stable")
         y = np.arange(len(sub))
@@ -53,18 +54,23 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
                 if key in p.index:
                     mark = "*" if bool(p.loc[key, "significant"]) else "n.s."
                     ax.text(x_right, k + 0.5, f" {mark}", va="center", ha="left", fontsize=7, color="#555555")
+                    marked = True
         ax.margins(x=0.18)
         order_out[ds] = sub["method"].tolist()[::-1]
     if title and len(datasets) > 1:
         fig.suptitle(title)
+    if marked:
+        fig.supxlabel("between neighbours: * = scores differ significantly (bootstrap), n.s. = not significant",
+                      fontsize=7, color="#555555")
     path = save_figure(fig, out_path, dpi=dpi)
     return {"path": str(path), "order": order_out}
 
 
 def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_path: str | os.PathLike, *,
-                             dataset: str = OVERALL, dpi: int = 150) -> dict[str, Any]:
+                             dataset: str = OVERALL, reference: str = "people", dpi: int = 150) -> dict[str, Any]:
     """The human ranking beside each metric's ranking (a bump chart): one column per ranking (human first),
     each method a line through its rank in every column; the header shows Kendall's tau-b with its CI.
+    ``reference`` names the votes' column ("people"; "constructed labels" where no person voted).
 
     ``methods``: one row per (metric, dataset, method) with ``human_rank`` and ``metric_rank``; ``summary``:
     one row per (metric, dataset) with ``tau_b``, ``tau_ci_low``, ``tau_ci_high``.
@@ -77,7 +83,7 @@ def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_p
         raise SRMetricsError(f"no ranking-agreement rows for dataset '{dataset}'")
     metrics = list(dict.fromkeys(sub["metric"]))
     names = sub[sub["metric"] == metrics[0]].sort_values("human_rank")["method"].tolist()
-    cols = ["people", *metrics]
+    cols = [reference, *metrics]
     fig = Figure(figsize=(1.2 + 1.5 * len(cols), 0.9 + 0.35 * len(names)), layout="constrained")
     ax = fig.subplots()
     for i, name in enumerate(names):
@@ -89,7 +95,7 @@ def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_p
         ax.plot(range(len(cols)), ranks, "-o", color=color, lw=1.5, ms=5)
         ax.text(-0.08, ranks[0], name, ha="right", va="center", fontsize=8, color=color)
     ax.set_xticks(range(len(cols)))
-    labels = ["people"]
+    labels = [reference]
     summ = summary[summary["dataset"] == dataset].set_index("metric")
     for mname in metrics:
         if mname in summ.index and np.isfinite(summ.loc[mname, "tau_b"]):
