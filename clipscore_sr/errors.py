@@ -44,3 +44,12 @@ class JudgementError(SRMetricsError):
 
 class ConfigError(SRMetricsError):
     """A configuration file or option is invalid."""
+
+
+class SRMetricsWarning(UserWarning):
+    """Base of this toolkit's warnings (printed as one 'Warning: ...' line by the CLI)."""
+
+
+class DataRangeWarning(SRMetricsWarning):
+    """Integer data that use a small part of their type's default range (12-bit or reflectance x10000 data in
+    uint16): the scores assume a full scale the data never reach. Shown even with ``--quiet``."""

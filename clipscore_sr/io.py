@@ -105,6 +105,8 @@ class LoadedImage:
     data_range: float
     dtype: str
     path: str = ""
+    #: the largest stored value (integer types; NaN for float files), before dividing by ``data_range``
+    max_value: float = float("nan")
 
     def tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.data)
@@ -293,8 +295,27 @@ def read_image(path: str | os.PathLike, *, bands: Sequence[int] | None = None,
     rng = check_data_range(data_range) if data_range is not None else default_data_range(arr.dtype, path)
     chw = to_chw(arr, alpha=alpha, bands=bands, path=path)
     data = chw.astype(np.float32) if chw.dtype != np.float64 else chw
+    raw_max = float(chw.max()) if chw.dtype.kind in "ui" and chw.size else float("nan")
     data = (data / rng).astype(np.float32)
-    return LoadedImage(data=data, data_range=rng, dtype=str(arr.dtype), path=str(path))
+    return LoadedImage(data=data, data_range=rng, dtype=str(arr.dtype), path=str(path), max_value=raw_max)
+
+
+#: full-scale values of the usual remote-sensing encodings in uint16 (the hint of :func:`small_range_hint`)
+RANGE_HINTS = ((1023.0, "10-bit"), (4095.0, "12-bit"), (10000.0, "Sentinel-2 reflectance x10000"),
+               (16383.0, "14-bit"))
+
+
+def small_range_hint(dtype: str, data_range: float, max_seen: float, *, requested: bool = False) -> str | None:
+    """A one-line warning when default-ranged ``uint16`` data never exceed a quarter of 65535 (12-bit data or
+    reflectance x10000 scored against 65535 give PSNR about 24 dB too high), else None. ``requested``: the
+    user gave ``--data-range`` (never warned)."""
+    if requested or np.dtype(dtype) != np.uint16 or not np.isfinite(max_seen) or max_seen >= data_range / 4:
+        return None
+    fits = [f"{v:g} ({what})" for v, what in RANGE_HINTS if max_seen <= v * 1.15]
+    suggest = ("--data-range " + (", ".join(fits[:-1]) + " or " + fits[-1] if len(fits) > 1 else fits[0])
+               if fits else "--data-range <full-scale value>")
+    return (f"uint16 data reach at most {max_seen:g}, {max_seen / data_range:.1%} of the default range "
+            f"{data_range:g} that the scores assume; if the data are not 16-bit, pass {suggest}")
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -370,6 +391,7 @@ class Pairing:
     pairs: list[Pair]
     unmatched_gt: list[str] = field(default_factory=list)
     unmatched_sr: list[str] = field(default_factory=list)
+    reference: str = "GT"  # what SR files are paired with: "GT" or "LR" (pair_lr_folders)
 
     def warning(self) -> str | None:
         if not self.unmatched_gt and not self.unmatched_sr:
@@ -379,9 +401,9 @@ class Pairing:
             return head + (f", ... (+{len(items) - 5} more)" if len(items) > 5 else "")
         parts = []
         if self.unmatched_gt:
-            parts.append(f"{len(self.unmatched_gt)} GT file(s) without SR: {show(self.unmatched_gt)}")
+            parts.append(f"{len(self.unmatched_gt)} {self.reference} file(s) without SR: {show(self.unmatched_gt)}")
         if self.unmatched_sr:
-            parts.append(f"{len(self.unmatched_sr)} SR file(s) without GT: {show(self.unmatched_sr)}")
+            parts.append(f"{len(self.unmatched_sr)} SR file(s) without {self.reference}: {show(self.unmatched_sr)}")
         return f"{len(self.pairs)} pairs matched; " + "; ".join(parts)
 
 
@@ -461,17 +483,20 @@ def attach_masks(pairs: Iterable[Pair], mask_dir: str | os.PathLike) -> None:
         p.mask = str(mask_index[p.key])
 
 
-def attach_lr(pairs: Iterable[Pair], lr_dir: str | os.PathLike) -> None:
+def attach_lr(pairs: Iterable[Pair], lr_dir: str | os.PathLike) -> list[str]:
     """Give every pair its LR input from ``lr_dir``, paired by the same key (relative path without extension);
     a pair without one is an error."""
     lr_index = index_images(lr_dir)
     pairs = list(pairs)
-    missing = [p.key for p in pairs if p.key not in lr_index]
-    if missing:
-        raise PairingError(f"{lr_dir}: no LR image for {len(missing)} of {len(pairs)} pair(s), e.g. '{missing[0]}' "
+    if not any(p.key in lr_index for p in pairs):
+        raise PairingError(f"{lr_dir}: no LR image for any of the {len(pairs)} pair(s), e.g. '{pairs[0].key}' "
                            "(LR files pair by relative path without extension)")
-    for p in pairs:
-        p.lr = str(lr_index[p.key])
+    missing = []
+    for p in pairs:  # a pair without LR: the metrics that need it fail on that pair only (per-pair error)
+        p.lr = str(lr_index[p.key]) if p.key in lr_index else None
+        if p.lr is None:
+            missing.append(p.key)
+    return missing
 
 
 def pair_lr_folders(lr_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, strict: bool = False) -> Pairing:
@@ -485,7 +510,7 @@ def pair_lr_folders(lr_dir: str | os.PathLike, sr_dir: str | os.PathLike, *, str
                            f"{lr_dir} (files pair by relative path without extension)")
     pairing = Pairing(pairs=[Pair(k, "", str(sr_index[k]), lr=str(lr_index[k])) for k in keys],
                       unmatched_gt=sorted(lr_index.keys() - sr_index.keys()),
-                      unmatched_sr=sorted(sr_index.keys() - lr_index.keys()))
+                      unmatched_sr=sorted(sr_index.keys() - lr_index.keys()), reference="LR")
     if strict and (pairing.unmatched_gt or pairing.unmatched_sr):
         raise PairingError(f"--strict: {pairing.warning()}")
     return pairing

@@ -49,6 +49,8 @@ class DecodedPair:
     gt_id: str = ""
     sr_id: str = ""
     error: str = ""
+    #: role ('gt', 'sr', 'lr') -> (storage dtype, data range used, largest stored value) of each decoded file
+    seen: dict[str, tuple[str, float, float]] = field(default_factory=dict)
 
     def shape_key(self) -> tuple:
         return (None if self.gt is None else self.gt.shape, self.sr.shape, self.mask is not None,
@@ -69,15 +71,21 @@ class ScoreRun:
     directions: dict[str, bool] = field(default_factory=dict)  # column -> higher_is_better
     #: what ``--resume`` kept, rescored and dropped, and why ('' without --resume)
     resume_note: str = ""
+    #: per input role: dtypes, data ranges used, largest stored value (see :class:`InputRanges`)
+    inputs_range: dict[str, Any] = field(default_factory=dict)
+    #: the data-range warning of this run ('' when none)
+    range_warning: str = ""
 
 
 def _decode_lr(pair: io.Pair, sr: io.LoadedImage, bands: Sequence[int] | None, data_range: float | None,
-               lr_frame: int | str | None) -> np.ndarray:
+               lr_frame: int | str | None, seen: dict | None = None) -> np.ndarray:
     """The pair's LR input ``[C,h,w]`` (frame chosen from a strip), checked against SR: same bands and data
     range, an integer scale."""
     from .metrics.consistency import integer_scale
 
     lr = io.read_image(pair.lr, bands=bands, data_range=data_range)
+    if seen is not None:
+        seen["lr"] = (lr.dtype, lr.data_range, lr.max_value)
     data = io.select_lr_frame(lr.data, lr_frame, pair.lr)
     if data.shape[0] != sr.data.shape[0]:
         raise InputMismatchError(f"lr {pair.lr} has {data.shape[0]} band(s) but sr {pair.sr} has {sr.data.shape[0]}")
@@ -96,17 +104,20 @@ def _decode(pair: io.Pair, bands: Sequence[int] | None, data_range: float | None
     out = DecodedPair(pair)
     try:
         sr = io.read_image(pair.sr, bands=bands, data_range=data_range)
+        out.seen["sr"] = (sr.dtype, sr.data_range, sr.max_value)
         if pair.lr:
-            out.lr = _decode_lr(pair, sr, bands, data_range, lr_frame)
+            out.lr = _decode_lr(pair, sr, bands, data_range, lr_frame, out.seen)
         if not pair.gt:  # no HR: LR-reference scoring only
             out.sr, out.data_range = sr.data, sr.data_range
             if want_ids:
                 out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
             return out
         gt = io.read_image(pair.gt, bands=bands, data_range=data_range)
+        out.seen["gt"] = (gt.dtype, gt.data_range, gt.max_value)
         if lr_from_gt and not pair.lr and _is_lr_of(gt.data, sr.data):  # real-world SR studies: gt = LR input
             lr_pair = io.Pair(pair.key, "", pair.sr, lr=pair.gt)
             out.lr = _decode_lr(lr_pair, sr, bands, data_range, None)
+            out.seen["lr"] = out.seen.pop("gt")
             out.sr, out.data_range = sr.data, sr.data_range
             if want_ids:
                 out.sr_id = io.file_digest(pair.sr, f"bands={bands};range={out.data_range:g}")
@@ -270,14 +281,16 @@ def _call_metric(metric: Metric, tensors: dict[str, Any]) -> Any:
     if kind == "lr" or (gt is None and lr is not None and tensors.get("mixed_sizes")
                         and getattr(metric, "size_agnostic", False)):
         if lr is None:
-            raise InputMismatchError("needs the LR input (--lr LR_DIR): reference kind 'lr'")
+            raise InputMismatchError("needs the LR input, and this pair has none (no --lr LR_DIR, or no file of this "
+                                     "key in it): reference kind 'lr'")
         common["gt_ids"] = None
         return metric.compute(tensors["sr"], lr, **common)
     if gt is None:
         raise InputMismatchError("needs an HR reference of the SR's size; this pair has only an LR reference (use "
                                  "metrics with reference 'lr', see 'srmetrics metrics')")
     if kind == "hr+lr" and lr is None:
-        raise InputMismatchError("needs the LR input too (--lr LR_DIR): reference kind 'hr+lr'")
+        raise InputMismatchError("needs the LR input too, and this pair has none (no --lr LR_DIR, or no file of "
+                                 "this key in it): reference kind 'hr+lr'")
     if lr is not None and _accepts_lr(metric):
         common["lr"] = lr
     return metric.compute(tensors["sr"], gt, **common)
@@ -557,8 +570,10 @@ def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, ban
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(shard), desc="scoring", unit="pair", disable=not progress or rank != 0, dynamic_ncols=True)
+    ranges = InputRanges(requested=data_range is not None, warn=rank == 0)
     try:
         for batch, failed in _batches(stream, batch_size, max_buffered=4 * batch_size):
+            ranges.add([*batch, *failed])
             rows = [{"key": d.pair.key, "gt": d.pair.gt, "sr": d.pair.sr, "error": d.error,
                      **{m: math.nan for m in value_columns}} for d in failed]
             if batch:
@@ -581,10 +596,63 @@ def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, ban
     run.n_scored = len(df) - run.n_failed
     df.attrs["run"] = run
     if out is not None and rank == 0:
-        _write_sidecar(out, run, dict(bands=bands, data_range=data_range, device=str(dev), precision=precision,
+        _write_sidecar(out, run, dict(bands=bands, data_range=ranges.used(data_range), data_range_requested=data_range,
+                                      inputs_range=ranges.table(), device=str(dev), precision=precision,
                                       world_size=world, lr_frame=lr_frame, baseline=baseline,
                                       mixed_sizes=mixed_sizes), header, {k: idents.get(k) for k in df["key"]})
+    run.inputs_range, run.range_warning = ranges.table(), ranges.warning
     return df
+
+
+class InputRanges:
+    """Per input role (gt, sr, lr): the storage types, data ranges used and the largest stored value seen.
+    Warns once per run (:class:`~clipscore_sr.errors.DataRangeWarning`) when default-ranged uint16 data stay
+    far below 65535 (see :func:`clipscore_sr.io.small_range_hint`)."""
+
+    def __init__(self, *, requested: bool, warn: bool = True) -> None:
+        self.requested, self.warn = requested, warn
+        self.roles: dict[str, dict[str, Any]] = {}
+        self.warning = ""
+
+    def add(self, decoded: Sequence[DecodedPair]) -> None:
+        import warnings
+
+        for d in decoded:
+            for role, (dtype, rng, mx) in d.seen.items():
+                r = self.roles.setdefault(role, {"dtype": [], "data_range": [], "max_value": None})
+                if dtype not in r["dtype"]:
+                    r["dtype"].append(dtype)
+                if rng not in r["data_range"]:
+                    r["data_range"].append(rng)
+                if mx == mx:  # not NaN
+                    r["max_value"] = mx if r["max_value"] is None else max(r["max_value"], mx)
+        if self.warning or self.requested:
+            return
+        for role in ("gt", "sr", "lr"):
+            r = self.roles.get(role)
+            if r and r["max_value"] is not None and len(r["dtype"]) == 1:
+                hint = io.small_range_hint(r["dtype"][0], r["data_range"][0], r["max_value"])
+                if hint:
+                    self.warning = f"{hint} (seen in the {role} images)"
+                    if self.warn:
+                        from .errors import DataRangeWarning
+
+                        warnings.warn(self.warning, DataRangeWarning, stacklevel=2)
+                    return
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        """``{role: {"dtype": [...], "data_range": [...], "max_value": float | None}}`` (JSON-ready)."""
+        return {k: {"dtype": v["dtype"], "data_range": [float(x) for x in v["data_range"]],
+                    "max_value": None if v["max_value"] is None else float(v["max_value"])}
+                for k, v in self.roles.items()}
+
+    def used(self, requested: float | None) -> float | None:
+        """The one data range every input was divided by (the requested one, else the types' default when all
+        agree), or None when they differ or nothing was decoded."""
+        if requested is not None:
+            return float(requested)
+        values = {x for v in self.roles.values() for x in v["data_range"]}
+        return float(values.pop()) if len(values) == 1 else None
 
 
 PER_BAND_METRICS = ("psnr", "ssim", "cpsnr")

@@ -371,7 +371,9 @@ def summarize(df: pd.DataFrame, metric_ids: Sequence[str]) -> pd.DataFrame:
     """
     from scipy import stats
 
-    ok = df[df["error"].fillna("") == ""] if "error" in df else df
+    from .metrics.base import metric_bounds
+
+    ok = df  # a metric that failed on a row left NaN in its own column: count the others' values
     out = []
     for mid in metric_ids:
         values = pd.to_numeric(ok[mid], errors="coerce").to_numpy(dtype=float) if mid in ok else np.array([])
@@ -380,7 +382,9 @@ def summarize(df: pd.DataFrame, metric_ids: Sequence[str]) -> pd.DataFrame:
         mean = float(finite.mean()) if n else math.nan
         std = float(finite.std(ddof=1)) if n > 1 else math.nan
         half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
-        out.append({"metric": mid, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half,
+        lo, hi = metric_bounds(mid)  # a t interval can leave the metric's range for small n: clip it
+        out.append({"metric": mid, "mean": mean, "std": std, "ci95_low": max(mean - half, lo),
+                    "ci95_high": min(mean + half, hi),
                     "count": n, "n_nonfinite": int(np.sum(~np.isfinite(values) & ~np.isnan(values)))})
     return pd.DataFrame(out)
 

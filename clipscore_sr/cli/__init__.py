@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import SRMetricsError
+from ..errors import SRMetricsError, SRMetricsWarning
 
 # name -> (module:attribute, one-line help). Commands are imported only when invoked or asked for their own
 # help, so ``srmetrics --help`` and ``--version`` import neither torch nor pandas.
@@ -62,6 +63,9 @@ class _Group(click.Group):
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        import warnings
+
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except SRMetricsError as exc:
@@ -83,6 +87,15 @@ class _Group(click.Group):
             _exit_quietly(exc.exit_code)
         except click.Abort:
             _exit_quietly(1)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of this toolkit as one line, 'Warning: ...' on stderr (others keep their origin)."""
+    module = (filename or "").replace("\\", "/")
+    if "/clipscore_sr/" in module or issubclass(category, SRMetricsWarning):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        click.echo(f"Warning: {message} ({category.__name__}, {Path(module).name}:{lineno})", err=True)
 
 
 def _exit_quietly(code: int) -> None:

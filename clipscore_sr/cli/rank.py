@@ -58,7 +58,8 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
         from ..figures.style import figure_format
 
         figure_format(plot)
-    df, info = load_method_judgements(judgements_csv, skip_invalid=skip_invalid)
+    df, info = load_method_judgements(judgements_csv, skip_invalid=skip_invalid,
+                                      allow_outside_root=True)  # rank opens no image
     rel = annotator_reliability(df, min_agreement=min_agreement, min_sentinel_accuracy=min_sentinel_accuracy)
     if rel.dropped:
         df = drop_annotators(df, list(rel.dropped))

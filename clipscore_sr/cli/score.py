@@ -8,17 +8,23 @@ from pathlib import Path
 
 import click
 
-from ..errors import SRMetricsError
+from ..errors import DataRangeWarning, SRMetricsError
 
 DEFAULT_METRICS = "psnr,ssim,cpsnr"
+
+
+#: the --data-range help of every command that reads images (one copy)
+DATA_RANGE_HELP = ("Value of full scale (default: 255 for 8-bit, 65535 for 16-bit, 1.0 for float; uint16 data far "
+                   "below 65535 get a warning). 12-bit: 4095. Sentinel-2 L1C/L2A reflectance x10000: 10000 (from "
+                   "processing baseline 04.00 on, stored values carry a +1000 offset: valid data reach 11000).")
+BANDS_HELP = "1-based band numbers to use, e.g. 3,2,1 for multi-band images (GDAL order)."
 
 
 def common_scoring_options(func):
     """Options shared by every command that scores images (score, agreement, demo)."""
     options = [
-        click.option("--bands", default=None, help="1-based band numbers to use, e.g. 3,2,1 for multi-band images."),
-        click.option("--data-range", type=float, default=None,
-                     help="Value of full scale (default: 255 for 8-bit, 65535 for 16-bit, 1.0 for float)."),
+        click.option("--bands", default=None, help=BANDS_HELP),
+        click.option("--data-range", type=float, default=None, help=DATA_RANGE_HELP),
         click.option("--crop-border", type=int, default=0, show_default=True,
                      help="Pixels removed from every side before pixel metrics."),
         click.option("--batch-size", type=int, default=16, show_default=True),
@@ -207,7 +213,10 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         pair = io.pair_method_folders if by_method else io.pair_folders
         pairing = pair(gt_dir, sr_dir, strict=strict, mask_dir=mask_dir)
     if lr_dir:
-        io.attach_lr(pairing.pairs, lr_dir)
+        no_lr = io.attach_lr(pairing.pairs, lr_dir)
+        if no_lr:
+            click.echo(f"Warning: {len(no_lr)} pair(s) have no LR image in {lr_dir} (e.g. '{no_lr[0]}'); "
+                       "metrics that need it fail on those pairs", err=True)
     for key, value in (("scale", scale), ("red_band", file_band_to_channel(red_band, bands, "--red-band")),
                        ("nir_band", file_band_to_channel(nir_band, bands, "--nir-band"))):
         if value is not None:
@@ -219,6 +228,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
+            warnings.simplefilter("once", DataRangeWarning)  # -q keeps warnings that change the numbers
         df = score_pairs(
             pairing.pairs, metric_ids, out=out, resume=resume, batch_size=batch_size, workers=workers,
             bands=bands, data_range=data_range, device=device, precision=precision,
@@ -241,7 +251,10 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     if montage_out:
         from ..figures.montage import montage
 
-        meta = montage(per_method, metric_ids, montage_out, higher_is_better=higher_is_better)
+        lr_files = {k: p.lr for k, p in ((p.key.split("/", 1)[-1] if by_method else p.key, p) for p in pairing.pairs)
+                    if p.lr} or None
+        meta = montage(per_method, metric_ids, montage_out, higher_is_better=higher_is_better, lr=lr_files,
+                       bands=io.parse_bands(bands) if isinstance(bands, str) else bands, data_range=data_range)
         if not quiet:
             click.echo(f"montage ({len(meta['keys'])} tiles x {len(per_method)} methods) -> {meta['path']}")
     if by_method:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .score import DATA_RANGE_HELP
+
 
 @click.group("study")
 def study_group() -> None:
@@ -36,7 +38,7 @@ def study_group() -> None:
               help="Fraction of trials shown again later with sides swapped (self-consistency).")
 @click.option("--allow-tie", is_flag=True, help="Offer 'can't tell' (ArrowDown).")
 @click.option("--bands", default=None, help="1-based bands to display, e.g. 3,2,1 (1 or 3 bands).")
-@click.option("--data-range", type=float, default=None, help="Data range (default: from the pixel type).")
+@click.option("--data-range", type=float, default=None, help=DATA_RANGE_HELP)
 @click.option("--stretch", type=click.Choice(["auto", "percentile", "none"]), default="auto", show_default=True,
               help="Display stretch computed from the GT (auto: none for 8-bit, percentile otherwise).")
 @click.option("--percentiles", default="2,98", show_default=True, help="Low,high percentiles of the stretch.")

@@ -45,7 +45,11 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
         ax.set_xlabel("score (JOD)" if unit == "jod" else "Bradley-Terry score (log-strength)")
         ax.axvline(0.0, color="#BBBBBB", lw=0.8, zorder=0)
         ax.set_title(f"{ds}" if len(datasets) > 1 else (title or ds), fontsize=10)
-        if pairs is not None and len(pairs) and len(sub) > 1 and sub["bootstrap"].iat[0] > 0:
+        note = str(sub["ci_note"].iat[0]) if "ci_note" in sub and isinstance(sub["ci_note"].iat[0], str) else ""
+        if note:  # a design that cannot give an interval: say so instead of drawing none silently
+            ax.set_title(ax.get_title() + "\nno interval: every bootstrap resample gives the same votes",
+                         fontsize=8, color="#AA3333")
+        elif pairs is not None and len(pairs) and len(sub) > 1 and sub["bootstrap"].iat[0] > 0:
             p = pairs[pairs["dataset"] == ds].set_index(["row", "col"])
             names = sub["method"].tolist()
             x_right = np.nanmax(np.where(has_ci, hi, s))

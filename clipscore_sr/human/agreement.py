@@ -111,16 +111,18 @@ def bootstrap_sums(values: np.ndarray, idx: np.ndarray, chunk: int = _CHUNK) -> 
     return out
 
 
-def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 (NaN samples ignored): ``(low, high)`` at ``confidence``."""
+def percentile_ci(samples: np.ndarray, confidence: float = 0.95, *, discrete: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0 (NaN samples ignored): ``(low, high)`` at ``confidence``. ``discrete``:
+    bounds are resampled values (no interpolation; for statistics with few possible values, e.g. Kendall's tau)."""
     alpha = 1.0 - confidence
     with np.errstate(all="ignore"):
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            lo = np.nanpercentile(samples, 100 * alpha / 2, axis=0)
-            hi = np.nanpercentile(samples, 100 * (1 - alpha / 2), axis=0)
+            lo = np.nanpercentile(samples, 100 * alpha / 2, axis=0, method="lower" if discrete else "linear")
+            hi = np.nanpercentile(samples, 100 * (1 - alpha / 2), axis=0, method="higher" if discrete else "linear")
     return lo, hi
 
 
@@ -490,18 +492,19 @@ def run_agreement(
     if result.n_failed_pairs == len(per_pair):
         raise SRMetricsError(f"no pair could be scored; first error: {per_pair['error'].iat[0]}")
     if ranking:
-        result.ranking = _ranking_of_run(judgements, root, skip_invalid, uniq, vals, metric_ids, directions,
+        result.ranking = _ranking_of_run(judgements, root, skip_invalid, allow_outside_root, uniq, vals, metric_ids, directions,
                                          bootstrap=bootstrap, seed=seed, confidence=confidence)
     return result
 
 
-def _ranking_of_run(judgements: Any, root: Any, skip_invalid: bool, uniq: Sequence[Any], vals: np.ndarray,
+def _ranking_of_run(judgements: Any, root: Any, skip_invalid: bool, allow_outside_root: bool, uniq: Sequence[Any], vals: np.ndarray,
                     metric_ids: Sequence[str], directions: Sequence[bool], **kwargs: Any) -> RankingAgreement:
     """Per-(dataset, scene, method) metric values from the scored unique (gt, image) pairs, then
     :func:`ranking_agreement` against the human votes."""
     from .ranking import TRIAL_KINDS_RANKED, load_method_judgements, votes_from_frame
 
-    df, info = load_method_judgements(judgements, skip_invalid=skip_invalid, root=root)
+    df, info = load_method_judgements(judgements, skip_invalid=skip_invalid, root=root,
+                                      allow_outside_root=allow_outside_root)
     votes = votes_from_frame(df, info)
     if "trial_kind" in df.columns:
         df = df[df["trial_kind"].astype(str).str.strip().str.lower().isin(TRIAL_KINDS_RANKED)]
@@ -765,7 +768,7 @@ def ranking_agreement(
             if rb is not None:
                 mb = fit_scores(counts(metric_sc[mname], rb)[:, idx][:, :, idx], prior_sd=sd)
                 taus = kendall_tau_b(mb, h_boot)
-                lo, hi = (float(v[0]) for v in percentile_ci(taus[:, None], confidence))
+                lo, hi = (float(v[0]) for v in percentile_ci(taus[:, None], confidence, discrete=True))
             sign = 1.0 if higher_is_better[mname] else -1.0
             summary_rows.append(dict(
                 metric=mname, dataset=name, tau_b=tau, tau_ci_low=lo, tau_ci_high=hi,

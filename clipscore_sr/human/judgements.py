@@ -246,11 +246,11 @@ def validate_judgements(
         df = read_judgements_csv(path)
         base = Path(root) if root is not None else path.parent
     base = base.expanduser().resolve()
-    confine = base
+    confine = [base]
     if root is None:  # a study's judgements name its inputs relative to the study folder (../gt/x.png)
         from .study.manifest import trusted_root
 
-        confine = trusted_root(base) or base
+        confine = trusted_root(base) or [base]
     problems: list[Problem] = []
     n_rows = len(df)
 
@@ -298,17 +298,18 @@ def validate_judgements(
     a_abs = [res(v) for v in cells["a"]]
     b_abs = [res(v) for v in cells["b"]]
     if not allow_outside_root:
-        inside = {p: inside_root(p, confine) for p in {*gt_abs, *a_abs, *b_abs} if p}
+        inside = {p: any(inside_root(p, c) for c in confine) for p in {*gt_abs, *a_abs, *b_abs} if p}
         for col, paths in (("gt", gt_abs), ("a", a_abs), ("b", b_abs)):
             for pos, p in enumerate(paths):
                 if p and not inside[p]:
-                    flag(pos, col, f"image path leaves the root {confine}: {cells[col][pos]} "
+                    flag(pos, col, f"image path leaves the root {confine[0]}: {cells[col][pos]} "
                                    "(use --allow-outside-root for a trusted file)")
                     paths[pos] = ""  # never opened: nothing is learnt about files outside the root
     for pos in range(n_rows):
         if a_abs[pos] and a_abs[pos] == b_abs[pos]:
             flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]})")
-        elif a_abs[pos] and b_abs[pos] and os.path.exists(a_abs[pos]) and os.path.exists(b_abs[pos]):
+        elif (check_images and a_abs[pos] and b_abs[pos] and os.path.exists(a_abs[pos])
+              and os.path.exists(b_abs[pos])):  # files are touched only where images are checked
             if os.path.samefile(a_abs[pos], b_abs[pos]):
                 flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]} and {cells['b'][pos]})")
 

@@ -50,7 +50,7 @@ DEFAULT_PRIOR_SD = 10.0
 TRIAL_KINDS_RANKED: tuple[str, ...] = ("real", "")
 RANKING_COLUMNS: tuple[str, ...] = (
     "dataset", "method", "score", "ci_low", "ci_high", "elo", "wins", "losses", "ties", "n_votes", "rank",
-    "model", "unit", "ties_mode", "nu", "n_scenes", "bootstrap", "seed", "confidence", "prior_sd",
+    "model", "unit", "ties_mode", "nu", "n_scenes", "bootstrap", "seed", "confidence", "prior_sd", "ci_note",
 )
 PAIR_COLUMNS: tuple[str, ...] = (
     "dataset", "row", "col", "p_beats", "diff", "diff_ci_low", "diff_ci_high", "p_value", "significant",
@@ -132,7 +132,7 @@ class Votes:
 
 def load_method_judgements(
     judgements: pd.DataFrame | str | os.PathLike, *, skip_invalid: bool = False,
-    root: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None, allow_outside_root: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Validated judgement rows that name both methods (images are not opened), and ``info`` (rows read,
     rows dropped, problems).
@@ -149,9 +149,10 @@ def load_method_judgements(
     if missing:
         raise RankingError(f"{src}: no column(s) {', '.join(missing)}: ranking needs the method of each output "
                            f"(columns a_method, b_method; 'srmetrics study' writes them)")
-    if root is None and not isinstance(judgements, pd.DataFrame):
-        root = os.path.dirname(os.path.abspath(judgements))
-    report = validate_judgements(raw, root=root, check_images=False, source=src)
+    if not isinstance(judgements, pd.DataFrame):  # relative paths resolve against the CSV's folder; with
+        raw.attrs["root"] = os.path.dirname(os.path.abspath(judgements))  # root=None a study's trusted_root applies
+    report = validate_judgements(raw, root=root, check_images=False, source=src,
+                                 allow_outside_root=allow_outside_root)
     problems = list(report.problems)
     df = report.judgements
     am = df["a_method"].astype(str).str.strip()
@@ -512,6 +513,12 @@ def rank_methods(
         m = len(methods)
         b = boot.get(f["name"])
         lo, hi = percentile_ci(b, confidence) if b is not None else (np.full(m, np.nan), np.full(m, np.nan))
+        note = ""
+        if b is not None and not (np.nanmax(b, axis=0) - np.nanmin(b, axis=0) > 1e-9).any():
+            # every resample gave the same fit: no interval, which is not certainty
+            note = (f"no interval: the bootstrap resamples scenes and all {f['n_scenes']} scene(s) give the same "
+                    "votes, so every resample is alike")
+            lo, hi, b = np.full(m, np.nan), np.full(m, np.nan), None
         order = np.argsort(-s, kind="stable")
         rank = np.empty(m, np.int64)
         rank[order] = np.arange(1, m + 1)
@@ -522,7 +529,7 @@ def rank_methods(
                 wins=int(wins[k].sum()), losses=int(wins[:, k].sum()), ties=int(ties_m[k].sum()),
                 n_votes=int(wins[k].sum() + wins[:, k].sum() + ties_m[k].sum()), rank=int(rank[k]), model=model,
                 unit=unit, ties_mode=ties, nu=float(f["nu"]), n_scenes=f["n_scenes"], bootstrap=int(bootstrap),
-                seed=int(seed), confidence=float(confidence), prior_sd=float(prior_sd)))
+                seed=int(seed), confidence=float(confidence), prior_sd=float(prior_sd), ci_note=note))
         diff = s[:, None] - s[None, :]
         if ties == "davidson":
             p_beats = win_probability(diff, "bt")
@@ -547,6 +554,8 @@ def rank_methods(
                     n_votes=int(wins[k, j] + wins[j, k] + ties_m[k, j])))
         if b is not None:  # reorder columns of the bootstrap samples to the table's method order
             boot[f["name"]] = b[:, order]
+        else:
+            boot.pop(f["name"], None)
     table = pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
     pairs = pd.DataFrame(prow, columns=list(PAIR_COLUMNS))
     info.update(n_votes=len(votes), n_methods=m_all, n_scenes=votes.n_scenes)
@@ -557,6 +566,9 @@ def format_ranking(ranking: Ranking) -> str:
     """A plain-text table per dataset: rank, method, score [CI], Elo, wins/losses/ties."""
     t = ranking.table
     out: list[str] = []
+
+    def f3(v: float) -> str:  # no '-0.000': round first, then drop the sign of zero
+        return f"{round(float(v), 3) + 0.0:+.3f}"
     for ds in dict.fromkeys(t["dataset"]):
         sub = t[t["dataset"] == ds]
         unit = sub["unit"].iat[0]
@@ -565,8 +577,8 @@ def format_ranking(ranking: Ranking) -> str:
             ["wins", "losses", "ties"]
         lines = []
         for _, r in sub.iterrows():
-            ci = "" if pd.isna(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-            cells = [str(r["rank"]), str(r["method"]), f"{r['score']:+.3f}{ci}"]
+            ci = "" if pd.isna(r["ci_low"]) else f" [{f3(r['ci_low'])}, {f3(r['ci_high'])}]"
+            cells = [str(r["rank"]), str(r["method"]), f"{f3(r['score'])}{ci}"]
             if unit == "logit":
                 cells.append(f"{r['elo']:.0f}")
             cells += [str(r["wins"]), str(r["losses"]), str(r["ties"])]
@@ -575,6 +587,9 @@ def format_ranking(ranking: Ranking) -> str:
         out.append(f"dataset {ds}: {int(sub['n_votes'].sum() // 2)} votes, {int(sub['n_scenes'].iat[0])} scenes")
         out.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+        note = str(sub["ci_note"].iat[0]) if "ci_note" in sub else ""
+        if note:
+            out.append(f"  ({note})")
     return "\n".join(out)
 
 

@@ -74,6 +74,7 @@ class Metric:
     higher_is_better: ClassVar[bool]
     units: ClassVar[str] = ""
     value_range: ClassVar[str] = ""
+    bounds: ClassVar[tuple[float, float]] = (float("-inf"), float("inf"))  # numeric value_range (CI clipping)
     description: ClassVar[str] = ""
     is_differentiable: ClassVar[bool] = False
     needs_weights: ClassVar[bool] = False
@@ -213,6 +214,14 @@ def get_metric(metric_id: str, *, device: str | torch.device = "cpu", **options:
     name, spec = split_metric_id(metric_id)
     cls = get_metric_class(name)
     return cls(spec, device=device, **options)
+
+
+def metric_bounds(column: str) -> tuple[float, float]:
+    """Declared ``bounds`` of the metric a result column belongs to (unbounded for unknown/derived columns)."""
+    try:
+        return tuple(get_metric_class(split_metric_id(column)[0]).bounds)
+    except UnknownMetricError:
+        return (float("-inf"), float("inf"))
 
 
 def metric_direction(metric: str | Metric) -> bool:

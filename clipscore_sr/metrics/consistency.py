@@ -259,6 +259,7 @@ class _LRMetric(Metric):
 @register_metric
 class LRL1(_LRMetric):
     name = "lr-l1"
+    bounds = (0.0, 1.0)
     higher_is_better = False
     best_value = 0.0
     units = "data-range units"
@@ -280,6 +281,7 @@ class LRPSNR(_LRMetric):
 @register_metric
 class LRSAM(_LRMetric):
     name = "lr-sam"
+    bounds = (0.0, 180.0)
     higher_is_better = False
     best_value = 0.0
     units = "degrees"

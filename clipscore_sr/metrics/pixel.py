@@ -394,6 +394,7 @@ class PSNR(PixelMetric):
 @register_metric
 class SSIM(PixelMetric):
     name = "ssim"
+    bounds = (-1.0, 1.0)
     best_value = 1.0
     higher_is_better = True
     units = "unitless"
@@ -412,6 +413,7 @@ class SSIM(PixelMetric):
 @register_metric
 class SSIMGray(PixelMetric):
     name = "ssim-gray"
+    bounds = (-1.0, 1.0)
     best_value = 1.0
     higher_is_better = True
     units = "unitless"

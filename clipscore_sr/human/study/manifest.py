@@ -82,22 +82,29 @@ class Study:
                 "trials": [asdict(t) for t in self.trials]}
 
 
-def trusted_root(folder: str | os.PathLike) -> Path | None:
+def trusted_root(folder: str | os.PathLike) -> list[Path] | None:
     """For a judgement file inside a study folder: the folder that holds the study and every input file its
     ``study.json`` names (the GT and SR folders chosen at ``make`` time), or None when ``folder`` holds no study.
 
     Judgement files written by a study name those inputs relative to the study folder (``../gt/x.png``); this
     root confines them to what the study was made from instead of refusing them as leaving the study folder.
     """
-    folder = Path(folder)
+    folder = Path(os.path.realpath(folder))
     if not (folder / MANIFEST).is_file():
         return None
     try:
-        trials = json.loads((folder / MANIFEST).read_text()).get("trials") or []
-        paths = [os.path.realpath(folder / t[k]) for t in trials for k in ("gt", "a", "b") if t.get(k)]
+        data = json.loads((folder / MANIFEST).read_text())
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None
+        opts = data.get("options") or {}
+        named = [opts.get("gt_dir"), *(opts.get("method_dirs") or {}).values()]
+        dirs = [os.path.realpath(folder / d) for d in named if isinstance(d, str) and d]
     except (OSError, ValueError, TypeError, AttributeError):
         return None
-    return Path(os.path.commonpath([os.path.realpath(folder), *paths]))
+    # the named input folders only, never one that holds the study folder itself ('/', '..'): a study.json
+    # cannot widen the root above the judgement file's own folder
+    dirs = [d for d in dirs if os.path.commonpath([d, str(folder)]) != d]
+    return [folder, *map(Path, dirs)]
 
 
 def write_study(study: Study) -> Path:

@@ -1,11 +1,5 @@
-"""Display renders: one stretch per scene, computed from the GT and applied identically to every candidate.
-
-Images are read with :func:`clipscore_sr.io.read_image` (``bands`` 1-based, ``data_range`` as in ``score``),
-so values are in [0, 1]. The stretch maps ``[lo, hi]`` of each displayed band to [0, 255] (clipped):
-``percentile`` takes ``lo``/``hi`` as percentiles of the GT's band, ``none`` uses [0, 1], ``auto`` is ``none``
-for 8-bit inputs and ``percentile`` otherwise (16-bit, float, multispectral). Because ``lo``/``hi`` come
-from the GT alone, the rendering never favours a candidate.
-"""
+"""Display renders of a study: one stretch per scene, computed from the GT and applied identically to every
+candidate (:mod:`clipscore_sr.display`), so the rendering never favours a candidate."""
 
 from __future__ import annotations
 
@@ -15,33 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ...display import STRETCHES, stretch_limits, to_display
 from ...io import read_image
 from .manifest import StudyError
 
-STRETCHES = ("auto", "percentile", "none")
-
-
-def stretch_limits(gt: np.ndarray, *, dtype: str, stretch: str = "auto",
-                   percentiles: Sequence[float] = (2.0, 98.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band ``(lo, hi)`` ``[C]`` from a GT ``[C,H,W]`` in [0, 1] (see the module docstring)."""
-    if stretch not in STRETCHES:
-        raise StudyError(f"--stretch {stretch}: expected one of {', '.join(STRETCHES)}")
-    c = gt.shape[0]
-    if stretch == "none" or (stretch == "auto" and dtype == "uint8"):
-        return np.zeros(c), np.ones(c)
-    p_lo, p_hi = percentiles
-    flat = gt.reshape(c, -1).astype(np.float64)
-    lo = np.array([np.nanpercentile(b[np.isfinite(b)], p_lo) if np.isfinite(b).any() else 0.0 for b in flat])
-    hi = np.array([np.nanpercentile(b[np.isfinite(b)], p_hi) if np.isfinite(b).any() else 1.0 for b in flat])
-    hi = np.where(hi > lo, hi, lo + 1e-6)
-    return lo, hi
-
-
-def to_display(chw: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``[C,H,W]`` -> 8-bit ``[H,W,C]`` (C = 1 or 3) with the given per-band limits; NaN/inf -> 0."""
-    x = (np.nan_to_num(chw.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) - lo[:, None, None])
-    x = x / (hi - lo)[:, None, None]
-    return np.ascontiguousarray(np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8).transpose(1, 2, 0))
+__all__ = ["STRETCHES", "degrade", "render_scene", "save_png", "stretch_limits", "to_display"]
 
 
 def degrade(display: np.ndarray) -> np.ndarray:
