@@ -357,14 +357,16 @@ def _score_batch(items: list[DecodedPair], metrics: Sequence[Metric], device: to
         values, errors = _metric_batch(metric, items, tensors)
         add(values, errors)
         if extras.get("maps_dir") and getattr(metric, "last_maps", None) is not None and not any(errors):
-            _write_maps(metric, items, extras["maps_dir"])
+            _write_maps(metric, items, extras["maps_dir"], extras)
     if extras.get("baseline"):
         _add_baseline(items, metrics, tensors, rows, add, extras["baseline"])
     return rows
 
 
-def _write_maps(metric: Metric, items: list[DecodedPair], maps_dir: str | os.PathLike) -> None:
-    """Correctness maps of the batch just scored: PNG, plus GeoTIFF when the SR (or HR) file is one."""
+def _write_maps(metric: Metric, items: list[DecodedPair], maps_dir: str | os.PathLike,
+                extras: dict[str, Any]) -> None:
+    """Correctness maps of the batch just scored: PNG, plus GeoTIFF when the SR (or HR) file is one; and the
+    captioned figure (LR | SR | HR | map, fractions in the title) for the first ``extras['maps_figures']`` pairs."""
     from .metrics.correctness import write_class_map
 
     maps = metric.last_maps
@@ -372,7 +374,17 @@ def _write_maps(metric: Metric, items: list[DecodedPair], maps_dir: str | os.Pat
     sub = Path(maps_dir) / metric.id.replace(":", "-") if getattr(metric, "spec", None) else Path(maps_dir)
     for i, d in enumerate(items):
         geo = next((p for p in (d.pair.sr, d.pair.gt) if p and Path(p).suffix.lower() in (".tif", ".tiff")), None)
-        write_class_map(sub, d.pair.key, classes[i], patch_size=maps.patch_size, geo_source=geo)
+        png = write_class_map(sub, d.pair.key, classes[i], patch_size=maps.patch_size, geo_source=geo)[0]
+        if extras.get("maps_figures", 0) > 0 and d.lr is not None and d.gt is not None:
+            from .figures.correctness_maps import draw_correctness_maps
+
+            extras["maps_figures"] -= 1
+            cls = np.repeat(np.repeat(classes[i], maps.patch_size, 0), maps.patch_size, 1)
+            fr = tuple(float(f) for f in maps.fractions[i])
+            draw_correctness_maps(d.lr, d.sr, d.gt, cls, fr, png.with_name(png.name[:-len(".png")] + "-figure.png"),
+                                  title=f"{d.pair.key}: improvement {100 * fr[0]:.1f}%, omission {100 * fr[1]:.1f}%, "
+                                        f"hallucination {100 * fr[2]:.1f}% ({metric.id})",
+                                  dtype=d.seen.get("gt", ("",))[0])
     metric.last_maps = None
 
 
@@ -457,6 +469,7 @@ def score_pairs(
     per_band: bool = False,
     baseline: str | None = None,
     maps_dir: str | os.PathLike | None = None,
+    maps_figures: int = 50,
     mixed_sizes: bool = False,
     lr_from_gt: bool = False,
 ) -> pd.DataFrame:
@@ -471,7 +484,8 @@ def score_pairs(
     ``lr`` or ``hr+lr``; ``lr_frame`` picks a frame (1-based) or the ``"mean"`` of multi-frame LR strips.
     ``per_band`` adds one column per band for psnr/ssim/cpsnr; ``baseline="bicubic"`` adds, per column, the
     value of the bicubic-upsampled LR, the gain over it and (bounded metrics) the fraction of the gap closed;
-    ``maps_dir`` receives correctness maps; ``mixed_sizes`` lets size-agnostic metrics (CLIPScore) compare SR
+    ``maps_dir`` receives correctness maps (and, for the first ``maps_figures`` pairs with HR and LR, the captioned
+    figure ``<key>.correctness-figure.png``); ``mixed_sizes`` lets size-agnostic metrics (CLIPScore) compare SR
     with a reference of another size (or with the LR input where a pair has no HR); ``lr_from_gt`` uses a GT
     smaller than SR by an integer scale as the pair's LR input (judgement files of real-world SR, no HR).
     """
@@ -491,7 +505,8 @@ def score_pairs(
                                    metric_options=metric_options, progress=progress,
                                    snapshot_every=snapshot_every, rank=rank, world=world, local_rank=local_rank,
                                    writer_out=writer_out, lr_frame=lr_frame, per_band=per_band, baseline=baseline,
-                                   maps_dir=maps_dir, mixed_sizes=mixed_sizes, lr_from_gt=lr_from_gt)
+                                   maps_dir=maps_dir, maps_figures=maps_figures, mixed_sizes=mixed_sizes,
+                                   lr_from_gt=lr_from_gt)
     finally:
         for lock in locks:
             lock.release()
@@ -499,7 +514,7 @@ def score_pairs(
 
 def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, bands, data_range, device, precision,
                         metric_options, progress, snapshot_every, rank, world, local_rank, writer_out, lr_frame,
-                        per_band, baseline, maps_dir, mixed_sizes, lr_from_gt):
+                        per_band, baseline, maps_dir, maps_figures, mixed_sizes, lr_from_gt):
     dev = resolve_device(device)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
@@ -534,7 +549,7 @@ def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, ban
         dup = next(c for c in value_columns if value_columns.count(c) > 1)
         raise SRMetricsError(f"two metrics write the column '{dup}'")
     columns = ["key", "gt", "sr", *value_columns, "error"]
-    extras = {"baseline": baseline, "maps_dir": maps_dir, "mixed_sizes": mixed_sizes}
+    extras = {"baseline": baseline, "maps_dir": maps_dir, "mixed_sizes": mixed_sizes, "maps_figures": maps_figures}
 
     keys = [p.key for p in pairs]
     if len(set(keys)) != len(keys):

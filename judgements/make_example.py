@@ -30,6 +30,9 @@ DEFAULT_SOURCE = next((p / "shared" / "samples" for p in REPO.parents if (p / "s
 TILE = 64
 SEED = 20240611
 ANNOTATOR = "construct-severity"
+# the demo's scene tiles (clipscore_sr/data/demo/scene/gt/yYYYxXXX.png): never reused here, so no image is stored
+# twice and the demo's scores stay independent of the example's labels
+DEMO_TILES = REPO / "clipscore_sr" / "data" / "demo" / "scene" / "gt"
 
 # dataset -> degradation -> severities, mildest first (the vote always goes to the milder one)
 DESIGN: dict[str, dict[str, tuple[float, ...]]] = {
@@ -44,18 +47,26 @@ def to_uint8(data01: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.moveaxis(data01, 0, -1) * 255.0), 0, 255).astype(np.uint8)
 
 
-def pick_tiles(img: np.ndarray, n: int) -> list[tuple[int, int]]:
+def demo_tiles() -> set[tuple[int, int]]:
+    """``(y, x)`` of the demo's scene tiles (from their file names)."""
+    import re
+
+    found = (re.fullmatch(r"y(\d+)x(\d+)", p.stem) for p in DEMO_TILES.glob("*.png"))
+    return {(int(m[1]), int(m[2])) for m in found if m}
+
+
+def pick_tiles(img: np.ndarray, n: int, exclude: set[tuple[int, int]] = frozenset()) -> list[tuple[int, int]]:
     """The ``n`` non-overlapping TILE x TILE tiles with the most texture (std of luminance), in a fixed order.
 
     Tiles with any no-data fill pixel (255 or 0 in every band: the white collar of the rotated scene edge)
-    are rejected, so the scene edge is never counted as texture.
+    are rejected, so the scene edge is never counted as texture; so are the ``exclude`` positions.
     """
     h, w = img.shape[:2]
     lum = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     fill = fill_pixels(img)
     cands = [(float(lum[y:y + TILE, x:x + TILE].std()), y, x)
              for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)
-             if not fill[y:y + TILE, x:x + TILE].any()]
+             if not fill[y:y + TILE, x:x + TILE].any() and (y, x) not in exclude]
     if len(cands) < n:
         raise SystemExit(f"only {len(cands)} tiles without no-data fill; need {n}")
     cands.sort(key=lambda c: (-c[0], c[1], c[2]))
@@ -92,7 +103,7 @@ def build(source: Path, out: Path) -> dict[str, int]:
         shutil.rmtree(out / "images", ignore_errors=True)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)
-    tiles = pick_tiles(rgb, TILES_PER_DATASET * len(DESIGN))
+    tiles = pick_tiles(rgb, TILES_PER_DATASET * len(DESIGN), exclude=demo_tiles())
     rows: list[dict[str, str]] = []
     n_images = 0
     for d_index, (dataset, kinds) in enumerate(DESIGN.items()):

@@ -52,7 +52,7 @@ def test_demo_offline_writes_its_outputs(empty_caches: Path) -> None:
     agreement = pd.read_csv(out / "agreement.csv")
     assert set(PIXEL_METRICS) <= set(agreement["metric"])
     assert "constructed labels" in res.output and "not human" in res.output
-    assert "judge these pairs yourself" in res.output
+    assert f"judge the demo outputs yourself: srmetrics demo --study --out {out}" in res.output
     assert str(out / "figure3.png") in res.output
 
 
@@ -97,3 +97,19 @@ def test_demo_with_missing_clip_spec_fails_clearly(empty_caches: Path) -> None:
                                     f"local-dir:{empty_caches / 'nope'}"])
     assert res.exit_code == 2
     assert "--clip local-dir:" in res.output and "Traceback" not in res.output
+
+
+def test_no_image_is_stored_twice() -> None:
+    """The demo scene and the example judgement set share no file content (make_example.py skips the demo's
+    tiles): one copy of each fact."""
+    import hashlib
+
+    repo = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for root in ("judgements/example", "clipscore_sr/data/demo"):
+        for p in sorted((repo / root).rglob("*")):
+            if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".tif", ".tiff"):
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                assert digest not in seen, f"{p} duplicates {seen[digest]}"
+                seen[digest] = p
+    assert len(seen) > 40

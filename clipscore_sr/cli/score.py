@@ -119,7 +119,10 @@ def lr_scoring_options(func):
         click.option("--baseline", type=click.Choice(["bicubic"]), default=None,
                      help="Add per column the bicubic-upsampled LR's value, the gain and the gap closed (needs --lr)."),
         click.option("--maps", "maps_dir", type=click.Path(file_okay=False), default=None,
-                     help="Write correctness maps (PNG; GeoTIFF for GeoTIFF inputs) to this folder."),
+                     help="Write correctness maps (PNG; GeoTIFF for GeoTIFF inputs) to this folder, and a captioned "
+                          "figure (LR | SR | HR | map, with a legend) per pair: <key>.correctness-figure.png."),
+        click.option("--maps-figures", type=click.IntRange(min=0), default=50, show_default=True,
+                     help="With --maps: captioned figures for at most this many pairs (0 = class maps only)."),
         click.option("--mixed-sizes", is_flag=True,
                      help="Let size-agnostic metrics (clipscore) compare SR with a reference of another size."),
     ]
@@ -166,7 +169,7 @@ def file_band_to_channel(band: int | None, bands: str | None, option: str) -> in
 @lr_scoring_options
 def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir, strict, resume, by_method,
                   montage_out, bands, data_range, crop_border, batch_size, workers, device, precision, cache_dir,
-                  sam_checkpoint, metric_option, quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir,
+                  sam_checkpoint, metric_option, quiet, lr_dir, lr_frame, scale, per_band, red_band, nir_band, baseline, maps_dir, maps_figures,
                   mixed_sizes) -> None:
     """Score every SR image in SR_DIR against its GT in GT_DIR (paired by relative path without extension).
 
@@ -233,7 +236,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
             pairing.pairs, metric_ids, out=out, resume=resume, batch_size=batch_size, workers=workers,
             bands=bands, data_range=data_range, device=device, precision=precision,
             metric_options=options, progress=not quiet, lr_frame=lr_frame, per_band=per_band,
-            baseline=baseline, maps_dir=maps_dir, mixed_sizes=mixed_sizes,
+            baseline=baseline, maps_dir=maps_dir, maps_figures=maps_figures, mixed_sizes=mixed_sizes,
         )
     run = df.attrs.get("run")
     if run is not None and run.columns:

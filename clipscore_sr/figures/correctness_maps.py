@@ -1,28 +1,35 @@
 """Correctness-maps figure: LR input, SR output, HR reference and the improvement / omission / hallucination
 map of :func:`clipscore_sr.metrics.correctness.correctness`, with the three fractions in the title.
 
-Regenerate the WorldStrat figure (``reports/worldstrat-correctness.png``) from the repository root::
+From the command line: ``srmetrics maps HR SR LR -o fig.png`` (one triplet), or ``srmetrics score ... --lr LR_DIR
+-m correctness --maps DIR`` (a figure per pair beside the class maps). Regenerate the WorldStrat figure
+(``reports/worldstrat-correctness.png``) from the repository root::
 
-    python -m clipscore_sr.figures.correctness_maps ../shared/samples/worldstrat/HR.png \\
-        ../shared/samples/worldstrat/SR.png ../shared/samples/worldstrat/L1.png -o reports/worldstrat-correctness.png
+    srmetrics maps ../shared/samples/worldstrat/HR.png ../shared/samples/worldstrat/SR.png \\
+        ../shared/samples/worldstrat/L1.png -o reports/worldstrat-correctness.png
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..display import DEFAULT_PERCENTILES, describe_stretch, stretch_limits, to_display
 from .style import figure_format, save_figure
 
 
 def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classes: np.ndarray,
                           fractions: tuple[float, float, float], out_path: str | os.PathLike, *,
-                          title: str = "", lr_stats: dict[str, float] | None = None) -> Path:
-    """Four panels from ``[C,H,W]`` images in [0,1] (first 3 bands shown) and a ``[h,w]`` class map (-1 left out)."""
+                          title: str = "", lr_stats: dict[str, float] | None = None, stretch: str = "auto",
+                          dtype: str = "", percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> Path:
+    """Four panels from ``[C,H,W]`` images in [0,1] (first 3 bands shown) and a ``[h,w]`` class map (-1 left out).
+    LR, SR and HR share one display stretch computed from the HR (``stretch``/``dtype``/``percentiles`` as in
+    :func:`clipscore_sr.display.stretch_limits`; ``dtype`` is the files' storage type, 'uint8' shows 8-bit data
+    unstretched under ``auto``); the legend says which."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -30,9 +37,13 @@ def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classe
 
     figure_format(out_path)
 
+    def shown(x: np.ndarray) -> np.ndarray:
+        return x[:3] if x.shape[0] >= 3 else np.repeat(x[:1], 3, axis=0)
+
+    lo, hi = stretch_limits(shown(hr), dtype=dtype, stretch=stretch, percentiles=percentiles)
+
     def rgb(x: np.ndarray) -> np.ndarray:
-        x = x[:3] if x.shape[0] >= 3 else np.repeat(x[:1], 3, axis=0)
-        return np.clip(np.moveaxis(x, 0, -1), 0, 1)
+        return to_display(shown(x), lo, hi)
 
     fig = Figure(figsize=(13, 4.4))
     axes = fig.subplots(1, 4)
@@ -50,42 +61,38 @@ def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classe
                for c, n, f in zip(CLASS_COLOURS, CLASS_NAMES, fractions)]
     handles.append(Patch(color=np.array(MASKED_COLOUR) / 255, label="left out (LR_up close to HR)"))
     fig.legend(handles=handles, loc="lower center", fontsize=8, ncol=4, frameon=False)
+    fig.text(0.01, 0.005, f"display: {describe_stretch(stretch, dtype, percentiles).replace('row', 'HR')}",
+             fontsize=6, color="#555555", va="bottom")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.78, bottom=0.08, wspace=0.04)
     return save_figure(fig, out_path, dpi=100)
 
 
-def main(argv: list[str] | None = None) -> None:
+def correctness_figure(hr_path: str | os.PathLike, sr_path: str | os.PathLike, lr_path: str | os.PathLike,
+                       out_path: str | os.PathLike, *, patch_size: int = 1, bands: Sequence[int] | None = None,
+                       data_range: float | None = None, stretch: str = "auto") -> dict[str, Any]:
+    """Read one HR/SR/LR triplet (``bands`` 1-based, ``data_range`` as in ``score``), compute its correctness
+    (L1 per pixel, d_ref > q75) and the LR-consistency numbers, and draw the captioned figure. Returns the
+    fractions and the numbers."""
+    import torch
+
     from .. import io
     from ..metrics import get_metric
     from ..metrics.correctness import correctness
 
-    ap = argparse.ArgumentParser(description="Correctness-maps figure for one HR/SR/LR triplet.")
-    ap.add_argument("hr")
-    ap.add_argument("sr")
-    ap.add_argument("lr")
-    ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--patch-size", type=int, default=1)
-    args = ap.parse_args(argv)
-    import torch
-
-    hr, sr, lr = (io.read_image(p) for p in (args.hr, args.sr, args.lr))
+    hr, sr, lr = (io.read_image(p, bands=bands, data_range=data_range) for p in (hr_path, sr_path, lr_path))
     t = [torch.from_numpy(x.data[None]) for x in (sr, hr, lr)]
-    maps = correctness(*t, patch_size=args.patch_size, levels=int(hr.data_range))
-    stats = {m: float(v[m] if isinstance(v, dict) else v) for m in ("lr-psnr", "lr-sam", "lr-shift")
-             for v in [get_metric(m)(t[0], t[2])]}
-    stats = {"lr-psnr (dB)": stats["lr-psnr"], "lr-sam (deg)": stats["lr-sam"], "lr-shift (LR px)": stats["lr-shift"]}
+    maps = correctness(*t, patch_size=patch_size, levels=int(hr.data_range) if hr.dtype != "float32" else 256)
+    raw = {m: float(v[m] if isinstance(v, dict) else v) for m in ("lr-psnr", "lr-sam", "lr-shift")
+           for v in [get_metric(m)(t[0], t[2])]}
+    stats = {"lr-psnr (dB)": raw["lr-psnr"], "lr-sam (deg)": raw["lr-sam"], "lr-shift (LR px)": raw["lr-shift"]}
     classes = maps.classes[0].numpy()
-    if args.patch_size > 1:
-        classes = np.repeat(np.repeat(classes, args.patch_size, 0), args.patch_size, 1)
+    if patch_size > 1:
+        classes = np.repeat(np.repeat(classes, patch_size, 0), patch_size, 1)
     fr = tuple(float(f) for f in maps.fractions[0])
-    title = (f"{Path(args.sr).parent.name}: correctness of SR vs HR with LR (L1, per pixel, d_ref > q75); "
+    title = (f"{Path(sr_path).parent.name}: correctness of SR vs HR with LR (L1, per pixel, d_ref > q75); "
              f"improvement {100 * fr[0]:.1f}%, omission {100 * fr[1]:.1f}%, hallucination {100 * fr[2]:.1f}%")
-    draw_correctness_maps(lr.data, sr.data, hr.data, classes, fr, args.out, title=title, lr_stats=stats)
-    print(f"wrote {args.out}: improvement {fr[0]:.4f}, omission {fr[1]:.4f}, hallucination {fr[2]:.4f}; "
-          + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
-
-
-if __name__ == "__main__":
-    main()
+    path = draw_correctness_maps(lr.data, sr.data, hr.data, classes, fr, out_path, title=title, lr_stats=stats,
+                                 stretch=stretch, dtype=hr.dtype)
+    return {"path": str(path), "fractions": fr, "stats": stats}
