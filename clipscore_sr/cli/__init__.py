@@ -93,10 +93,15 @@ class _Group(click.Group):
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings of this toolkit as one line, 'Warning: ...' on stderr (others keep their origin)."""
     module = (filename or "").replace("\\", "/")
-    if "/clipscore_sr/" in module or issubclass(category, SRMetricsWarning):
-        click.echo(f"Warning: {message}", err=True)
+    text = f"Warning: {message}"
+    if "/clipscore_sr/" not in module and not issubclass(category, SRMetricsWarning):
+        text += f" ({category.__name__}, {Path(module).name}:{lineno})"
+    if "tqdm" in sys.modules:  # a progress bar may be on screen: print on a line of its own, bar redrawn below
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
     else:
-        click.echo(f"Warning: {message} ({category.__name__}, {Path(module).name}:{lineno})", err=True)
+        click.echo(text, err=True)
 
 
 def _exit_quietly(code: int) -> None:

@@ -5,10 +5,15 @@ Routes (all under the server's root): ``/`` the page, ``/static/{app.js,app.css}
 ?annotator=NAME`` (only the study's renders), ``POST /api/answer`` and ``POST /api/undo``.
 
 Security: the server binds 127.0.0.1 by default and then refuses requests whose ``Host`` is not a loopback
-name (DNS rebinding). With ``token`` every request must carry it (``?token=``, the ``X-Study-Token`` header or
-the cookie the page sets); the comparison is constant-time. Submissions are checked field by field: unknown
-trial, a side that is not the one this annotator was shown, a choice the study does not allow, a malformed
-body: HTTP 400 with a message, nothing written.
+name (DNS rebinding). Requests that change state (``POST``) must come from the page itself: an ``Origin`` (or
+``Sec-Fetch-Site``) naming another origin, another port of the same host included, is refused (403), and the
+body must be ``application/json`` (which a page elsewhere cannot send without a CORS preflight this server never
+grants). With ``token`` every request must carry it (``?token=``, the ``X-Study-Token`` header or the cookie the
+page sets), and every write must carry it in the ``X-Study-Token`` header (the page reads it from its own HTML;
+a cookie alone, which the browser also sends for other pages of the same site, is not enough); comparisons are
+constant-time. Bodies are read up to 4 KB and no further. Submissions are checked field by field: unknown trial,
+a side that is not the one this annotator was shown, a choice the study does not allow, a malformed or deeply
+nested body, an annotator name with control characters: HTTP 4xx with a message, nothing written.
 """
 
 from __future__ import annotations
@@ -59,12 +64,12 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
     study: Study = load_study(study_dir)
     store = JudgementStore(study.root)
     trials = study.by_id
-    if annotator is not None and not ANNOTATOR.match(annotator):
+    if annotator is not None and not ANNOTATOR.fullmatch(annotator):
         raise BadRequest(f"--annotator '{annotator}': use letters, digits, space, '.', '_', '@' or '-' (max 64)")
     static = static_dir()
 
     def who(value: Any) -> str:
-        if not isinstance(value, str) or not ANNOTATOR.match(value):
+        if not isinstance(value, str) or not ANNOTATOR.fullmatch(value):
             raise BadRequest("annotator: 1-64 letters, digits, space, '.', '_', '@' or '-' expected")
         if annotator is not None and value != annotator:
             raise BadRequest(f"annotator: this server records answers of '{annotator}' only")
@@ -77,20 +82,36 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
         return t
 
     async def body(request: Request, keys: set[str]) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise BadRequest(f"body larger than {MAX_BODY} bytes")
+        too_big = BadRequest(f"body larger than {MAX_BODY} bytes", 413)
         try:
-            data = json.loads(raw)
+            declared = int(request.headers.get("content-length", "0"))
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+        if declared > MAX_BODY:
+            raise too_big
+        raw = bytearray()
+        async for chunk in request.stream():  # never more than MAX_BODY + one chunk in memory
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise too_big
+        try:
+            data = json.loads(bytes(raw))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise BadRequest("body is not JSON") from None
+        except RecursionError:
+            raise BadRequest("body is nested too deeply") from None
         if not isinstance(data, dict) or set(data) != keys:
             raise BadRequest(f"body must be a JSON object with exactly the keys {', '.join(sorted(keys))}")
         return data
 
     async def index(request: Request) -> Response:
-        resp = HTMLResponse((static / "index.html").read_text(encoding="utf-8"),
-                            headers={"Cache-Control": "no-store"})
+        import html
+
+        page = (static / "index.html").read_text(encoding="utf-8")
+        if token:  # the page sends it back in X-Study-Token on every write; other origins cannot read it
+            page = page.replace("<head>", f'<head>\n<meta name="study-token" content="{html.escape(token)}">', 1)
+        resp = HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                           "Content-Security-Policy": "frame-ancestors 'none'"})
         if token:
             resp.set_cookie(_COOKIE, token, httponly=True, samesite="strict")
         return resp
@@ -180,18 +201,34 @@ class _Guard:
             from starlette.responses import JSONResponse
 
             request = Request(scope)
-            problem = None
-            if self.loopback and not is_loopback(_host_name(request.headers.get("host", ""))):
-                problem = JSONResponse({"error": "Host header is not a loopback name"}, status_code=400)
-            elif self.token:
-                given = (request.query_params.get("token") or request.headers.get("x-study-token")
-                         or request.cookies.get(_COOKIE) or "")
-                if not hmac.compare_digest(given.encode(), self.token.encode()):
-                    problem = JSONResponse({"error": "missing or wrong token"}, status_code=403)
+            problem = self.refuse(request)
             if problem is not None:
-                await problem(scope, receive, send)
+                await JSONResponse({"error": problem[1]}, status_code=problem[0])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def refuse(self, request) -> tuple[int, str] | None:
+        """``(status, reason)`` when a request must be refused (see the module docstring), else None."""
+        host = request.headers.get("host", "")
+        if self.loopback and not is_loopback(_host_name(host)):
+            return 400, "Host header is not a loopback name"
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("origin")
+            if origin is not None and origin.lower() != f"http://{host}".lower():
+                return 403, f"cross-origin request refused (Origin {origin[:80]})"
+            site = request.headers.get("sec-fetch-site")
+            if site is not None and site not in ("same-origin", "none"):
+                return 403, f"cross-origin request refused (Sec-Fetch-Site {site[:20]})"
+            if not request.headers.get("content-type", "").lower().startswith("application/json"):
+                return 415, "a write must be sent as application/json"
+        if self.token:
+            header = request.headers.get("x-study-token") or ""
+            given = header if request.method not in ("GET", "HEAD") else (
+                request.query_params.get("token") or header or request.cookies.get(_COOKIE) or "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return 403, "missing or wrong token" + (" (a write needs the X-Study-Token header)"
+                                                       if request.method not in ("GET", "HEAD") else "")
+        return None
 
 
 def is_loopback(host: str) -> bool:
@@ -247,6 +284,8 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
     echo(f"study {study.root} ({len(study.trials)} trials) at {url}" + (f"?token={token}" if token else ""))
+    if app.state.store.repaired:
+        echo(f"Note: {app.state.store.repaired}")
     echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:

@@ -32,6 +32,15 @@ STATUS_COLUMNS = ("annotator", "answers", "real", "sentinels", "sentinel_correct
 def study_judgements(study: Study, path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Judgement rows of a study (default ``STUDY_DIR/judgements.csv``; an AMT import works too) with
     ``trial_kind`` filled in from the manifest; rows naming an unknown trial are an error naming the line."""
+    if path is None:  # the study's own file: opening the store repairs a header lost in a crash
+        import warnings
+
+        from ...errors import SRMetricsWarning
+        from .store import JudgementStore
+
+        repaired = JudgementStore(study.root).repaired
+        if repaired:
+            warnings.warn(repaired, SRMetricsWarning, stacklevel=2)
     path = Path(path) if path is not None else study.root / JUDGEMENTS
     if not path.is_file():
         raise StudyError(f"{path}: no judgements yet (serve the study with 'srmetrics study serve')")

@@ -4,7 +4,9 @@ The file is in the canonical schema (:mod:`clipscore_sr.human.judgements`) plus 
 (:data:`COLUMNS`). ``pair_id`` is the trial id. Writes take a thread lock and an ``fcntl`` lock on
 ``.judgements.lock`` so that several threads or server processes can share one study; before each write the
 store reads what other writers appended. A repeated (annotator, trial) is answered from the file, unchanged.
-A line cut short by a crash (no final newline) is ignored and overwritten by the next answer.
+A line cut short by a crash (no final newline) is ignored and overwritten by the next answer. The first answer is
+written together with the header in one atomic replace; a file left empty or without its header (by an older
+version's crash) is repaired when the store opens it, and anything else that is not the study's columns is refused.
 """
 
 from __future__ import annotations
@@ -64,8 +66,53 @@ class JudgementStore:
         self._count: dict[str, int] = {}
         self._offset = 0  # bytes of complete lines read
         self._ino: int | None = None
+        self.repaired = ""  # what opening the store repaired ('' when nothing)
+        with self._tlock, open(self.root / _LOCK, "a+") as lock:
+            import fcntl
+
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                self.repaired = self._repair()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
         with self._locked():
             pass
+
+    def _repair(self) -> str:
+        """Give an empty or header-less judgements.csv its header back (atomically); '' when nothing to do."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        header = self._line(list(COLUMNS))
+        if data.startswith(header):
+            return ""
+        if data.strip() == b"" or header.startswith(data):  # empty, or a header cut short
+            self.path.unlink()
+            return f"{self.path}: removed an empty or cut-short file (no answers in it)"
+        first = data.split(b"\n", 1)[0]
+        try:
+            values = next(csv.reader([first.decode("utf-8")]))
+        except (UnicodeDecodeError, StopIteration, csv.Error):
+            values = []
+        if len(values) != len(COLUMNS) or values[list(COLUMNS).index("trial_kind")] not in ("real", "sentinel",
+                                                                                                "repeat"):
+            from .manifest import StudyError
+
+            raise StudyError(f"{self.path}:1: header is not the study's columns ({', '.join(COLUMNS)}) and the "
+                             "line is no answer row either; move the file away to start the study afresh")
+        self._replace(header + data)
+        return f"{self.path}: the header line was missing (a crash during the first write?): restored"
+
+    def _replace(self, data: bytes) -> None:
+        """Write ``data`` as the whole file: temp file, fsync, atomic rename, fsync of the folder."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.root)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -131,20 +178,19 @@ class JudgementStore:
             old = self._index.get((row["annotator"], row["pair_id"]))
             if old is not None:
                 return old, False
-            new_file = not self.path.exists()
-            with open(self.path, "r+b" if not new_file else "wb") as fh:
-                if new_file:
-                    fh.write(self._line(list(COLUMNS)))
-                else:
+            line = self._line([row[c] for c in COLUMNS])
+            if self._offset == 0:  # no header read yet: header and first answer in one atomic replace
+                first = self._line(list(COLUMNS)) + line
+                self._replace(first)
+                self._offset, self._ino = len(first), os.stat(self.path).st_ino
+            else:
+                with open(self.path, "r+b") as fh:
                     fh.truncate(self._offset)  # drop a line cut short by a crash
                     fh.seek(self._offset)
-                fh.write(self._line([row[c] for c in COLUMNS]))
-                fh.flush()
-                os.fsync(fh.fileno())
-                self._offset = fh.tell()
-            if new_file:
-                _fsync_dir(self.root)
-                self._ino = os.stat(self.path).st_ino
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    self._offset = fh.tell()
             self._add(dict(row))
             return row, True
 
@@ -156,15 +202,7 @@ class JudgementStore:
                 return None
             last = mine[-1]
             keep = [r for r in self._rows if r is not last]
-            tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                fh.write(self._line(list(COLUMNS)))
-                for r in keep:
-                    fh.write(self._line([r[c] for c in COLUMNS]))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            _fsync_dir(self.root)
+            self._replace(b"".join([self._line(list(COLUMNS)), *(self._line([r[c] for c in COLUMNS]) for r in keep)]))
             self._reset()
             self._sync()
             return last

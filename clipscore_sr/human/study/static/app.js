@@ -12,6 +12,8 @@
   async function api(method, url, body) {
     const opt = { method, credentials: "same-origin", headers: {} };
     if (body !== undefined) { opt.headers["Content-Type"] = "application/json"; opt.body = JSON.stringify(body); }
+    const token = document.querySelector('meta[name="study-token"]');
+    if (token && method !== "GET") opt.headers["X-Study-Token"] = token.content;
     let r;
     try { r = await fetch(url, opt); } catch (e) {  // no answer at all: the server is down or unreachable
       const err = new Error("the study server does not answer"); err.network = true; throw err;
@@ -151,11 +153,11 @@
       }
     }
     delete document.body.dataset.unsaved;
-    message(swapped ? `saved: the one shown on the ${key} when you pressed the key` : "");
     S.answered.add(t.id);
     const i = nextUnanswered(S.idx + 1);
     if (i < 0) { S.busy = false; finish(); return; }
     await showTrial(i);
+    if (swapped) message(`saved: the one that was shown on the ${key} when you pressed the key`);
   }
 
   async function undo() {
