@@ -86,7 +86,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         if fmt == ".csv":
-            df.to_csv(tmp, index=False)
+            from .csvcells import escape_frame
+
+            escape_frame(df).to_csv(tmp, index=False)  # no text cell a spreadsheet would run as a formula
         elif fmt == ".json":
             records = [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
             with open(tmp, "w") as fh:
@@ -111,7 +113,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     fmt = output_format(path)
     try:
         if fmt == ".csv":
-            return pd.read_csv(path, keep_default_na=True, dtype={"key": str, "gt": str, "sr": str, "error": str})
+            from .csvcells import unescape_frame
+
+            return unescape_frame(pd.read_csv(path, keep_default_na=True,
+                                              dtype={"key": str, "gt": str, "sr": str, "error": str}))
         if fmt == ".json":
             with open(path) as fh:
                 records = json.load(fh)

@@ -46,7 +46,7 @@ from ..errors import SRMetricsError
               help="SR3 only: ancestral DDPM over all steps, or DDIM.")
 @click.option("--steps", type=int, default=50, show_default=True, help="SR3 DDIM steps.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="SR3 DDIM eta (0 = deterministic).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for frame choice and SR3 noise.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed for frame choice and SR3 noise.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def generate_command(model_name: str | None, size: str, checkpoint: str, input_dir: str, out_dir: str, layout: str,
                      s2_bands: str | None, n_frames: int | None, scale: int | None, frame_size: str, bands: str | None,

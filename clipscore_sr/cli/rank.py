@@ -22,11 +22,12 @@ import click
               help="Also rank per dataset (the pooled 'all' ranking is always written).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples of scenes for the CIs (0 = none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
-@click.option("--prior-sd", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
-              help="Sd of the N(0, sd^2) prior on each score (model units); keeps all-win methods finite.")
+@click.option("--prior-sd", type=click.FloatRange(0.01, 100.0), default=10.0, show_default=True,
+              help="Sd of the N(0, sd^2) prior on each score (model units, 0.01 to 100); keeps all-win methods "
+                   "finite.")
 @click.option("--skip-invalid", is_flag=True, help="Rank the valid rows and report the bad ones instead of stopping.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
               help="Drop annotators whose leave-one-out majority agreement is below this.")

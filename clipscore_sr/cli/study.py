@@ -29,7 +29,7 @@ def study_group() -> None:
               help="A method's output folder (files pair with GT_DIR by relative path, as in 'score'); >= 2.")
 @click.option("--trials", "n_trials", type=int, required=True,
               help="Trials per annotator, sentinels and repeats included.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling and the sides.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the sampling and the sides.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
               help="Study folder to create (new or empty).")
 @click.option("--sentinels", type=float, default=0.0, show_default=True,
@@ -117,9 +117,13 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
         --image-base-url https://bucket.s3.amazonaws.com/my-study/ -o hits.csv --template hit.html
     """
     from ..human.study.amt import export_amt, import_command
-    from ..human.study.manifest import load_study
+    from ..human.study.manifest import JUDGEMENTS, MANIFEST, load_study
+    from ..results import check_outputs
 
     study = load_study(study_dir)
+    check_outputs({"--out": out, "--template": template_out},  # never over the study's own files or each other
+                  {"STUDY_DIR/study.json": study.root / MANIFEST, "STUDY_DIR/judgements.csv": study.root / JUDGEMENTS,
+                   "STUDY_DIR/amt-judgements.csv": study.root / "amt-judgements.csv"})
     n = export_amt(study, trials_per_hit, image_base_url, out, template_out)
     click.echo(f"{n} HIT(s) of up to {trials_per_hit} trial(s) -> {out}; template -> {template_out}")
     click.echo(f"upload {Path(study_dir) / 'renders'} to {image_base_url.rstrip('/')}/renders/; "

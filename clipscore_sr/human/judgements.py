@@ -109,7 +109,10 @@ class ValidationReport:
 # Reading
 
 def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Rows as ``(start_line, {column: value})`` with exact physical line numbers (quoted newlines ok)."""
+    """Rows as ``(start_line, {column: value})`` with exact physical line numbers (quoted newlines ok); cells
+    escaped against spreadsheet formulas by this toolkit (:mod:`clipscore_sr.csvcells`) read back as written."""
+    from ..csvcells import unescape
+
     if not path.is_file():
         raise JudgementError(f"{path}: judgements file not found")
     rows: list[tuple[int, dict[str, str]]] = []
@@ -130,7 +133,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str
                 prev_end = reader.line_num
                 if not values or all(not v.strip() for v in values):
                     continue  # blank line
-                row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header) if h}
+                row = {h: (unescape(values[i].strip()) if i < len(values) else "") for i, h in enumerate(header) if h}
                 if len(values) > len(header):
                     row[_EXTRA] = str(len(values) - len(header))
                 rows.append((start, row))
@@ -446,7 +449,9 @@ def write_judgements(df: pd.DataFrame, path: str | os.PathLike) -> None:
     cols += [c for c in df.columns if c not in cols and c not in internal]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df[cols].to_csv(tmp, index=False, lineterminator="\n")
+    from ..csvcells import escape_frame
+
+    escape_frame(df[cols]).to_csv(tmp, index=False, lineterminator="\n")  # no cell a spreadsheet runs as a formula
     os.replace(tmp, path)
 
 

@@ -446,8 +446,10 @@ def rank_methods(
         raise SRMetricsError(f"bootstrap must be >= 0, got {bootstrap}")
     if not 0 < confidence < 1:
         raise SRMetricsError(f"confidence must be in (0, 1), got {confidence}")
-    if not prior_sd > 0:
-        raise SRMetricsError(f"prior_sd must be > 0, got {prior_sd}")
+    if not 0.01 <= prior_sd <= 100:  # beyond: no prior at all (all-win scores run off) or a numerically flat one
+        raise SRMetricsError(f"--prior-sd must be between 0.01 and 100 (model units), got {prior_sd}")
+    if seed < 0:
+        raise SRMetricsError(f"seed must be >= 0, got {seed}")
     if not isinstance(votes, Votes):
         votes = votes_from_judgements(votes, skip_invalid=skip_invalid)
     info = dict(votes.info)

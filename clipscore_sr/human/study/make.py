@@ -21,7 +21,7 @@ from .manifest import (
     Trial,
     write_study,
 )
-from .render import render_scene
+from .render import check_display_size, render_scene
 from .sampling import sample_trials
 
 _METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -95,6 +95,8 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
                stretch: str = "auto", percentiles: Sequence[float] = (2.0, 98.0), dataset: str | None = None,
                workers: int = 4, progress: bool = False, echo: Callable[[str], None] | None = None) -> Study:
     """Make a study in ``out`` (a new or empty folder): see ``srmetrics study make --help``."""
+    if seed < 0:
+        raise StudyError(f"--seed {seed}: a seed is >= 0")
     out = Path(out)
     if (out / MANIFEST).exists():
         raise StudyError(f"{out / MANIFEST}: a study already exists here (its judgements would no longer match); "
@@ -112,6 +114,12 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
     used = sorted({s.scene for s in specs}, key=list(pairing.scenes).index)
     scene_dir = {k: f"{RENDERS}/{i:05d}" for i, k in enumerate(used)}
     sentinel_scenes = {s.scene for s in specs if s.kind == "sentinel"}
+    for key in used:  # before any work: every shown image small enough (headers only; bounded memory)
+        for path in pairing.scenes[key].values():
+            try:
+                check_display_size(path)
+            except SRMetricsError as exc:
+                raise StudyError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
 
     def render(key: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ from ...display import STRETCHES, stretch_limits, to_display
 from ...io import read_image
 from .manifest import StudyError
 
-__all__ = ["STRETCHES", "degrade", "render_scene", "save_png", "stretch_limits", "to_display"]
+__all__ = ["STRETCHES", "STUDY_MAX_PIXELS", "check_display_size", "degrade", "render_scene", "save_png",
+           "stretch_limits", "to_display"]
 
 
 def degrade(display: np.ndarray) -> np.ndarray:
@@ -27,6 +28,23 @@ def degrade(display: np.ndarray) -> np.ndarray:
     small = im.resize((max(1, w // f), max(1, h // f)), Image.BOX)
     out = np.asarray(small.resize((w, h), Image.NEAREST))
     return out[..., None] if out.ndim == 2 else out
+
+
+#: largest image a study shows (pixels; ``CLIPSCORE_SR_STUDY_MAX_PIXELS``): a person judges tiles, not scenes,
+#: and rendering a scene of this size takes about 1 GB
+STUDY_MAX_PIXELS = 16_000_000
+
+
+def check_display_size(path: str | os.PathLike) -> None:
+    """Refuse (one line, from the header alone) an image too large to be shown in a study."""
+    from ...io import check_pixel_cap
+
+    cap = int(os.environ.get("CLIPSCORE_SR_STUDY_MAX_PIXELS", STUDY_MAX_PIXELS))
+    h, w, _c, _planes = check_pixel_cap(path)
+    if h * w > cap:
+        raise StudyError(f"{path}: {w}x{h} px ({h * w / 1e6:.0f} Mpx) is too large to show in a study (at most "
+                         f"{cap / 1e6:g} Mpx, CLIPSCORE_SR_STUDY_MAX_PIXELS): cut the scenes into tiles first, "
+                         "e.g. 512x512 px")
 
 
 def save_png(path: Path, hwc: np.ndarray) -> None:
@@ -45,6 +63,7 @@ def render_scene(gt_path: str, outputs: dict[str, str], dest: Path, *, bands: Se
     names ``gt``, every method, and with ``sentinel`` also ``sentinel-gt`` (a copy of the GT render) and
     ``sentinel-degraded``. Raises :class:`StudyError` for unreadable files, sizes that differ from the GT and
     band counts that cannot be displayed."""
+    check_display_size(gt_path)
     gt = read_image(gt_path, bands=bands, data_range=data_range)
     c = gt.data.shape[0]
     if c not in (1, 3):

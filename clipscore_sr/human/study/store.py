@@ -160,15 +160,19 @@ class JudgementStore:
                 from .manifest import StudyError
 
                 raise StudyError(f"{self.path}:1: header is not the study's columns ({', '.join(COLUMNS)})")
+        from ...csvcells import unescape
+
         for values in lines:
             if len(values) == len(COLUMNS):
-                self._add(dict(zip(COLUMNS, values)))
+                self._add(dict(zip(COLUMNS, map(unescape, values))))
         self._offset += end
 
     @staticmethod
     def _line(values: list[str]) -> bytes:
+        from ...csvcells import escape
+
         buf = _io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(values)
+        csv.writer(buf, lineterminator="\n").writerow([escape(v) for v in values])
         return buf.getvalue().encode("utf-8")
 
     def append(self, row: dict[str, str]) -> tuple[dict[str, str], bool]:
