@@ -72,10 +72,6 @@ def family(model_name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # value checkers: each returns the normalised value or raises ValueError with a short reason
 
-#: a YAML document may expand (aliases counted at every use) to at most this many nodes
-MAX_YAML_NODES = 100_000
-
-
 def _show(v: Any, limit: int = 80) -> str:
     """A short repr for messages: bounded depth, items and length, whatever ``v`` holds (a YAML alias bomb
     is a small object graph whose full repr is astronomically long)."""
@@ -86,27 +82,6 @@ def _show(v: Any, limit: int = 80) -> str:
     r.maxstring, r.maxother = limit, limit
     text = r.repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _expanded_nodes(node: Any, limit: int) -> int:
-    """Number of nodes of a composed YAML document with every alias expanded (memoised; stops past limit)."""
-    memo: dict[int, int] = {}
-
-    def size(n: Any) -> int:
-        key = id(n)
-        if key not in memo:
-            memo[key] = 0  # recursive aliases count once
-            total = 1
-            if isinstance(n.value, list):
-                for item in n.value:
-                    for child in (item if isinstance(item, tuple) else (item,)):
-                        total += size(child)
-                        if total > limit:
-                            break
-            memo[key] = total
-        return memo[key]
-
-    return size(node) if node is not None else 0
 
 
 def _int(lo: int | None = None) -> Callable[[Any], int]:
@@ -473,24 +448,12 @@ def validate_config(raw: Any, source: str | os.PathLike | None = None, *, check_
 
 def load_config(path: str | os.PathLike, *, check_paths: bool = True) -> dict[str, Any]:
     """Read and validate a YAML run configuration (see :func:`validate_config`)."""
-    import yaml
+    from clipscore_sr.yamlsafe import read_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        text = path.read_text()
-        n_nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), MAX_YAML_NODES)
-        if n_nodes > MAX_YAML_NODES:
-            raise ConfigError(f"{path}: YAML expands to more than {MAX_YAML_NODES:,} values through aliases "
-                              "(&anchor / *alias); write the values out")
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where} ({problem})") from None
-    return validate_config(raw, path.name, check_paths=check_paths)
+    return validate_config(read_yaml(path), path.name, check_paths=check_paths)
 
 
 def run_label(cfg: Mapping[str, Any]) -> str:

@@ -116,8 +116,10 @@ class EmbeddingCache:
         self.stats = CacheStats()
         self.dir: Path | None = None
         if cache_dir is not None:
+            from .results import check_writable_dir
+
             self.dir = Path(cache_dir).expanduser() / "embeddings" / self.ns_hash
-            self.dir.mkdir(parents=True, exist_ok=True)
+            check_writable_dir(self.dir, "--cache")  # one-line error, not one per row
             meta = self.dir / "namespace.json"
             if not meta.exists():
                 _atomic_write(meta, json.dumps({"namespace": namespace, **(describe or {})}, indent=2,

@@ -40,13 +40,18 @@ def output_format(path: str | os.PathLike) -> str:
 
 def safe_text(v: Any) -> Any:
     """Text that every output format can store: a file name that is not valid UTF-8 (Python keeps its bytes as
-    lone surrogates) gets its bad bytes written as ``\\xNN``, the same way in CSV, JSON, Parquet and journals;
-    other values pass through."""
+    lone surrogates) gets its bad bytes written as ``\\xNN``, the same way in CSV, JSON, Parquet and journals.
+    In such text, and in text that holds a literal ``\\x``, a backslash is written twice, so no two names give
+    the same text; other values pass through."""
     if isinstance(v, str):
         try:
             v.encode("utf-8")
+            if "\\x" not in v:
+                return v
         except UnicodeEncodeError:
-            return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            pass
+        v = v.replace("\\", "\\\\")
+        return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return v
 
 
@@ -135,9 +140,8 @@ class ResultWriter:
         self.out = Path(out) if out is not None else None
         self.columns = list(columns)
         self.rows: list[dict[str, Any]] = []
-        if previous is not None and len(previous):
-            self.rows.extend({k: safe_text(v) for k, v in row.items()}
-                             for row in previous.reindex(columns=self.columns).to_dict(orient="records"))
+        if previous is not None and len(previous):  # read back from out/journal: already safe_text (not idempotent)
+            self.rows.extend(previous.reindex(columns=self.columns).to_dict(orient="records"))
         self.snapshot_every = snapshot_every
         self._last_snapshot = time.monotonic()
         self._journal = None
@@ -203,12 +207,12 @@ def read_journal_header(path: str | os.PathLike) -> dict[str, Any] | None:
     """The last run header in a journal (None if it has none)."""
     header = None
     try:
-        with open(path) as fh:
+        with open(path, "rb") as fh:  # bytes: a line with a bad byte is skipped like a torn one
             for line in fh:
-                if line.startswith('{"' + JOURNAL_HEADER + '"'):
+                if line.startswith(b'{"' + JOURNAL_HEADER.encode() + b'"'):
                     try:
-                        header = json.loads(line)[JOURNAL_HEADER]
-                    except json.JSONDecodeError:
+                        header = json.loads(line.decode("utf-8"))[JOURNAL_HEADER]
+                    except (json.JSONDecodeError, UnicodeDecodeError):
                         continue
     except FileNotFoundError:
         pass
@@ -216,17 +220,18 @@ def read_journal_header(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a journal file; a torn (partially written) last line and run headers are ignored."""
+    """Rows of a journal file; a torn (partially written) last line, a line that is not UTF-8 and run headers
+    are ignored."""
     rows = []
     try:
-        with open(path) as fh:
+        with open(path, "rb") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
+                    row = json.loads(line.decode("utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError):
                     continue
                 if isinstance(row, dict) and JOURNAL_HEADER not in row:
                     rows.append({k: _from_json_value(v) for k, v in row.items()})

@@ -102,7 +102,8 @@ def test_cli_baseline_per_band_maps_and_spectral(triplets: Path) -> None:
     # SR *is* bicubic(LR) up to PNG rounding: gains are ~0 and the baseline values equal the SR's
     np.testing.assert_allclose(df["psnr"], df["psnr@bicubic"], atol=0.05)
     np.testing.assert_allclose(df["ssim-gain"], 0, atol=2e-3)
-    assert sorted(p.name for p in maps.iterdir()) == [f"s{i}.correctness.png" for i in range(3)]
+    assert sorted(p.name for p in maps.iterdir()) == sorted(
+        [f"s{i}.correctness.png" for i in range(3)] + [f"s{i}.correctness-figure.png" for i in range(3)])
     # ergas from the LR size (scale 4) equals --scale 4
     r = run("score", str(triplets / "hr"), str(triplets / "sr"), "-m", "ergas", "--scale", "4", "-o",
             str(triplets / "e.csv"), "-q")

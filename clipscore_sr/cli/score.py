@@ -74,7 +74,7 @@ def parse_metric_option(text: str) -> dict:
     """``'correctness.patch_size=32'`` -> ``{'correctness.patch_size': 32}``. TARGET is a metric name or a full
     id (``correctness:lpips.patch_size=32``; the KEY is after the last dot). VALUE: an int or float as written
     (``1e-1`` too), else YAML (``true``, ``q75``, ``[0.8,0.8,0.4]``, ``null``), else the plain string."""
-    import yaml
+    from ..yamlsafe import load_yaml
 
     target, sep, raw = text.partition("=")
     name, dot, key = target.strip().rpartition(".")
@@ -91,10 +91,7 @@ def parse_metric_option(text: str) -> dict:
         except ValueError:
             continue
     else:
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError as exc:
-            raise SRMetricsError(f"--metric-option '{text}': VALUE is not valid YAML ({exc.problem})") from None
+        value = load_yaml(raw, f"--metric-option '{text}'", invalid="VALUE is not valid YAML") if raw else None
     return {f"{name.strip().lower()}.{key}": value}
 
 
@@ -184,6 +181,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     from ..metrics.base import parse_metric_list
     from ..pipeline import score_pairs
     from ..results import (
+        OutputLock,
         best_per_metric,
         check_outputs,
         format_best,
@@ -193,6 +191,7 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         summarize_by_method,
         write_table,
     )
+    from . import _rank
 
     metric_ids = parse_metric_list(metrics)
     higher_is_better = directions(metric_ids)  # unknown ids fail here, before any work
@@ -200,6 +199,8 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
         raise SRMetricsError("--resume needs --out (the file to resume)")
     # colliding, badly named or unwritable outputs fail here, before any work
     check_outputs({"--out": out, "--summary": summary_out}, {"--pairs": pairs_csv}, tables=("--out", "--summary"))
+    if summary_out and _rank() == 0:  # --summary is locked like --out, until the command ends
+        click.get_current_context().call_on_close(OutputLock(summary_out, "--summary").acquire().release)
     options = metric_options_from(crop_border, cache_dir, sam_checkpoint, metric_option)  # checks --cache before any work
     if pairs_csv:
         if gt_dir or sr_dir:

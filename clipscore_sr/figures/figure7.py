@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SRMetricsError
+from ..yamlsafe import read_yaml
 from .style import PALETTE, figure_format, save_figure
 
 
@@ -44,15 +45,10 @@ class RunCurve:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
     path = run_dir / "config.yaml"
     if not path.is_file():
         return {}
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise SRMetricsError(f"{path}: invalid YAML") from None
+    cfg = read_yaml(path)
     return cfg if isinstance(cfg, dict) else {}
 
 

@@ -21,7 +21,8 @@ Conventions
   (Guizar-Sicairos upsampled DFT, ``upsample_factor`` 100 by default: 0.01 px steps), as
   ``skimage.registration.phase_cross_correlation(lr, sr_down, normalization="phase")`` but with the sign of a
   displacement: ``lr-shift-dy`` > 0 means SR content sits lower (larger row) than in LR, ``lr-shift-dx`` > 0
-  further right. The row gets the magnitude ``lr-shift`` and both components.
+  further right. The row gets the magnitude ``lr-shift`` and both components; NaN (undefined) where the LR or
+  SR downsampled is flat (band-mean std <= :data:`FLAT_STD`): the correlation has no peak.
 
 opensr-test (Aybar et al., 2024) calls its SR -> LR helper ``apply_upsampling`` (and LR -> HR
 ``apply_downsampling``): the names are swapped; both are antialiased bilinear, as used here for SR -> LR.
@@ -188,6 +189,19 @@ def phase_correlation(reference: torch.Tensor, moving: torch.Tensor, upsample_fa
     return -shifts
 
 
+#: band-mean standard deviation (data-range units) at or below which an image is flat: no correlation peak
+FLAT_STD = 1e-6
+
+
+def _lr_displacement(lr64: torch.Tensor, down: torch.Tensor, upsample_factor: int) -> torch.Tensor:
+    """Phase correlation of the band means ``[B,2]``; NaN where LR or SR downsampled is flat (no peak)."""
+    ref, moving = lr64.mean(dim=1), down.mean(dim=1)
+    d = phase_correlation(ref, moving, upsample_factor)
+    flat = (ref.flatten(1).std(dim=1, correction=0) <= FLAT_STD) | (moving.flatten(1).std(dim=1, correction=0)
+                                                                    <= FLAT_STD)
+    return torch.where(flat[:, None], torch.full_like(d, math.nan), d)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # functional cores
 # ----------------------------------------------------------------------------------------------------------
@@ -212,10 +226,11 @@ def lr_sam(sr: torch.Tensor, lr: torch.Tensor, *, psf_sigma: float | None = None
 
 def lr_shift(sr: torch.Tensor, lr: torch.Tensor, *, psf_sigma: float | None = None, upsample_factor: int = 100
              ) -> torch.Tensor:
-    """``[B,3]``: (magnitude, dy, dx) of the displacement of downsample(SR) relative to LR, in LR pixels."""
+    """``[B,3]``: (magnitude, dy, dx) of the displacement of downsample(SR) relative to LR, in LR pixels; NaN
+    where either is flat (band mean with no variance: the shift is undefined)."""
     sr64, lr64, scale = _check_sr_lr(sr, lr, "lr-shift")
     down = downsample(sr64, scale, psf_sigma=psf_sigma)
-    d = phase_correlation(lr64.mean(dim=1), down.mean(dim=1), upsample_factor)
+    d = _lr_displacement(lr64, down, upsample_factor)
     return torch.cat((d.norm(dim=1, keepdim=True), d), dim=1)
 
 
@@ -233,7 +248,7 @@ def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, *, psf_sigma: float | Non
         angle = mean_spectral_angle(down, lr64)
     else:
         angle = torch.full_like(l1, math.nan)
-    d = phase_correlation(lr64.mean(dim=1), down.mean(dim=1), upsample_factor)
+    d = _lr_displacement(lr64, down, upsample_factor)
     return torch.cat((l1[:, None], psnr[:, None], angle[:, None], d.norm(dim=1, keepdim=True), d), dim=1)
 
 
@@ -300,6 +315,7 @@ class LRShift(_LRMetric):
     value_range = ">= 0; columns lr-shift (magnitude), lr-shift-dy, lr-shift-dx (signed)"
     description = ("misregistration of SR downsampled vs LR by phase correlation of the band means "
                    "(upsampled DFT, option upsample_factor=100, psf_sigma)")
+    nan_reason = "the LR or the SR downsampled to it is flat (no variance): no correlation peak, no shift"
 
     def __init__(self, spec: str | None = None, *, device: str | torch.device = "cpu",
                  psf_sigma: float | None = None, upsample_factor: int = 100, **options: Any) -> None:

@@ -124,6 +124,8 @@ class ClipScore(Metric):
         if self._model is None or self._model.device != self.device:
             self._model = load_clip(self.clip_spec, device=self.device, preprocess=self.preprocess_override)
             self._cache = None
+            if self.cache_dir is not None:
+                _ = self.cache  # an unusable cache folder fails here, before any pair
         return self._model
 
     def to(self, device: str | torch.device) -> ClipScore:
