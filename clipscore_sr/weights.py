@@ -133,6 +133,54 @@ def hf_cached_file(repo_id: str, filename: str, revision: str | None = None) -> 
     return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
 
 
+#: weight file suffixes looked for in a cache folder, and the names open_clip uses on the hub
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".npz")
+HF_DEFAULT_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def open_clip_weight_names(hf_hub: str) -> tuple[str, list[str]]:
+    """``(repo, file names to try)`` for an open_clip pretrained tag's ``hf_hub`` entry (``ORG/REPO/`` or
+    ``ORG/REPO/file``): the safetensors variant first, then the named file, else open_clip's defaults."""
+    repo, fname = os.path.split(hf_hub) if hf_hub else ("", "")
+    if fname:
+        names = ([fname.rsplit(".", 1)[0] + ".safetensors"] if fname.endswith((".bin", ".pth")) else []) + [fname]
+    else:
+        names = list(HF_DEFAULT_WEIGHTS)
+    return repo, names
+
+
+def find_open_clip_weights(model: str, tag: str, hf_hub: str, url: str) -> tuple[Path | None, list[str]]:
+    """Local weights of open_clip's ``model``/``tag`` (never the network): our cache folder, then the hub cache,
+    then open_clip's URL cache. Returns ``(file or None, places looked)``; ``hf_hub``/``url`` are the tag's
+    entries in ``open_clip.get_pretrained_cfg`` (also stored in the static alias catalog)."""
+    repo, names = open_clip_weight_names(hf_hub)
+    url_name = os.path.basename(url) if url else ""
+    own = cache_root() / "open_clip" / model / tag
+    looked: list[str] = [str(own)]
+    candidates = [*names, url_name, *(p.name for p in sorted(own.glob("*")) if p.suffix in WEIGHT_SUFFIXES)]
+    for n in candidates:
+        if n and (own / n).is_file():
+            return own / n, looked
+    if repo:
+        looked.append(str(hf_repo_dir(repo)))
+        for n in names:
+            found = hf_cached_file(repo, n)
+            if found:
+                return found, looked
+    if url_name:
+        looked.append(str(openclip_url_cache() / url_name))
+        if (openclip_url_cache() / url_name).is_file():
+            return openclip_url_cache() / url_name, looked
+    return None, looked
+
+
+def find_hub_file(repo: str, path: str) -> tuple[Path | None, list[str]]:
+    """A weights file of a hub repository on disk: our cache root, then the hub cache (never the network)."""
+    own = cache_root() / repo.replace("/", "--") / path
+    looked = [str(own), str(hf_repo_dir(repo))]
+    return (own if own.is_file() else hf_cached_file(repo, path)), looked
+
+
 def hf_download(repo_id: str, filename: str, *, what: str, looked_in: Sequence[str | os.PathLike],
                 how: str) -> Path:
     """Download one file of a hub repository into the hub cache (respects ``HF_HOME``/``HF_HUB_CACHE``).

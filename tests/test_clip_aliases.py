@@ -237,3 +237,25 @@ def test_resize_tolerance_against_open_clips_pil_path(size):
     # the resampling difference moves the score far less than the noise does (the check is not trivial)
     assert float((c_ref - c_got).abs()) <= 0.1 * float(1 - c_ref)
 
+
+
+def test_static_catalog_equals_what_open_clip_derives():
+    """`srmetrics models` lists from clipscore_sr/data/clip_aliases.json (no torch, no open_clip): the file must
+    still be what the registry derives from open_clip (regenerate: python -m clipscore_sr.metrics.clip.aliases)."""
+    import json
+    from importlib import resources
+
+    from clipscore_sr.metrics.clip.aliases import CATALOG_FILE, catalog
+
+    stored = json.loads((resources.files("clipscore_sr.data") / CATALOG_FILE).read_text())
+    assert stored == catalog()
+
+
+def test_models_listing_imports_neither_torch_nor_open_clip():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom clipscore_sr.cli import main\ntry:\n    main(['models'], standalone_mode=False)\n"
+            "except SystemExit:\n    pass\nprint('HEAVY', [m for m in ('torch', 'open_clip', 'pandas') if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "clipa-v2-bigg *" in res.stdout and "HEAVY []" in res.stdout, res.stdout + res.stderr

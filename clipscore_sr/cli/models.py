@@ -1,7 +1,9 @@
 """``srmetrics models``: the CLIP aliases, their sizes and whether their weights are here; ``--fetch`` downloads.
 
-Listing never downloads or builds anything; ``--params`` adds image-tower parameter counts (the architecture is
-built on the ``meta`` device: no memory, no weights, but some seconds per model).
+Listing never downloads or builds anything and reads the static alias catalog (``clipscore_sr/data/
+clip_aliases.json``, derived from open_clip and checked against it by the tests), so it imports neither torch
+nor open_clip; ``--params`` adds image-tower parameter counts (open_clip builds each architecture on the
+``meta`` device: no memory, no weights, but some seconds per model).
 ``srmetrics models --fetch clipa-v2-bigg`` fills the Hugging Face cache (``HF_HOME``) ahead of time, for
 clusters whose compute nodes have no internet: run it on a login node, then run offline with
 ``HF_HUB_OFFLINE=1``.
@@ -12,6 +14,23 @@ from __future__ import annotations
 import json
 
 import click
+
+
+def _catalog() -> list[dict]:
+    """The static alias catalog (see the module docstring)."""
+    from importlib import resources
+
+    return json.loads((resources.files("clipscore_sr.data") / "clip_aliases.json").read_text(encoding="utf-8"))
+
+
+def _weights_on_disk(entry: dict):
+    """Where an alias's weights are on disk (the same search as loading; never the network), or None."""
+    from ..weights import find_hub_file, find_open_clip_weights
+
+    if entry["hf_file"]:
+        parts = entry["hf_file"].split("/")
+        return find_hub_file("/".join(parts[:2]), "/".join(parts[2:]))[0]
+    return find_open_clip_weights(entry["model"], entry["pretrained"], entry["hf_hub"], entry["url"])[0]
 
 
 def _fmt_params(n: int | None) -> str:
@@ -36,9 +55,9 @@ def models_command(fetch: tuple[str, ...], as_json: bool, with_params: bool, no_
       srmetrics models --params --json      # with image-tower parameter counts, machine-readable
       srmetrics models --fetch clip-rn50    # download ahead of time (needs internet)
     """
-    from ..metrics import clip
-
     if fetch:
+        from ..metrics import clip
+
         for spec in fetch:
             parsed = clip.parse_clip_spec(spec)
             path = clip.resolve_clip(parsed, download=True).checkpoint
@@ -46,17 +65,17 @@ def models_command(fetch: tuple[str, ...], as_json: bool, with_params: bool, no_
         return
     counted = with_params and not no_params
     rows = []
-    for name, alias in clip.CLIP_ALIASES.items():
-        if not counted:
-            local = clip.weights_present(name)
-            info = {"alias": name, "model": alias.model, "pretrained": alias.pretrained, "image_params": None,
-                    "input_size": alias.image_size, "weights": str(local) if local else None,
-                    "preprocess": f"{alias.interpolation}/{alias.resize_mode}", "description": alias.description}
-        else:
-            info = clip.spec_summary(name)
-        info["default"] = name == clip.DEFAULT_ALIAS
-        info.update(family=alias.family, remote_sensing=alias.remote_sensing,
-                    source=f"hf:{alias.hf_file}" if alias.hf_file else f"open_clip {alias.model}/{alias.pretrained}")
+    for entry in _catalog():
+        info = {k: entry[k] for k in ("alias", "model", "pretrained", "input_size", "preprocess", "description",
+                                      "default", "family", "remote_sensing")}
+        local = _weights_on_disk(entry)
+        info.update(image_params=None, weights=str(local) if local else None,
+                    source=f"hf:{entry['hf_file']}" if entry["hf_file"] else
+                    f"open_clip {entry['model']}/{entry['pretrained']}")
+        if counted:
+            from ..metrics import clip
+
+            info["image_params"] = clip.spec_summary(entry["alias"])["image_params"]
         rows.append(info)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

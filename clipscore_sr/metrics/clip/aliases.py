@@ -169,3 +169,34 @@ CLIP_ALIASES: dict[str, ClipAlias] = {a.name: a for a in [
     _georsclip("georsclip-vit-h-14", "ViT-H-14", "laion2b_s32b_b79k",
                "GeoRSCLIP ViT-H/14, RS5M (from OpenCLIP LAION-2B): remote-sensing CLIP"),
 ]}
+
+
+#: the static catalog (``clipscore_sr/data/clip_aliases.json``): what ``srmetrics models`` lists without importing
+#: torch or open_clip. It is derived from open_clip by :func:`catalog` (a test checks it still equals that);
+#: regenerate with ``python -m clipscore_sr.metrics.clip.aliases``.
+CATALOG_FILE = "clip_aliases.json"
+
+
+def catalog() -> list[dict[str, Any]]:
+    """One JSON-ready row per alias: registry fields plus what open_clip derives (input size, preprocessing)
+    and where its weights are published (the tag's ``hf_hub``/``url``)."""
+    import open_clip
+
+    rows = []
+    for name, a in CLIP_ALIASES.items():
+        pcfg = open_clip.get_pretrained_cfg(a.model, a.pretrained) if a.pretrained and not a.hf_file else {}
+        rows.append({"alias": name, "model": a.model, "pretrained": a.pretrained, "family": a.family,
+                     "description": a.description, "hf_file": a.hf_file, "remote_sensing": a.remote_sensing,
+                     "default": name == DEFAULT_ALIAS, "input_size": a.image_size,
+                     "preprocess": f"{a.interpolation}/{a.resize_mode}", "hf_hub": pcfg.get("hf_hub", ""),
+                     "url": pcfg.get("url", "")})
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[2] / "data" / CATALOG_FILE
+    target.write_text(json.dumps(catalog(), indent=1) + "\n")
+    print(f"wrote {target}")

@@ -12,15 +12,19 @@ from typing import Any
 
 from ...errors import ConfigError, SRMetricsError
 from ...weights import (
+    HF_DEFAULT_WEIGHTS,
+    WEIGHT_SUFFIXES,
     cache_root,
     file_fingerprint,
+    find_hub_file,
+    find_open_clip_weights,
     hf_cached_file,
     hf_download,
     hf_hub_cache,
     hf_repo_dir,
     is_offline,
     missing_weights,
-    openclip_url_cache,
+    open_clip_weight_names,
     url_download,
 )
 from .spec import ClipSpec, import_open_clip, parse_clip_spec
@@ -28,8 +32,8 @@ from .spec import ClipSpec, import_open_clip, parse_clip_spec
 _DIR_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                      "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
                      "pytorch_model.bin", "pytorch_model.pth", "model.pth")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".npz")
-_HF_DEFAULT_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_WEIGHT_SUFFIXES = WEIGHT_SUFFIXES
+_HF_DEFAULT_WEIGHTS = HF_DEFAULT_WEIGHTS
 
 
 @dataclass
@@ -80,33 +84,13 @@ def _resolve_pretrained(spec: ClipSpec, download: bool) -> ResolvedClip:
     pcfg = oc.get_pretrained_cfg(spec.model, spec.pretrained)
     what = f"clipscore:{spec.text} (open_clip {spec.model}/{spec.pretrained})"
     hf_hub, url = pcfg.get("hf_hub", ""), pcfg.get("url", "")
-    repo, fname = os.path.split(hf_hub) if hf_hub else ("", "")
-    if fname:
-        names = ([fname.rsplit(".", 1)[0] + ".safetensors"] if fname.endswith((".bin", ".pth")) else []) + [fname]
-    else:
-        names = list(_HF_DEFAULT_WEIGHTS)
-    url_name = os.path.basename(url) if url else ""
-    own = cache_root() / "open_clip" / spec.model / spec.pretrained
-    looked: list[str] = [str(own)]
-    found: Path | None = None
-    for n in [*names, url_name, *(p.name for p in sorted(own.glob("*")) if p.suffix in _WEIGHT_SUFFIXES)]:
-        if n and (own / n).is_file():
-            found = own / n
-            break
-    if found is None and repo:
-        looked.append(str(hf_repo_dir(repo)))
-        for n in names:
-            found = hf_cached_file(repo, n)
-            if found:
-                break
-    if found is None and url_name:
-        looked.append(str(openclip_url_cache() / url_name))
-        if (openclip_url_cache() / url_name).is_file():
-            found = openclip_url_cache() / url_name
+    found, looked = find_open_clip_weights(spec.model, spec.pretrained, hf_hub, url)
     if found is None:
         if not download or is_offline():
             how = _how(spec) + ("" if download else " (downloads disabled here)")
             raise missing_weights(what, looked, how, offline=is_offline() and download)
+        repo, names = open_clip_weight_names(hf_hub)
+        own = cache_root() / "open_clip" / spec.model / spec.pretrained
         found = _download_pretrained(spec, repo, names, url, own, what, looked)
     prep, qg = _tag_preprocess(spec.model, spec.pretrained)
     return ResolvedClip(spec, found, spec.model, qg, prep, f"open_clip pretrained tag {spec.model}/{spec.pretrained}",
@@ -223,10 +207,8 @@ def _resolve_hub_file(spec: ClipSpec, download: bool) -> ResolvedClip:
     assert spec.repo and spec.path and spec.model and spec.alias
     alias = CLIP_ALIASES[spec.alias]
     what = f"clipscore:{spec.text} ({alias.family} {spec.repo}/{spec.path})"
-    own = cache_root() / spec.repo.replace("/", "--") / spec.path
-    looked: list[str] = [str(own), str(hf_repo_dir(spec.repo))]
-    how = _how(spec, f"or put the file at {own}")
-    found = own if own.is_file() else hf_cached_file(spec.repo, spec.path)
+    found, looked = find_hub_file(spec.repo, spec.path)
+    how = _how(spec, f"or put the file at {looked[0]}")
     if found is None:
         if not download or is_offline():
             extra = " (offline mode is on: HF_HUB_OFFLINE/CLIPSCORE_SR_OFFLINE)" if is_offline() else \
