@@ -3,7 +3,15 @@
 Usage::
 
     pip install -e '.[bench]'     # torchmetrics and piq: benchmark-only, not dependencies
-    python benchmarks/bench_peers.py [--pairs 40] [--size 256] [--repeats 5] [--threads N] [--dtype float32,float64]
+    python benchmarks/bench_peers.py                 # quick (default): under 2 minutes and 2 GB
+    python benchmarks/bench_peers.py --full          # also the peers' float64 SSIM (minutes, GBs of RAM)
+    python benchmarks/bench_peers.py [--pairs 40] [--size 256] [--repeats 3] [--threads 1,2] [--dtype float32,float64]
+
+Quick mode skips the peers' float64 SSIM (torchmetrics and piq run it through a float64 conv2d that took most of
+a 19-minute, 14 GB run) and says so, and gives the peers' batched calls 10 pairs at a time (their whole-batch
+SSIM needs ~3 GB); everything else is measured as in ``--full``. For float32 inputs
+ours is timed on its default float32 SSIM path and on the float64 reference path, with the difference between
+the two.
 
 For each dtype, every implementation scores the same ``pairs`` RGB pairs (GT smooth random, SR = GT + noise,
 values in [0, 1], data range 1). A peer is timed both with the whole batch (per-image results,
@@ -53,19 +61,26 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
     return best
 
 
-def peers(sr: torch.Tensor, gt: torch.Tensor) -> dict[str, dict[str, tuple[Callable, Callable]]]:
-    """metric -> peer -> (batched call, one call per pair); each returns per-image values [B]."""
+def chunked(fn: Callable, sr: torch.Tensor, gt: torch.Tensor, size: int) -> Callable[[], torch.Tensor]:
+    """``fn`` over batches of at most ``size`` pairs (bounded memory), results concatenated."""
+    return lambda: torch.cat([fn(sr[i:i + size], gt[i:i + size]) for i in range(0, sr.shape[0], size)])
+
+
+def peers(sr: torch.Tensor, gt: torch.Tensor, batch: int = 0) -> dict[str, dict[str, tuple[Callable, Callable]]]:
+    """metric -> peer -> (batched call, one call per pair); each returns per-image values [B]. ``batch``: the
+    batched calls take at most this many pairs at a time (0: all at once)."""
     out: dict[str, dict[str, tuple[Callable, Callable]]] = {"psnr": {}, "ssim": {}}
     n = sr.shape[0]
+    batch = batch or n
     try:
         from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
         from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
         out["psnr"]["torchmetrics"] = (
-            lambda: tm_psnr(sr, gt, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+            chunked(lambda a, b: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)), sr, gt, batch),
             lambda: torch.stack([tm_psnr(sr[i:i + 1], gt[i:i + 1], data_range=1.0) for i in range(n)]))
         out["ssim"]["torchmetrics"] = (
-            lambda: tm_ssim(sr, gt, data_range=1.0, reduction="none"),
+            chunked(lambda a, b: tm_ssim(a, b, data_range=1.0, reduction="none"), sr, gt, batch),
             lambda: torch.stack([tm_ssim(sr[i:i + 1], gt[i:i + 1], data_range=1.0) for i in range(n)]))
     except ImportError:
         print("torchmetrics not installed: pip install -e '.[bench]'")
@@ -73,11 +88,11 @@ def peers(sr: torch.Tensor, gt: torch.Tensor) -> dict[str, dict[str, tuple[Calla
         import piq
 
         out["psnr"]["piq"] = (
-            lambda: piq.psnr(sr, gt, data_range=1.0, reduction="none"),
+            chunked(lambda a, b: piq.psnr(a, b, data_range=1.0, reduction="none"), sr, gt, batch),
             lambda: torch.stack([piq.psnr(sr[i:i + 1], gt[i:i + 1], data_range=1.0, reduction="none")[0]
                                  for i in range(n)]))
         out["ssim"]["piq"] = (
-            lambda: piq.ssim(sr, gt, data_range=1.0, reduction="none"),
+            chunked(lambda a, b: piq.ssim(a, b, data_range=1.0, reduction="none"), sr, gt, batch),
             lambda: torch.stack([piq.ssim(sr[i:i + 1], gt[i:i + 1], data_range=1.0, reduction="none")[0]
                                  for i in range(n)]))
     except ImportError:
@@ -97,34 +112,57 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", default="1,2", help="comma list of torch intra-op thread counts (0 = default)")
     ap.add_argument("--dtype", default="float32,float64")
+    ap.add_argument("--full", action="store_true", help="also time the peers' float64 SSIM (slow, GBs of RAM), "
+                    "and the peers' batched calls on all pairs at once")
+    ap.add_argument("--peer-batch", type=int, default=10, help="quick mode: pairs per batched peer call (memory)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"{args.pairs} pairs of 3x{args.size}x{args.size}, torch threads {torch.get_num_threads()}")
+    for threads in [int(t) for t in args.threads.split(",")]:
+        if threads:
+            torch.set_num_threads(threads)
+        print(f"\n=== {args.pairs} pairs of 3x{args.size}x{args.size}, torch threads {torch.get_num_threads()}")
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     ours_fn = {"psnr": psnr, "ssim": ssim}
     for dname in args.dtype.split(","):
         dtype = getattr(torch, dname.strip())
         sr, gt = make_pairs(args.pairs, args.size, dtype)
         print(f"\n{dname}")
         print(f"{'metric':<6} {'impl':<13} {'pairs/s':>9} {'ours/peer':>10} {'max |diff|':>11}  convention")
-        for metric, table in peers(sr, gt).items():
+        for metric, table in peers(sr, gt, batch=0 if args.full else args.peer_batch).items():
+            if metric == "ssim" and dtype == torch.float64 and not args.full:
+                print(f"{metric:<6} {'(peers)':<13} {'skipped':>9}  quick mode: the peers' float64 SSIM takes "
+                      "minutes and GBs; --full runs it")
+                table = {}
             fn = ours_fn[metric]
-            ref = fn(sr, gt)
+            ref = fn(sr.double(), gt.double())  # the float64 reference
             fns: dict[str, Callable[[], object]] = {"ours": lambda fn=fn, sr=sr, gt=gt: fn(sr, gt)}
+            if metric == "ssim" and dtype == torch.float32:
+                fns["ours float64"] = lambda sr=sr, gt=gt: ssim(sr, gt, precision="float64")
             for peer, (batched, looped) in table.items():
                 fns[peer + " batch"], fns[peer + " loop"] = batched, looped
             times = best_times(fns, args.repeats)
             rate = args.pairs / times["ours"]
-            print(f"{metric:<6} {'clipscore-sr':<13} {rate:9.0f} {'':>10} {'':>11}  float64 throughout")
+            how = "float32 moments on centred planes, float64 mean" if metric == "ssim" and dtype == torch.float32 \
+                else "float64 throughout"
+            own_diff = float((fn(sr, gt).double() - ref).abs().max())
+            print(f"{metric:<6} {'clipscore-sr':<13} {rate:9.0f} {'':>10} {own_diff:11.1e}{'':3} {how} "
+                  "(diff: vs our float64 reference)")
+            if "ours float64" in times:
+                r64 = args.pairs / times["ours float64"]
+                print(f"{metric:<6} {'  float64 ref':<13} {r64:9.0f} {rate / r64:9.2f}x {0.0:11.1e}{'':3} "
+                      "the reference path on the same float32 inputs")
             for peer, (batched, _) in table.items():
                 diff = float((batched().double() - ref).abs().max())
                 peer_rate = args.pairs / min(times[peer + " batch"], times[peer + " loop"])
                 unit = " dB" if metric == "psnr" else ""
                 print(f"{metric:<6} {peer:<13} {peer_rate:9.0f} {rate / peer_rate:9.2f}x {diff:11.1e}{unit:3}"
                       f" {CONVENTION[(metric, peer)]}")
+
 
 if __name__ == "__main__":
     main()

@@ -473,3 +473,25 @@ def test_embed_preprocesses_per_chunk(vit_dir, monkeypatch):
     for bad in (0, -3, "8"):
         with pytest.raises(ConfigError, match="batch_size"):
             get_metric(f"clipscore:local-dir:{d}", batch_size=bad)
+
+
+def test_rn_towers_run_channels_last_on_cpu_with_the_same_embeddings(tmp_path):
+    """An RN (ModifiedResNet) tower is converted to channels_last on the CPU (measured ~2x for RN50 in
+    benchmarks/bench_clip_cpu.py); its embeddings equal the contiguous model's to float rounding."""
+    from clipscore_sr.metrics.clip import clear_model_cache, load_clip
+
+    from .test_clip_support import PREP, TINY_RN, TINY_VIT, write_local_dir
+
+    clear_model_cache()
+    d, _ = write_local_dir(tmp_path / "rn", TINY_RN, PREP, seed=1)
+    clip = load_clip(f"local-dir:{d}")
+    assert clip.channels_last and clip.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(3, 3, 70, 90, generator=torch.Generator().manual_seed(0))
+    fast = clip.embed(x)
+    plain = clip.visual.to(memory_format=torch.contiguous_format)
+    with torch.inference_mode():
+        ref = plain(clip.prepare(x)).float()
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    d2, _ = write_local_dir(tmp_path / "vit", TINY_VIT, PREP, seed=1)
+    assert not load_clip(f"local-dir:{d2}").channels_last
+    clear_model_cache()

@@ -41,6 +41,9 @@ class ClipModel:
     resolved: ResolvedClip | None = None
     name: str = ""
     embed_dim: int = 0
+    #: convolutional tower run in channels_last on the CPU (about 2x faster for RN50, same embeddings to 1e-7;
+    #: benchmarks/bench_clip_cpu.py); set by :func:`use_channels_last`
+    channels_last: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -61,6 +64,8 @@ class ClipModel:
         outs = []
         for i in range(0, max(images.shape[0], 1), step):  # preprocess per chunk: memory bounded by batch_size
             x = self.prepare(images[i:i + step], variant)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, precision):
                 out = self.visual(x)
             if isinstance(out, (tuple, list)):  # CoCa-style towers return (pooled, tokens)
@@ -187,9 +192,19 @@ def load_clip(spec: ClipSpec | str | None = None, *, device: str | torch.device 
         resolved.preprocess_source = source
         embed_dim = int(getattr(model, "embed_dim", 0) or (resolved.model_cfg or {}).get("embed_dim", 0))
         del model  # keep only the image tower (the text tower of bigG alone is ~700M parameters)
-        clip = ClipModel(visual, pp, dev, resolved, name=spec.label, embed_dim=embed_dim)
+        clip = use_channels_last(ClipModel(visual, pp, dev, resolved, name=spec.label, embed_dim=embed_dim))
         _MODELS[key] = clip
         return clip
+
+
+def use_channels_last(clip: ClipModel) -> ClipModel:
+    """On the CPU, run a convolutional image tower (open_clip's ModifiedResNet: the RN50-style CLIPs) in
+    channels_last memory format: oneDNN's convolutions are about 2x faster so, with the same embeddings up to
+    float rounding (1e-7 in cosine). Transformers (ViT) are left as they are."""
+    if clip.device.type == "cpu" and type(clip.visual).__name__ == "ModifiedResNet":
+        clip.visual = clip.visual.to(memory_format=torch.channels_last)
+        clip.channels_last = True
+    return clip
 
 
 def wrap_open_clip(model: torch.nn.Module, device: str | torch.device | None = None,
