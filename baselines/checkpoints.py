@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,34 @@ META_KEY = "clipscore_sr"
 
 class CheckpointError(SRMetricsError):
     """A checkpoint is missing, unreadable, or does not fit the architecture."""
+
+
+# Largest architecture arguments a checkpoint may ask for (at least 4x every preset). A safetensors header declares
+# shapes for free (an empty tensor of shape [100000, 3, 0, 3] takes no byte), so a stored or inferred config is checked
+# against these before any module is built, and the state dict against a model built on the meta device (no memory).
+ARCH_LIMITS: dict[str, int] = {
+    "in_channels": 64, "out_channels": 64, "lr_channels": 64, "n_frames": 16, "scale": 4,
+    "num_feat": 1024, "num_block": 256, "num_grow_ch": 1024,  # esrgan
+    "features": 1024, "encoder_blocks": 256, "decoder_features": 1024, "kernel": 31,  # highresnet
+    "n1": 1024, "n2": 1024, "f1": 31, "f2": 31, "f3": 31, "fuse_kernel": 31, "fuse_channels": 1024,  # srcnn
+    "inner_channel": 1024, "channel_mults": 64, "attn_res": 8192, "res_blocks": 64, "norm_groups": 1024,  # sr3
+    "image_size": 8192, "n_timestep": 100_000,
+}
+_MAY_BE_ZERO = ("num_block", "encoder_blocks", "res_blocks", "attn_res")
+
+
+def check_arch_config(config: Mapping[str, Any], source: str) -> None:
+    """Refuse architecture arguments that are not whole numbers within :data:`ARCH_LIMITS` (one line naming the
+    file and the argument), before anything is allocated."""
+    for key, value in config.items():
+        cap = ARCH_LIMITS.get(key)
+        if cap is None:
+            continue
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        low = 0 if key in _MAY_BE_ZERO else 1
+        if len(items) > 16 or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= cap for v in items):
+            raise CheckpointError(f"{source}: architecture argument {key}={value!r} is not a whole number in "
+                                  f"{low}..{cap} (a damaged or foreign checkpoint?)")
 
 
 def _sidecar(path: Path) -> Path:
@@ -91,13 +119,22 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any] | None:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    if meta.get("format") != FORMAT or "name" not in meta or not isinstance(meta.get("config"), dict):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("name"), str) or \
+            not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{source}: not a {FORMAT} description (needs 'format', 'name' and 'config')")
+    extra = meta.get("extra", {})
+    if meta.get("size") is not None and not isinstance(meta["size"], str) or not isinstance(extra, dict) or \
+            not isinstance(extra.get("tile", 0), int) or isinstance(extra.get("tile"), bool) or \
+            not isinstance(extra.get("bands", []), list | type(None)) or \
+            not all(isinstance(b, str) for b in extra.get("bands") or []):
+        raise CheckpointError(f"{source}: malformed 'size' or 'extra' (size a name; extra a dict with an integer "
+                              "'tile' and a list of band names 'bands')")
     return meta
 
 
-def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one-line errors naming the layer and both shapes."""
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """The keys and shapes of ``state`` against ``model`` (a meta-device model will do): one-line errors naming
+    the layer and both shapes, or the missing/unexpected keys."""
     expected = model.state_dict()
     for key, tensor in state.items():
         if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
@@ -114,18 +151,36 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
         raise CheckpointError(f"{source}: state dict does not match the model: {'; '.join(parts)}")
+
+
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one-line errors naming the layer and both shapes."""
+    check_state_dict(model, state, source)
     model.load_state_dict(dict(state), strict=True)
 
 
-def _build(name: str, meta_size: str | None, config: dict[str, Any], device: str | torch.device) -> nn.Module:
+def _build_checked(build: Callable[[], nn.Module], state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """``build()`` on the meta device first (no memory) and ``state`` checked against it, then built for real and
+    loaded: a checkpoint that does not fit its architecture never gets a real model allocated."""
+    try:
+        with torch.device("meta"):
+            shell = build()
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{source}: cannot build the architecture it describes ({first})") from None
+    check_state_dict(shell, state, source)
+    model = build()
+    load_state_dict_checked(model, state, source)
+    return model
+
+
+def _build(name: str, meta_size: str | None, config: dict[str, Any]) -> nn.Module:
     from .registry import build_discriminator, build_generator
 
     if name == "esrgan-discriminator":
-        model: nn.Module = build_discriminator(**config)
-    else:
-        cfg = dict(config)
-        model = build_generator(name, meta_size or "small", cfg.pop("n_frames"), cfg.pop("scale"), **cfg)
-    return model.to(device)
+        return build_discriminator(**config)
+    cfg = dict(config)
+    return build_generator(name, meta_size or "small", cfg.pop("n_frames"), cfg.pop("scale"), **cfg)
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu", name: str | None = None,
@@ -153,7 +208,8 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
                                   f"{_sidecar(path).name}); pass --model/--size/--frames/--scale")
         from .registry import build_generator
 
-        model = build_generator(name, size, n_frames or 8, scale or 4, **overrides).to(device)
+        model = _build_checked(lambda: build_generator(name, size, n_frames or 8, scale or 4, **overrides), state,
+                               str(path))
     else:
         cfg = dict(meta["config"])
         for label, given, stored in (("model", name and _canonical(name), meta["name"]),
@@ -161,9 +217,13 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
             if given is not None and stored is not None and given != stored:
                 raise CheckpointError(f"{path}: --{label} {given} does not match the checkpoint ({label} {stored})")
         cfg.update(overrides)
-        model = _build(meta["name"], meta.get("size"), cfg, device)
-    load_state_dict_checked(model, state, str(path))
-    return model.eval()
+        if meta["name"] != "esrgan-discriminator":
+            missing = [k for k in ("n_frames", "scale") if k not in cfg]
+            if missing:
+                raise CheckpointError(f"{path}: the config lacks {' and '.join(missing)}")
+        check_arch_config(cfg, str(path))
+        model = _build_checked(lambda: _build(meta["name"], meta.get("size"), cfg), state, str(path))
+    return model.to(device).eval()
 
 
 def _canonical(name: str) -> str:
@@ -228,6 +288,10 @@ def infer_rrdbnet_config(state: Mapping[str, torch.Tensor], *, scale: int = 4, i
     for k in need:
         if k not in state:
             raise CheckpointError(f"{source}: not an RRDBNet state dict (no '{k}')")
+    for k in need:
+        if state[k].dim() != 4:
+            raise CheckpointError(f"{source}: layer '{k}' has shape {tuple(state[k].shape)}, not a 4-D convolution "
+                                  "weight")
     num_in_ch = int(state["conv_first.weight"].shape[1])
     per_frame = in_channels * (4 if scale == 2 else 1)
     if num_in_ch % per_frame:
@@ -253,9 +317,9 @@ def _esrgan_from_state(state: Mapping[str, torch.Tensor], source: str, *, n_fram
             f"{source}: layer 'conv_first.weight' has {cfg['n_frames'] * per} input channels "
             f"({cfg['n_frames']} frames) but --frames {n_frames} needs {n_frames * per}")
     cfg.update(overrides)
-    model = RRDBNet(**cfg)
+    check_arch_config(cfg, source)
+    model = _build_checked(lambda: RRDBNet(**cfg), state, source)
     model.size = next((s for s, v in _sizes().items() if all(cfg.get(k) == x for k, x in v.items())), "custom")  # type: ignore[attr-defined]
-    load_state_dict_checked(model, state, source)
     return model.to(device).eval()
 
 

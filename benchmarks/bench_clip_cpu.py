@@ -118,10 +118,10 @@ def main() -> None:
             except Exception as exc:  # no compiler, unsupported op: say so, time the rest
                 print(f"{name}: torch.compile unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
         ref = cosines(variants["eager fp32"][0], sr, gt)
-        base = best_time(lambda: variants["eager fp32"][0](sr), args.repeats)
+        base = best_time(lambda fn=variants["eager fp32"][0], x=sr: fn(x), args.repeats)
         print(f"\n{name} @ {size}px (random weights): eager fp32 {args.batch / base:.1f} images/s")
         for label, (fn, compile_s) in variants.items():
-            t = base if label == "eager fp32" else best_time(lambda fn=fn: fn(sr), args.repeats)
+            t = base if label == "eager fp32" else best_time(lambda fn=fn, x=sr: fn(x), args.repeats)
             diff = float((cosines(fn, sr, gt) - ref).abs().max())
             ok = t * 1.3 <= base and diff <= 1e-3
             extra = f", compile {compile_s:.0f} s once" if compile_s else ""

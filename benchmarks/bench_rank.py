@@ -7,8 +7,13 @@ with ``np.add.at`` and fit with the plain MM algorithm (Hunter 2004) with the sa
 ``--ref-resamples`` resamples and its cost for 1 + 200 fits extrapolated (stated as such). ``--choix`` also fits
 once with ``choix.opt_pairwise`` (Newton-CG, same L2 prior; about 10 minutes on 1M votes).
 
+Annotator reliability (``rank`` and ``study status`` run it on every judgement file) on the same simulated votes
+with one annotator per vote (``--reliability-votes``, the worst case for a per-annotator loop: it was quadratic,
+331 s for 100k votes): Krippendorff's alpha, leave-one-out agreement and a threshold, timed.
+
     python benchmarks/bench_rank.py [--votes 1000000] [--methods 20] [--scenes 10000] [--bootstrap 200] [--choix]
-Targets: < 30 s and < 2 GB on the development machine.
+                                    [--reliability-votes 1000000]
+Targets: < 30 s and < 2 GB on the development machine; reliability < 30 s for 1M votes.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--ref-resamples", type=int, default=10, help="resamples the reference loop is timed on")
     ap.add_argument("--choix", action="store_true", help="also fit once with choix.opt_pairwise (slow)")
+    ap.add_argument("--reliability-votes", type=int, default=1_000_000,
+                    help="votes (one annotator each) for the annotator-reliability timing; 0 = skip")
     args = ap.parse_args()
 
     from clipscore_sr.human.ranking import Votes, rank_methods
@@ -122,6 +129,20 @@ def main() -> None:
     print(f"reference loop (np.add.at + MM per resample): {t_ref:.2f} s per fit (max |ours - MM| on the full data "
           f"= {np.abs(ours - ref0).max():.1e}); 1 + {args.bootstrap} fits extrapolated "
           f"{t_ref * (args.bootstrap + 1):.0f} s = {t_ref * (args.bootstrap + 1) / t_rank:.1f}x ours")
+    if args.reliability_votes:
+        import pandas as pd
+
+        from clipscore_sr.human.reliability import annotator_reliability
+
+        k = min(args.reliability_votes, n)
+        judged = pd.DataFrame({"dataset": "sim", "gt": pd.Series(scene[:k]).astype(str) + ".png",
+                               "a": names[a[:k]], "b": names[b[:k]], "choice": np.where(outcome[:k] == 1, "a", "b"),
+                               "annotator": "u" + pd.Series(np.arange(k)).astype(str), "trial_kind": "real"})
+        t0 = time.perf_counter()
+        rel = annotator_reliability(judged, min_agreement=0.5)
+        t_rel = time.perf_counter() - t0
+        print(f"annotator reliability, {k:,} votes with one annotator each: {t_rel:.2f} s (target < 30 s); "
+              f"{rel.summary().split(';')[0]}; {len(rel.dropped):,} annotator(s) below 0.5 leave-one-out agreement")
     if args.choix:
         import choix
 

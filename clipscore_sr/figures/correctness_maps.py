@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..display import DEFAULT_PERCENTILES, describe_stretch, stretch_limits, to_display
-from .style import figure_format, save_figure
+from .style import figure_format, label, save_figure
 
 
 def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classes: np.ndarray,
@@ -50,7 +50,7 @@ def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classe
     lr_title = f"LR input {lr.shape[2]}x{lr.shape[1]}"
     if lr_stats:
         lr_title += "\n" + "\n".join(f"{k} {v:.2f}" for k, v in lr_stats.items())
-    panels: list[tuple[Any, str]] = [(rgb(lr), lr_title), (rgb(sr), f"SR {sr.shape[2]}x{sr.shape[1]}"),
+    panels: list[tuple[Any, str]] = [(rgb(lr), label(lr_title)), (rgb(sr), f"SR {sr.shape[2]}x{sr.shape[1]}"),
                                      (rgb(hr), "HR reference"), (class_map_rgb(classes), "correctness map")]
     for ax, (img, name) in zip(axes, panels):
         ax.imshow(img, interpolation="nearest")
@@ -64,7 +64,7 @@ def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classe
     fig.text(0.01, 0.005, f"display: {describe_stretch(stretch, dtype, percentiles).replace('row', 'HR')}",
              fontsize=6, color="#555555", va="bottom")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(label(title), fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.78, bottom=0.08, wspace=0.04)
     return save_figure(fig, out_path, dpi=100)
 

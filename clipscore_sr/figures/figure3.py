@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import SRMetricsError
 from ..human.judgements import OVERALL
-from .style import PALETTE, figure_format, save_figure
+from .style import PALETTE, figure_format, label, save_figure
 
 
 def _read_agreement(agreement: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -113,8 +113,7 @@ def figure3(
             values += [v for v in (acc, lo, hi) if not math.isnan(v)]
             bars.append({"metric": m, "dataset": d, "x": x, "height": acc, "ci": (lo, hi)})
         color = PALETTE[k % len(PALETTE)]
-        label = d if d != OVERALL else "all pairs"
-        ax.bar(xs, hs, width=width * 0.95, color=color, label=label, zorder=2,
+        ax.bar(xs, hs, width=width * 0.95, color=color, label=label(d if d != OVERALL else "all pairs"), zorder=2,
                yerr=np.array(errs) if has_ci else None, capsize=2.5 if has_ci else 0,
                error_kw={"elinewidth": 0.9, "ecolor": "#222222"})
     ceilings: dict[str, float] = {}
@@ -126,7 +125,7 @@ def figure3(
                 ceilings[d] = float(vals[0]) * 100
                 values.append(ceilings[d])
                 ax.axhline(ceilings[d], color=PALETTE[k % len(PALETTE)], linestyle=":", linewidth=1.4, zorder=3,
-                           label=f"human ceiling ({d if d != OVERALL else 'all pairs'})")
+                           label=label(f"human ceiling ({d if d != OVERALL else 'all pairs'})"))
     ax.axhline(50.0, color="#444444", linestyle="--", linewidth=1.0, zorder=3, label="chance (50%)")
     lo_lim, hi_lim = float(ylim[0]), float(ylim[1])
     if values:
@@ -136,15 +135,15 @@ def figure3(
     ax.set_ylim(lo_lim, hi_lim)
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels(order, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
+    ax.set_xticklabels([label(m) for m in order], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(label(ylabel))
     ax.grid(axis="y", color="#dddddd", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0)
     if title:
         import textwrap
 
-        ax.set_title(textwrap.fill(title, 80), fontsize=9)
+        ax.set_title(label(textwrap.fill(title, 80)), fontsize=9)
     fig.tight_layout()
     path = save_figure(fig, out_path, dpi=dpi)
     return {"metric_order": order, "datasets": datasets, "average": avg, "ylim": (lo_lim, hi_lim),

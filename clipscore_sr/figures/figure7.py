@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import SRMetricsError
 from ..yamlsafe import read_yaml
-from .style import PALETTE, figure_format, save_figure
+from .style import PALETTE, figure_format, label, save_figure
 
 
 @dataclass
@@ -181,7 +181,7 @@ def figure7(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike, 
     for i, c in enumerate(curves):
         xs = c.steps if x == "step" else c.times / scale
         color = PALETTE[i % len(PALETTE)]
-        ax.plot(xs, c.values, marker="o", markersize=3, linewidth=1.4, color=color, label=c.label, zorder=3)
+        ax.plot(xs, c.values, marker="o", markersize=3, linewidth=1.4, color=color, label=label(c.label), zorder=3)
         if target is not None:
             hit = summary.iloc[i]["first_step" if x == "step" else "first_time_s"]
             if not math.isnan(hit):
@@ -189,11 +189,11 @@ def figure7(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike, 
     if target is not None:
         ax.axhline(target, color="#444444", linestyle="--", linewidth=1.0, zorder=2, label=f"target {target:g}")
     ax.set_xlabel("training step" if x == "step" else f"wall-clock time ({unit})")
-    ax.set_ylabel(f"validation {metric_name}")
+    ax.set_ylabel(label(f"validation {metric_name}"))
     ax.grid(color="#dddddd", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     ax.legend(fontsize=8, loc="lower right", frameon=False)
-    ax.set_title(title or f"Validation {metric_name} during training", fontsize=9)
+    ax.set_title(label(title or f"Validation {metric_name} during training"), fontsize=9)
     fig.tight_layout()
     path = save_figure(fig, out_path, dpi=dpi)
     return {"path": str(path), "summary": summary, "curves": curves}

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..display import DEFAULT_PERCENTILES, Displayed, describe_stretch, stretch_limits, to_display
 from ..errors import SRMetricsError
-from .style import PALETTE, figure_format, save_figure
+from .style import PALETTE, figure_format, label, save_figure
 
 _FONT_PT = 5.5
 
@@ -105,13 +105,13 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
                     ax.text(0.02, 0.98, "{}x{}".format(*img.size), transform=ax.transAxes, ha="left", va="top",
                             fontsize=5, color="white", bbox={"fc": "black", "alpha": 0.55, "lw": 0, "pad": 1})
             if r == 0:
-                ax.set_title(name, fontsize=8)
+                ax.set_title(label(name), fontsize=8)
             if c == 0:
-                ax.set_ylabel(str(key), fontsize=6)
+                ax.set_ylabel(label(key), fontsize=6)
             if name in methods:
                 for i, mid in enumerate(metric_ids):
                     is_best = name in row_best.get(mid, [])
-                    ax.annotate(f"{mid} {_fmt(values.at[name, mid])}" + (" *" if is_best else ""),
+                    ax.annotate(label(f"{mid} {_fmt(values.at[name, mid])}" + (" *" if is_best else "")),
                                 xy=(0.5, 0.0), xycoords="axes fraction", xytext=(0, -2 - i * line_pt),
                                 textcoords="offset points", ha="center", va="top", fontsize=_FONT_PT,
                                 fontweight="bold" if is_best else "normal",
@@ -124,7 +124,7 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
     extra = "".join(f" {n}." for n in sorted(notes) if n)
     text = (f"best (mean over {len(common)} tiles, * = best on the row): {summary}. Display: {shown_bands}, "
             f"{how}.{extra}")
-    fig.suptitle("\n".join([*([title] if title else []), *textwrap.wrap(text, width=int(22 * ncols))]),
+    fig.suptitle(label("\n".join([*([title] if title else []), *textwrap.wrap(text, width=int(22 * ncols))])),
                  fontsize=7, y=1 - 0.1 / height, va="top")
     path = save_figure(fig, out_path, dpi=dpi)
     return {"path": path, "keys": keys, "best": best, "best_per_row": best_rows}

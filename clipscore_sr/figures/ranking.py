@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import SRMetricsError
 from ..human.judgements import OVERALL
-from .style import PALETTE, figure_format, save_figure
+from .style import PALETTE, figure_format, label, save_figure
 
 
 def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: str | os.PathLike, *,
@@ -40,11 +40,11 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
         has_ci = np.isfinite(lo) & np.isfinite(hi)
         err = np.vstack([np.where(has_ci, s - lo, 0.0), np.where(has_ci, hi - s, 0.0)])
         ax.errorbar(s, y, xerr=err, fmt="o", color=color, ecolor=color, capsize=3, lw=1.2)
-        ax.set_yticks(y, sub["method"].astype(str).tolist())
+        ax.set_yticks(y, [label(m) for m in sub["method"].astype(str)])
         unit = str(sub["unit"].iat[0])
         ax.set_xlabel("score (JOD)" if unit == "jod" else "Bradley-Terry score (log-strength)")
         ax.axvline(0.0, color="#BBBBBB", lw=0.8, zorder=0)
-        ax.set_title(f"{ds}" if len(datasets) > 1 else (title or ds), fontsize=10)
+        ax.set_title(label(ds if len(datasets) > 1 else (title or ds)), fontsize=10)
         note = str(sub["ci_note"].iat[0]) if "ci_note" in sub and isinstance(sub["ci_note"].iat[0], str) else ""
         if note:  # a design that cannot give an interval: say so instead of drawing none silently
             ax.set_title(ax.get_title() + "\nno interval: every bootstrap resample gives the same votes",
@@ -62,7 +62,7 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
         ax.margins(x=0.18)
         order_out[ds] = sub["method"].tolist()[::-1]
     if title and len(datasets) > 1:
-        fig.suptitle(title)
+        fig.suptitle(label(title))
     if marked:
         fig.supxlabel("between neighbours: * = scores differ significantly (bootstrap), n.s. = not significant",
                       fontsize=7, color="#555555")
@@ -97,7 +97,7 @@ def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_p
             ranks.append(int(r.iat[0]) if len(r) else np.nan)
         color = PALETTE[i % len(PALETTE)]
         ax.plot(range(len(cols)), ranks, "-o", color=color, lw=1.5, ms=5)
-        ax.text(-0.08, ranks[0], name, ha="right", va="center", fontsize=8, color=color)
+        ax.text(-0.08, ranks[0], label(name), ha="right", va="center", fontsize=8, color=color)
     ax.set_xticks(range(len(cols)))
     labels = [reference]
     summ = summary[summary["dataset"] == dataset].set_index("metric")
@@ -108,7 +108,7 @@ def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_p
             labels.append(f"{mname}\ntau-b {r['tau_b']:.2f}{ci}")
         else:
             labels.append(mname)
-    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xticklabels([label(t) for t in labels], fontsize=8)
     ax.xaxis.tick_top()
     ax.set_yticks(range(1, len(names) + 1))
     ax.set_ylim(len(names) + 0.5, 0.5)

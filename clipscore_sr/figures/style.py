@@ -21,6 +21,12 @@ _DETERMINISTIC_METADATA = {
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 
 
+def label(text: object) -> str:
+    """``text`` as drawn literally: matplotlib reads the text between two ``$`` as math (and fails on invalid math,
+    e.g. a method named ``m$_$``), so every ``$`` of a name, title or caption is escaped."""
+    return str(text).replace("$", r"\$")
+
+
 def figure_format(out_path: str | os.PathLike) -> str:
     suffix = Path(out_path).suffix.lower()
     if suffix not in FIGURE_FORMATS:

@@ -33,6 +33,13 @@ ANNOTATOR_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _as_objects(x: Sequence[Any]) -> np.ndarray | pd.Series:
+    """``x`` as objects to factorize (a Series or 1-D array without a Python loop over its items)."""
+    if isinstance(x, (pd.Series, pd.Index)) or (isinstance(x, np.ndarray) and x.ndim == 1):
+        return np.asarray(x, dtype=object)
+    return pd.Series(list(x), dtype=object)
+
+
 def krippendorff_alpha_nominal(units: Sequence[Any], values: Sequence[Any]) -> tuple[float, int]:
     """Krippendorff's alpha (nominal) from one (unit, value) per coder and unit; ``(alpha, n_units)``
     where units with fewer than two values are not pairable and are left out.
@@ -40,12 +47,12 @@ def krippendorff_alpha_nominal(units: Sequence[Any], values: Sequence[Any]) -> t
     ``alpha = 1 - (n - 1) * sum_u (m_u^2 - sum_c n_uc^2) / (m_u - 1) / (n^2 - sum_c n_c^2)`` with ``n_uc`` the
     count of value c in unit u, ``m_u`` its number of values, ``n_c`` the pairable count of c, ``n = sum n_c``.
     """
-    u_codes, _ = pd.factorize(pd.Series(list(units), dtype=object))
-    v_codes, v_names = pd.factorize(pd.Series(list(values), dtype=object))
+    u_codes, _ = pd.factorize(_as_objects(units))
+    v_codes, v_names = pd.factorize(_as_objects(values))
     if len(u_codes) == 0:
         return float("nan"), 0
-    counts = np.zeros((u_codes.max() + 1, len(v_names)))
-    np.add.at(counts, (u_codes, v_codes), 1.0)
+    n_v = len(v_names)
+    counts = np.bincount(u_codes * n_v + v_codes, minlength=(u_codes.max() + 1) * n_v).reshape(-1, n_v).astype(float)
     m_u = counts.sum(1)
     pair = m_u >= 2
     c = counts[pair]
@@ -116,26 +123,36 @@ def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | No
     unit, value, ch = _unit_and_value(df)
     real = (kind == "real").to_numpy()
 
+    # one pass per measure, grouped by integer codes (linear in the number of votes, whatever the number of
+    # annotators); annotators in order of first appearance
+    a_codes, a_names = pd.factorize(annot)
+    a_names = np.asarray(a_names, dtype=object)
+    n_ann = len(a_names)
+    u_codes = pd.factorize(unit)[0].astype(np.int64)
+    key = a_codes.astype(np.int64) * (int(u_codes.max(initial=0)) + 1) + u_codes  # (annotator, unit)
+
     # alpha: first real vote of each annotator on each unit
-    first = pd.DataFrame({"u": unit[real], "c": annot[real], "v": value[real]}).drop_duplicates(["u", "c"])
+    real_pos = np.flatnonzero(real)
+    first_pos = np.sort(real_pos[np.unique(key[real_pos], return_index=True)[1]])
+    first = pd.DataFrame({"u": unit.iloc[first_pos], "c": annot.iloc[first_pos], "v": value.iloc[first_pos]})
     alpha, n_units = krippendorff_alpha_nominal(first["u"], first["v"]) if has_annot else (float("nan"), 0)
 
-    # leave-one-out majority
+    # leave-one-out majority: per-unit counts minus the annotator's own vote
     fu, fv = pd.factorize(first["u"])[0], pd.factorize(first["v"])[0]
-    loo_ok = pd.Series(np.nan, index=first.index)
+    loo_ok = np.full(len(first), np.nan)
     if len(first):
-        cnt = np.zeros((fu.max() + 1, fv.max() + 1))
-        np.add.at(cnt, (fu, fv), 1.0)
-        others = cnt[fu].copy()
+        n_v = int(fv.max()) + 1
+        cnt = np.bincount(fu * n_v + fv, minlength=(int(fu.max()) + 1) * n_v).reshape(-1, n_v).astype(float)
+        others = cnt[fu]
         others[np.arange(len(fu)), fv] -= 1.0
         top = others.max(1)
         unique_top = (others == top[:, None]).sum(1) == 1
         has = (top > 0) & unique_top
-        loo_ok[:] = np.where(has, (others.argmax(1) == fv).astype(float), np.nan)
+        loo_ok = np.where(has, (others.argmax(1) == fv).astype(float), np.nan)
 
     # sentinels
     sent = (kind == "sentinel").to_numpy()
-    sent_ok = pd.Series(np.nan, index=df.index)
+    sent_ok = np.full(len(df), np.nan)
     if sent.any():
         if "expected" in df.columns:
             exp = df["expected"].astype(str).str.lower()
@@ -144,39 +161,50 @@ def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | No
             bm = df["b_method"].astype(str) if "b_method" in df.columns else pd.Series("", index=df.index)
             exp = pd.Series(np.where(am == SENTINEL_GT, "a", np.where(bm == SENTINEL_GT, "b", "")), index=df.index)
         known = sent & (exp != "").to_numpy()
-        sent_ok[known] = (ch[known] == exp[known]).astype(float)
+        sent_ok[known] = (ch[known] == exp[known]).to_numpy(dtype=float)
 
     # repeats vs the annotator's own real vote on the unit
     rep = (kind == "repeat").to_numpy()
-    rep_ok = pd.Series(np.nan, index=df.index)
+    rep_ok = np.full(len(df), np.nan)
     if rep.any():
-        own = dict(zip(zip(first["c"], first["u"]), first["v"]))
-        keys = list(zip(annot[rep], unit[rep]))
-        orig = [own.get(k) for k in keys]
-        rep_ok[rep] = [np.nan if o is None else float(o == v) for o, v in zip(orig, value[rep])]
+        rep_pos = np.flatnonzero(rep)
+        at = pd.Index(key[first_pos]).get_indexer(key[rep_pos])
+        found = at >= 0
+        vals = value.to_numpy()
+        rep_ok[rep_pos[found]] = (vals[first_pos[at[found]]] == vals[rep_pos[found]]).astype(float)
 
-    rows = []
+    def per_annotator(codes: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of the non-NaN ``ok`` per annotator (NaN without any) and their count."""
+        v = ~np.isnan(ok)
+        n = np.bincount(codes[v], minlength=n_ann)
+        s = np.bincount(codes[v], weights=ok[v], minlength=n_ann)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, s / np.maximum(n, 1), np.nan), n
+
+    lo_m, lo_n = per_annotator(a_codes[first_pos], loo_ok)
+    so_m, so_n = per_annotator(a_codes, sent_ok)
+    ro_m, ro_n = per_annotator(a_codes, rep_ok)
+    bad_lo = (lo_n > 0) & (lo_m < min_agreement) if min_agreement is not None else np.zeros(n_ann, bool)
+    bad_so = (so_n > 0) & (so_m < min_sentinel_accuracy) if min_sentinel_accuracy is not None else \
+        np.zeros(n_ann, bool)
+    reason = np.full(n_ann, "", dtype=object)
     dropped: dict[str, str] = {}
-    for name in dict.fromkeys(annot):
-        mine = (annot == name).to_numpy()
-        lo = loo_ok[first["c"] == name].dropna()
-        so = sent_ok[mine].dropna()
-        ro = rep_ok[mine].dropna()
-        r = dict(annotator=name, n_votes=int(mine.sum()), n_real=int((mine & real).sum()),
-                 loo_agreement=float(lo.mean()) if len(lo) else np.nan, n_loo=int(len(lo)),
-                 sentinel_accuracy=float(so.mean()) if len(so) else np.nan, n_sentinel=int(len(so)),
-                 repeat_consistency=float(ro.mean()) if len(ro) else np.nan, n_repeat=int(len(ro)),
-                 dropped=False, reason="")
+    for k in np.flatnonzero(bad_lo | bad_so):
         why = []
-        if min_agreement is not None and len(lo) and r["loo_agreement"] < min_agreement:
-            why.append(f"leave-one-out agreement {r['loo_agreement']:.2f} < {min_agreement:g}")
-        if min_sentinel_accuracy is not None and len(so) and r["sentinel_accuracy"] < min_sentinel_accuracy:
-            why.append(f"sentinel accuracy {r['sentinel_accuracy']:.2f} < {min_sentinel_accuracy:g}")
-        if why:
-            r["dropped"], r["reason"] = True, "; ".join(why)
-            dropped[name] = r["reason"]
-        rows.append(r)
-    table = pd.DataFrame(rows, columns=list(ANNOTATOR_COLUMNS))
+        if bad_lo[k]:
+            why.append(f"leave-one-out agreement {lo_m[k]:.2f} < {min_agreement:g}")
+        if bad_so[k]:
+            why.append(f"sentinel accuracy {so_m[k]:.2f} < {min_sentinel_accuracy:g}")
+        reason[k] = dropped[a_names[k]] = "; ".join(why)
+    if n_ann:
+        table = pd.DataFrame(dict(
+            annotator=a_names, n_votes=np.bincount(a_codes, minlength=n_ann).astype(np.int64),
+            n_real=np.bincount(a_codes[real], minlength=n_ann).astype(np.int64), loo_agreement=lo_m,
+            n_loo=lo_n.astype(np.int64), sentinel_accuracy=so_m, n_sentinel=so_n.astype(np.int64),
+            repeat_consistency=ro_m, n_repeat=ro_n.astype(np.int64), dropped=bad_lo | bad_so, reason=reason),
+            columns=list(ANNOTATOR_COLUMNS))
+    else:
+        table = pd.DataFrame([], columns=list(ANNOTATOR_COLUMNS))
     n_drop = int(table.loc[table["dropped"], "n_votes"].sum()) if len(table) else 0
     return Reliability(annotators=table, alpha=alpha, n_alpha_units=n_units, dropped=dropped, n_dropped_votes=n_drop)
 
