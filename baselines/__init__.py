@@ -44,12 +44,13 @@ from .registry import (
 from .sr3 import SR3, GaussianDiffusion, SR3UNet, linear_beta_schedule
 from .srcnn import SRCNN, MultiFrameSRCNN
 from .tiling import tiled_forward
+from .worldstrat import WorldStratHighResNet, WorldStratSRCNN
 
 __all__ = [
     "ESRGAN_SIZES", "GENERATORS", "GENERATOR_SIZES", "SR3", "SRCNN", "CheckpointError", "DatasetError",
     "GaussianDiffusion", "GenerateReport", "HighResNet", "MultiFrameSRCNN", "OLI2MSIDataset",
     "PairedFolderDataset", "ProbaVDataset", "RRDBNet", "S2NAIPDataset", "SR3UNet", "Scene",
-    "UNetDiscriminatorSN", "WorldStratDataset", "build_discriminator", "build_generator", "count_parameters",
+    "UNetDiscriminatorSN", "WorldStratDataset", "WorldStratHighResNet", "WorldStratSRCNN", "build_discriminator", "build_generator", "count_parameters",
     "extract_state_dict", "find_scenes", "generate", "infer_rrdbnet_config", "linear_beta_schedule",
     "list_generators", "load_checkpoint", "load_esrgan_authors", "load_scene", "load_state_dict_checked",
     "map_esrgan_keys", "parameter_count", "read_checkpoint_meta", "save_checkpoint", "select_frames",

@@ -18,8 +18,11 @@ BasicSR / satlas-super-resolution checkpoints (``.pth``) are dicts with ``params
 ``params`` holding an RRDBNet state dict (``conv_first``, ``body.N.rdb1.conv1``, ``conv_body``,
 ``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``). Original ESRGAN names (``RRDB_trunk.N.RDB1``,
 ``trunk_conv``, ``upconv1``, ``HRconv``) and ``module.`` prefixes are mapped too. The architecture is
-inferred from the tensor shapes (features, growth, blocks, ``num_in_ch = 3*T``); the scale factor cannot be
-inferred and defaults to 4.
+inferred from the tensor shapes (features, growth, blocks, ``num_in_ch = 3*T``). The scale factor cannot be
+inferred (an x3 RRDBNet has the x4 tensor shapes): pass ``scale``; without it x4 is assumed with a
+``UserWarning`` and the model's ``scale_known`` is False (``srmetrics generate`` then refuses to run without
+``--scale``). The authors' SRCNN / HighRes-net state dicts (``encoder.doubleconv2d...``) load too, their
+architecture and scale read from the shapes (:func:`~clipscore_sr.baselines.worldstrat.infer_worldstrat_config`).
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, extra: Mapping
         raise CheckpointError(f"{type(model).__name__}: not a clipscore_sr generator (no name/config)")
     meta = {"format": FORMAT, "version": VERSION, "name": name, "size": getattr(model, "size", None),
             "config": config, "extra": dict(extra or {})}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    # clone: the authors' WorldStrat networks register some modules under two names (shared tensors)
+    state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={META_KEY: json.dumps(meta)})
     _sidecar(path).write_text(json.dumps(meta, indent=2) + "\n")
@@ -175,8 +179,9 @@ def _build_checked(build: Callable[[], nn.Module], state: Mapping[str, torch.Ten
 
 
 def _build(name: str, meta_size: str | None, config: dict[str, Any]) -> nn.Module:
-    from .registry import build_discriminator, build_generator
+    from .registry import build_discriminator, build_generator, legacy_name
 
+    name = legacy_name(name, config)
     if name == "esrgan-discriminator":
         return build_discriminator(**config)
     cfg = dict(config)
@@ -193,16 +198,23 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        state = extract_state_dict(_torch_load(path), None, source=str(path))
+        from .worldstrat import looks_like_worldstrat
+
+        if looks_like_worldstrat(state):
+            return _worldstrat_from_state(state, str(path), name=name, n_frames=n_frames, scale=scale,
+                                          device=device, **overrides)
         if name is not None and _canonical(name) != "esrgan":
-            raise CheckpointError(f"{path}: .pth checkpoints are read as BasicSR ESRGAN weights, not '{name}'")
-        return load_esrgan_authors(path, n_frames=n_frames, scale=scale or 4, device=device, **overrides)
+            raise CheckpointError(f"{path}: .pth checkpoints are read as BasicSR ESRGAN (or the authors' SRCNN / "
+                                  f"HighRes-net) weights, not '{name}'")
+        return _esrgan_from_state(state, str(path), n_frames=n_frames, scale=scale, device=device, **overrides)
     meta = read_checkpoint_meta(path)
     from safetensors.torch import load_file
 
     state = load_file(str(path))
     if meta is None:
         if _looks_like_rrdbnet(state) and (name is None or _canonical(name) == "esrgan"):
-            return _esrgan_from_state(state, str(path), n_frames=n_frames, scale=scale or 4, device=device, **overrides)
+            return _esrgan_from_state(state, str(path), n_frames=n_frames, scale=scale, device=device, **overrides)
         if name is None:
             raise CheckpointError(f"{path}: no architecture metadata (no embedded '{META_KEY}' entry and no "
                                   f"{_sidecar(path).name}); pass --model/--size/--frames/--scale")
@@ -305,10 +317,51 @@ def infer_rrdbnet_config(state: Mapping[str, torch.Tensor], *, scale: int = 4, i
             "num_block": max(blocks) + 1, "num_grow_ch": int(state["body.0.rdb1.conv1.weight"].shape[0])}
 
 
-def _esrgan_from_state(state: Mapping[str, torch.Tensor], source: str, *, n_frames: int | None, scale: int,
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+def _worldstrat_from_state(state: Mapping[str, torch.Tensor], source: str, *, name: str | None,
+                           n_frames: int | None, scale: int | None, device: str | torch.device,
+                           **overrides: Any) -> nn.Module:
+    """The authors' SRCNN / HighRes-net from their state dict (architecture and scale from the shapes)."""
+    from clipscore_sr.errors import ConfigError
+
+    from .registry import build_generator
+    from .worldstrat import infer_worldstrat_config
+
+    try:
+        kind, cfg = infer_worldstrat_config(dict(state), source)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    if overrides.get("use_reference_frame"):
+        cfg["in_channels"] //= 2
+    for label, given, stored in (("model", name and _canonical(name), kind), ("frames", n_frames, cfg["n_frames"]),
+                                 ("scale", scale, cfg["scale"])):
+        if given is not None and given != stored:
+            raise CheckpointError(f"{source}: --{label} {given} does not match the checkpoint ({label} {stored}, "
+                                  "read from its tensor shapes)")
+    cfg.update(overrides)
+    model = build_generator(kind, "small", cfg.pop("n_frames"), cfg.pop("scale"), **cfg)
+    load_state_dict_checked(model, state, source)
+    return model.to(device).eval()
+
+
+def _esrgan_from_state(state: Mapping[str, torch.Tensor], source: str, *, n_frames: int | None, scale: int | None,
                        device: str | torch.device, in_channels: int = 3, **overrides: Any) -> nn.Module:
+    import warnings
+
     from .esrgan import RRDBNet
 
+    scale_known = scale is not None
+    if not scale_known:
+        warnings.warn(f"{source}: the scale factor of RRDBNet weights cannot be read from the file (x3 weights have "
+                      "the x4 shapes); assuming x4 - pass scale (generate --scale) to be sure", UserWarning,
+                      stacklevel=3)
+        scale = 4
     state = map_esrgan_keys(state)
     cfg = infer_rrdbnet_config(state, scale=scale, in_channels=in_channels, source=source)
     if n_frames is not None and n_frames != cfg["n_frames"]:
@@ -320,6 +373,7 @@ def _esrgan_from_state(state: Mapping[str, torch.Tensor], source: str, *, n_fram
     check_arch_config(cfg, source)
     model = _build_checked(lambda: RRDBNet(**cfg), state, source)
     model.size = next((s for s, v in _sizes().items() if all(cfg.get(k) == x for k, x in v.items())), "custom")  # type: ignore[attr-defined]
+    model.scale_known = scale_known  # type: ignore[attr-defined]
     return model.to(device).eval()
 
 
@@ -329,7 +383,7 @@ def _sizes() -> dict[str, dict[str, int]]:
     return ESRGAN_SIZES
 
 
-def load_esrgan_authors(path: str | os.PathLike, *, n_frames: int | None = None, scale: int = 4,
+def load_esrgan_authors(path: str | os.PathLike, *, n_frames: int | None = None, scale: int | None = 4,
                         key: str | None = None, device: str | torch.device = "cpu", **overrides: Any) -> nn.Module:
     """Load the authors' BasicSR-style ESRGAN checkpoint (``.pth`` with ``params_ema``/``params``, or a
     plain state dict in .pth/.safetensors) into an :class:`~clipscore_sr.baselines.esrgan.RRDBNet`."""
@@ -341,9 +395,6 @@ def load_esrgan_authors(path: str | os.PathLike, *, n_frames: int | None = None,
 
         obj: Any = load_file(str(path))
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+        obj = _torch_load(path)
     state = extract_state_dict(obj, key, source=str(path))
     return _esrgan_from_state(state, str(path), n_frames=n_frames, scale=scale, device=device, **overrides)

@@ -1,4 +1,5 @@
-"""HighRes-net (Deudon et al. 2020): multi-frame SR by recursive pairwise fusion.
+"""Our compact HighRes-net variant (``highresnet-compact``; after Deudon et al. 2020): recursive pairwise fusion
+with presence weights. The paper authors' HighRes-net (``highresnet``) is :class:`~.worldstrat.WorldStratHighResNet`.
 
 1. Reference frame: the per-pixel median of the T frames (lower median for even T).
 2. Encoder (shared over frames): ``[frame, reference]`` (2C channels) -> conv3x3 + PReLU -> residual
@@ -33,12 +34,12 @@ class _ResBlock(nn.Module):
 class HighResNet(nn.Module):
     """HighRes-net for ``[B,T,C,h,w]`` -> ``[B,C_out,s*h,s*w]``; any T in 1..16 at run time."""
 
-    name = "highresnet"
+    name = "highresnet-compact"
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_frames: int = 8, scale: int = 4,
                  features: int = 64, encoder_blocks: int = 2, decoder_features: int = 64, kernel: int = 3) -> None:
         super().__init__()
-        check_arch("highresnet", scale, n_frames)
+        check_arch("highresnet-compact", scale, n_frames)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.n_frames, self.scale = int(n_frames), int(scale)
         self.config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -86,5 +87,5 @@ class HighResNet(nn.Module):
         return feats[:, 0]
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        lr = as_frames(lr, n_frames=None, in_channels=self.in_channels, who="highresnet")
+        lr = as_frames(lr, n_frames=None, in_channels=self.in_channels, who="highresnet-compact")
         return self.decoder(self.fuse(self.encode(lr)))

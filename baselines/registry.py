@@ -3,9 +3,11 @@
 ==============  ===========================================  ========================================
 name            class                                        sizes (architecture presets)
 ==============  ===========================================  ========================================
-``srcnn``       :class:`~clipscore_sr.baselines.srcnn.SRCNN`  small (9-1-5, 64/32 filters)
-``srcnn-mf``    :class:`~.srcnn.MultiFrameSRCNN`              small
-``highresnet``  :class:`~.highresnet.HighResNet`              small (64 features)
+``srcnn``       :class:`~.worldstrat.WorldStratSRCNN`         small (the authors': 128 hidden, 1.77 M at 8 frames)
+``highresnet``  :class:`~.worldstrat.WorldStratHighResNet`    small (the authors': 128 hidden, 3.25 M at 8 frames)
+``srcnn-915``   :class:`~clipscore_sr.baselines.srcnn.SRCNN`  small (ours: classic 9-1-5, 64/32 filters)
+``srcnn-mf``    :class:`~.srcnn.MultiFrameSRCNN`              small (ours)
+``highresnet-compact`` :class:`~.highresnet.HighResNet`       small (ours: 64 features, presence weights)
 ``esrgan``      :class:`~.esrgan.RRDBNet`                     small (64/23/32), medium (128/23/64),
                                                              large (256/23/128)
 ``sr3``         :class:`~.sr3.SR3`                            small (base 64, mults 1,2,4,8,8)
@@ -29,24 +31,49 @@ from .esrgan import ESRGAN_SIZES, RRDBNet, UNetDiscriminatorSN
 from .highresnet import HighResNet
 from .sr3 import SR3
 from .srcnn import SRCNN, MultiFrameSRCNN
+from .worldstrat import WorldStratHighResNet, WorldStratSRCNN
 
 GENERATORS: dict[str, type[nn.Module]] = {
-    "srcnn": SRCNN,
+    "srcnn": WorldStratSRCNN,
+    "highresnet": WorldStratHighResNet,
+    "srcnn-915": SRCNN,
     "srcnn-mf": MultiFrameSRCNN,
-    "highresnet": HighResNet,
+    "highresnet-compact": HighResNet,
     "esrgan": RRDBNet,
     "sr3": SR3,
 }
 
 GENERATOR_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "srcnn": {"small": {}},
-    "srcnn-mf": {"small": {}},
     "highresnet": {"small": {}},
+    "srcnn-915": {"small": {}},
+    "srcnn-mf": {"small": {}},
+    "highresnet-compact": {"small": {}},
     "esrgan": ESRGAN_SIZES,
     "sr3": {"small": {}},
 }
 
-ALIASES = {"rrdbnet": "esrgan", "highres-net": "highresnet", "mfsrcnn": "srcnn-mf", "multiframe-srcnn": "srcnn-mf"}
+ALIASES = {"rrdbnet": "esrgan", "highres-net": "highresnet", "mfsrcnn": "srcnn-mf", "multiframe-srcnn": "srcnn-mf",
+           "worldstrat-srcnn": "srcnn", "worldstrat-highresnet": "highresnet"}
+
+
+#: ``srcnn``/``highresnet`` were our own networks before they became the authors'; their old options point here
+LEGACY_HINTS = {
+    "srcnn": " (srcnn is the authors' WorldStrat SRCNN: hidden_channels, kernel_size, residual_layers, ...; "
+             "the classic 9-1-5 SRCNN with n1/n2 is now srcnn-915)",
+    "highresnet": " (highresnet is the authors' WorldStrat HighRes-net: hidden_channels, kernel_size, ...; "
+                  "our compact variant with features/encoder_blocks is now highresnet-compact)",
+}
+
+#: keys of a saved config that identify our networks saved under their former names
+_LEGACY_CONFIG_KEYS = {"srcnn": ("n1", "srcnn-915"), "highresnet": ("features", "highresnet-compact")}
+
+
+def legacy_name(name: str, config: dict[str, Any]) -> str:
+    """The current name of a generator saved as ``name`` with ``config`` (before the rename to srcnn-915 /
+    highresnet-compact)."""
+    key, new = _LEGACY_CONFIG_KEYS.get(name, (None, name))
+    return new if key is not None and key in config else name
 
 
 def list_generators() -> dict[str, list[str]]:
@@ -90,7 +117,8 @@ def build_generator(name: str, size: str = "small", n_frames: int = 8, scale: in
         else:
             model = cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{key}: bad architecture argument ({exc})") from None
+        hint = LEGACY_HINTS.get(key, "")
+        raise ConfigError(f"{key}: bad architecture argument ({exc}){hint}") from None
     model.size = size  # type: ignore[attr-defined]
     return model
 

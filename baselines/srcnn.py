@@ -1,4 +1,6 @@
-"""SRCNN (Dong et al. 2014) and its multi-frame remote-sensing variant.
+"""Our SRCNNs: the classic SRCNN (Dong et al. 2014, ``srcnn-915``) and a multi-frame variant (``srcnn-mf``).
+
+The paper authors' SRCNN (``srcnn``) is :class:`~.worldstrat.WorldStratSRCNN`.
 
 * :class:`SRCNN`: the classic three-layer 9-1-5 network (64 and 32 filters, ReLU) applied to the
   bicubic-upsampled input. With T frames, the upsampled frames are concatenated along channels
@@ -19,14 +21,15 @@ from .common import as_frames, check_arch
 
 
 class SRCNN(nn.Module):
-    """Classic 9-1-5 SRCNN on the bicubic-upsampled stack: ``[B,T,C,h,w]`` -> ``[B,C_out,s*h,s*w]``."""
+    """Classic 9-1-5 SRCNN on the bicubic-upsampled stack: ``[B,T,C,h,w]`` -> ``[B,C_out,s*h,s*w]``.
+    Registered as ``srcnn-915`` (``srcnn`` is the authors' WorldStrat SRCNN, :mod:`.worldstrat`)."""
 
-    name = "srcnn"
+    name = "srcnn-915"
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_frames: int = 1, scale: int = 4,
                  n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 1, f3: int = 5) -> None:
         super().__init__()
-        check_arch("srcnn", scale, n_frames)
+        check_arch("srcnn-915", scale, n_frames)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.n_frames, self.scale = int(n_frames), int(scale)
         self.config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -37,7 +40,7 @@ class SRCNN(nn.Module):
         self.conv3 = nn.Conv2d(n2, self.out_channels, f3, padding=f3 // 2)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        lr = as_frames(lr, n_frames=self.n_frames, in_channels=self.in_channels, who="srcnn")
+        lr = as_frames(lr, n_frames=self.n_frames, in_channels=self.in_channels, who="srcnn-915")
         b, t, c, h, w = lr.shape
         x = F.interpolate(lr.reshape(b, t * c, h, w), scale_factor=self.scale, mode="bicubic",
                           align_corners=False)

@@ -15,7 +15,9 @@ Sections (defaults in :data:`SCHEMA`; ``*`` = required)::
     model:     {name*: esrgan, size: small, n_frames: 8, scale: 4, options: {num_feat: 64}}
     data:      {reader*: s2naip, train*: {root: ...}, val: {root: ...}, val_fraction: 0.0,
                 crop_size: null, val_crop_size: null, num_workers: 0, max_val_samples: null,
-                sampler: uniform (or tile_weights: the authors' OSM inverse-frequency weights), tile_weights: null}
+                sampler: uniform | authors (their ssr/train.py: BasicSR EnlargedSampler, the same permutation
+                every epoch) | tile_weights (OSM inverse-frequency weights; their train.py never uses them),
+                tile_weights: null}
     losses:    L2 models:  {mse: 0.3, mae: 0.4, ssim: 0.3, ssim_style: authors (kornia 5x5, reflect) | metric
                             (11x11, valid), clip: 0.0, ...clip options}
                ESRGAN:     {l1: 1.0, perceptual: 1.0, perceptual_layers: {...}, gan: 0.1, clip: 0.0,
@@ -49,7 +51,7 @@ from typing import Any
 
 from clipscore_sr.errors import ConfigError
 
-L2_MODELS = ("srcnn", "srcnn-mf", "highresnet")
+L2_MODELS = ("srcnn", "highresnet", "srcnn-915", "srcnn-mf", "highresnet-compact")
 GAN_MODELS = ("esrgan",)
 DIFFUSION_MODELS = ("sr3",)
 READERS = ("s2naip", "worldstrat", "probav", "oli2msi", "paired")
@@ -214,7 +216,7 @@ SCHEMA: dict[str, Any] = {
         "val_crop_size": (_optional(_int(1)), None),
         "num_workers": (_int(0), 0),
         "max_val_samples": (_optional(_int(1)), None),
-        "sampler": (_choice("uniform", "tile_weights"), "uniform"),
+        "sampler": (_choice("uniform", "authors", "tile_weights"), "uniform"),
         "tile_weights": (_optional(_str), None),
     },
     "losses": {
@@ -411,6 +413,18 @@ def validate_config(raw: Any, source: str | os.PathLike | None = None, *, check_
         data["val"] = _check_reader_args(data["reader"], data["val"], f"{src}data.val.", check_paths)
         if data["val_fraction"]:
             raise ConfigError(f"{src}data.val_fraction: give either data.val or data.val_fraction, not both")
+    if data["reader"] == "s2naip":  # channels per frame follow from the bands: tci (3) + one per extra band
+        bands = [str(b).lower() for b in data["train"].get("bands", ("tci",))]
+        derived = 3 + len(bands) - 1
+        given = model["options"].get("in_channels")
+        if given is None:
+            if derived != 3:
+                model["options"]["in_channels"] = derived
+                build_generator(model["name"], model["size"], model["n_frames"], model["scale"], device="meta",
+                                **model["options"])
+        elif given != derived:
+            raise ConfigError(f"{src}model.options.in_channels: {given} but data.train.bands {bands} give {derived} "
+                              "channels per frame (tci 3 + 1 per extra band); leave it out to derive it")
     if data["sampler"] == "tile_weights":
         if data["reader"] != "s2naip":
             raise ConfigError(f"{src}data.sampler: tile_weights needs the s2naip reader (got {data['reader']})")

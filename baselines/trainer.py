@@ -11,14 +11,18 @@ What one optimiser step does, per model family (losses are means over the batch)
 * **L2 models** (SRCNN, HighRes-net): ``mse*MSE + mae*MAE + ssim*(1-SSIM)/2`` (+ optional CLIP loss).
 * **ESRGAN**: generator ``l1*L1 + perceptual*VGG19 + gan*BCE(D(sr), real) + ClipLoss(sr, target)``, the L1,
   VGG and CLIP target optionally unsharp-masked (the authors' ``l1_gt_usm``/``percep_gt_usm``; D sees the raw HR); then the U-Net discriminator ``BCE(D(hr), real) + BCE(D(sr), fake)``
-  (one forward pass over both). During ``pixel_warmup_steps`` only the L1 term is used and D is not trained.
+  (two forward passes, real then fake, as BasicSR / the authors: with spectral norm each forward is one power
+  iteration). During ``pixel_warmup_steps`` only the L1 term is used and D is not trained.
 * **SR3**: the DDPM noise-prediction loss; the noise level and noise of every sample come from a generator
   seeded by ``(seed, step, sample index)``, so they do not depend on the number of processes.
 
-Data order: epoch ``e`` visits the training set in the permutation ``randperm(n, seed(seed, e))`` (with
-``data.sampler: tile_weights``: ``n`` draws with replacement proportional to the tile weights) in
-consecutive global batches of ``train.batch_size`` (the incomplete last batch is dropped); process ``r`` of
-``W`` takes the ``r``-th slice of ``batch_size / W`` samples. The batch of every step is a function of the
+Data order: ``data.sampler: authors`` (the shipped configs) is the authors' ``ssr/train.py``: BasicSR's
+``EnlargedSampler`` whose ``set_epoch`` is never called, so every epoch visits the same permutation
+``randperm(ceil(n / W) * W, seed 0) % n``, process ``r`` of ``W`` taking every ``W``-th index from ``r`` in
+batches of ``batch_size / W`` (the incomplete last batch dropped). ``uniform``: epoch ``e`` visits
+``randperm(n, seed(seed, e))``; ``tile_weights``: ``n`` draws with replacement proportional to the tile
+weights (an option: the authors' training does not use it); both in consecutive global batches of
+``train.batch_size``, process ``r`` taking the ``r``-th slice of ``batch_size / W`` samples. The batch of every step is a function of the
 step number, so resuming needs no data-loader state and DDP sees the same global batch as one process.
 
 Run folder (``output_dir``): ``config.yaml`` (the validated config), ``log.csv`` (one row per logged step:
@@ -422,6 +426,12 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- data
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         n, b = len(self.train_set), self.cfg["train"]["batch_size"]
+        if self.cfg["data"]["sampler"] == "authors":  # BasicSR EnlargedSampler, epoch stuck at 0
+            total = math.ceil(n / self.world) * self.world
+            mine = [v % n for v in torch.randperm(total, generator=torch.Generator().manual_seed(0)).tolist()]
+            mine = mine[self.rank:total:self.world]
+            lb = self.local_batch
+            return [mine[i * lb: (i + 1) * lb] for i in range(len(mine) // lb)][: n // b]
         g = torch.Generator().manual_seed(_seed_from(self.cfg["seed"], 2, epoch))
         if self.sample_weights is not None:  # the authors' tile-weight sampler: n draws with replacement
             perm = torch.multinomial(self.sample_weights, n, replacement=True, generator=g).tolist()
@@ -529,11 +539,10 @@ class Trainer:
         if warm or self.discriminator is None:
             return logged
         self.discriminator.requires_grad_(True)
-        b = hr.shape[0]
-        with self._autocast():
-            cond = torch.cat([lr, lr]) if self.cfg["discriminator"]["lr_conditioned"] else None
-            logits = self.d_train(torch.cat([hr.to(sr.dtype), sr.detach()]), cond).float()
-            d_real, d_fake = gan_loss(logits[:b], True), gan_loss(logits[b:], False)
+        with self._autocast():  # real, then fake: two forwards (two spectral-norm power iterations), as theirs
+            cond = lr if self.cfg["discriminator"]["lr_conditioned"] else None
+            d_real = gan_loss(self.d_train(hr.to(sr.dtype), cond).float(), True)
+            d_fake = gan_loss(self.d_train(sr.detach(), cond).float(), False)
         d_loss = d_real + d_fake
         logged.update(self._reduce({"d_real": d_real, "d_fake": d_fake}, "discriminator"))
         self._backward_step(d_loss, self.discriminator.parameters(), self.opt_d, self.scaler_d)

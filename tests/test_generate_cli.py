@@ -126,7 +126,7 @@ def test_generate_authors_pth_checkpoint(tmp_path):
     img = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     png(tmp_path / "in" / "x.png", img)
     res = run("--checkpoint", str(tmp_path / "net_g_ema.pth"), "--input", str(tmp_path / "in"),
-              "--out", str(tmp_path / "out"), "--model", "esrgan")
+              "--out", str(tmp_path / "out"), "--model", "esrgan", "--scale", "4")
     assert res.exit_code == 0, res.output
     with torch.no_grad():
         exp = model(frames_of(img, 8)[None])[0].clamp(0, 1)

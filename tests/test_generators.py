@@ -26,9 +26,11 @@ from clipscore_sr.baselines.tiling import tile_starts
 from clipscore_sr.errors import ConfigError, InputMismatchError
 
 TINY = {
-    "srcnn": {"n1": 8, "n2": 4},
+    "srcnn": {"hidden_channels": 16},  # the authors' WorldStrat SRCNN (x3: see _tiny)
+    "highresnet": {"hidden_channels": 16},
+    "srcnn-915": {"n1": 8, "n2": 4},
     "srcnn-mf": {"n1": 8, "n2": 4, "fuse_channels": 8},
-    "highresnet": {"features": 8, "decoder_features": 8, "encoder_blocks": 1},
+    "highresnet-compact": {"features": 8, "decoder_features": 8, "encoder_blocks": 1},
     "esrgan": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
     "sr3": {"inner_channel": 8, "channel_mults": (1, 2), "norm_groups": 4, "n_timestep": 10, "image_size": 16,
             "attn_res": (8,)},
@@ -97,7 +99,7 @@ def test_esrgan_small_matches_published_count():
 
 def test_srcnn_matches_published_weight_count():
     # Dong et al.: the 9-1-5 network with 64/32 filters on one channel has 8,032 weights (+ 97 biases).
-    model = build_generator("srcnn", "small", 1, 4, in_channels=1, out_channels=1, device="meta")
+    model = build_generator("srcnn-915", "small", 1, 4, in_channels=1, out_channels=1, device="meta")
     weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
     assert weights == 8032 and count_parameters(model) == 8032 + 64 + 32 + 1
 
@@ -106,7 +108,7 @@ def test_srcnn_matches_published_weight_count():
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_small_model_parameter_counts(frames, scale):
     c = 3
-    assert parameter_count("srcnn", "small", frames, scale) == conv(c * frames, 64, 9) + conv(64, 32, 1) + conv(32, c, 5)
+    assert parameter_count("srcnn-915", "small", frames, scale) == conv(c * frames, 64, 9) + conv(64, 32, 1) + conv(32, c, 5)
     assert parameter_count("srcnn-mf", "small", frames, scale) == (
         conv(c, 64, 9) + conv(64, 32, 1) + conv(32 * frames, 64, 5) + conv(64, c * scale * scale, 3))
     f = 64
@@ -114,7 +116,7 @@ def test_small_model_parameter_counts(frames, scale):
     hrn = (conv(2 * c, f, 3) + prelu + 2 * (2 * conv(f, f, 3) + 2 * prelu) + conv(f, f, 3)
            + 2 * conv(2 * f, 2 * f, 3) + 2 * prelu + conv(2 * f, f, 3) + prelu
            + (f * f * scale * scale + f) + prelu + conv(f, c, 1))
-    assert parameter_count("highresnet", "small", frames, scale) == hrn
+    assert parameter_count("highresnet-compact", "small", frames, scale) == hrn
 
 
 @pytest.mark.parametrize("frames", [1, 8])
@@ -142,7 +144,8 @@ def test_registry_errors():
         build_generator("esrgan", "small", 8, 5, **TINY["esrgan"])
     with pytest.raises(ConfigError, match="n_frames"):
         build_generator("srcnn", "small", 17, 4)
-    assert set(list_generators()) == {"srcnn", "srcnn-mf", "highresnet", "esrgan", "sr3"}
+    assert set(list_generators()) == {"srcnn", "highresnet", "srcnn-915", "srcnn-mf", "highresnet-compact", "esrgan",
+                                      "sr3"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,10 +153,13 @@ def test_registry_errors():
 
 def _tiny(name, frames, scale, **kw):
     torch.manual_seed(0)
-    return build_generator(name, "small", frames, scale, **{**TINY[name], **kw})
+    tiny = dict(TINY[name])
+    if name in ("srcnn", "highresnet") and scale == 3:
+        tiny["hidden_channels"] = 18  # the pixel-shuffle upsampler needs hidden % scale**2 == 0
+    return build_generator(name, "small", frames, scale, **{**tiny, **kw})
 
 
-@pytest.mark.parametrize("name", ["srcnn", "srcnn-mf", "highresnet", "esrgan"])
+@pytest.mark.parametrize("name", ["srcnn", "highresnet", "srcnn-915", "srcnn-mf", "highresnet-compact", "esrgan"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("frames", [1, 3, 8, 16])
 def test_shapes_forward_backward(name, scale, frames):
@@ -163,7 +169,10 @@ def test_shapes_forward_backward(name, scale, frames):
     assert out.shape == (2, 3, 9 * scale, 7 * scale)
     out.square().mean().backward()
     for pname, p in model.named_parameters():
-        if name == "highresnet" and frames == 1 and pname.startswith("fusion."):
+        if not p.requires_grad:  # the authors' registered-but-unused layers (mask encoder, HighResNet's SRCNN fusion)
+            assert name in ("srcnn", "highresnet", "esrgan") and p.grad is None
+            continue
+        if name == "highresnet-compact" and frames == 1 and pname.startswith("fusion."):
             assert p.grad is None  # one frame: nothing to fuse
             continue
         if name == "esrgan" and scale == 3 and pname.startswith("conv_up1."):
@@ -189,8 +198,8 @@ def test_sr3_shapes_forward_backward(scale, frames):
     assert out.shape == hr.shape
 
 
-@pytest.mark.parametrize("name,kw", [("srcnn", {}), ("srcnn-mf", {}), ("highresnet", {}), ("esrgan", {}),
-                                     ("sr3", {})])
+@pytest.mark.parametrize("name,kw", [("srcnn", {}), ("highresnet", {}), ("srcnn-915", {}), ("srcnn-mf", {}),
+                                     ("highresnet-compact", {}), ("esrgan", {}), ("sr3", {})])
 def test_production_configs_run(name, kw):
     """The real (small) presets forward on a tiny input (medium/large ESRGAN: parameter counts above)."""
     torch.manual_seed(0)
@@ -209,7 +218,7 @@ def test_input_validation():
     with pytest.raises(InputMismatchError, match="1 channels"):
         model(torch.rand(1, 4, 1, 8, 8))
     # a 4-D input is one frame
-    assert _tiny("srcnn", 1, 2)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    assert _tiny("srcnn-915", 1, 2)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
 def test_esrgan_frames_concatenated_frame_major():
@@ -273,7 +282,7 @@ def test_esrgan_x3_follows_the_authors_path():
 
 def test_highresnet_fusion_hand_computed_for_three_frames():
     """T=3 pads to 4: step 1 pairs (f0, pad) and (f1, f2); step 2 pairs the two results."""
-    model = _tiny("highresnet", 3, 2).double()
+    model = _tiny("highresnet-compact", 3, 2).double()
     feats = torch.rand(1, 3, 8, 4, 4, dtype=torch.float64)
 
     def g(a, b):
@@ -313,7 +322,7 @@ def test_discriminator_forward_backward_and_conditioning():
 # --------------------------------------------------------------------------------------------------
 # checkpoints
 
-@pytest.mark.parametrize("name", ["srcnn", "srcnn-mf", "highresnet", "esrgan", "sr3"])
+@pytest.mark.parametrize("name", ["srcnn", "highresnet", "srcnn-915", "srcnn-mf", "highresnet-compact", "esrgan", "sr3"])
 def test_checkpoint_round_trip(tmp_path, name):
     model = _tiny(name, 3, 3).eval()
     path = save_checkpoint(model, tmp_path / f"{name}.safetensors", extra={"tile": 24})
@@ -431,7 +440,7 @@ def test_tiling_constant_image_stays_constant():
 def test_tiling_matches_untiled_for_finite_receptive_field():
     """SRCNN (bicubic + 9-1-5 convs) reaches ~3.5 LR px at x4; with overlap 16 (dead zone 4 px) the
     blended tiles equal the whole-image result (the model is zero-padded at the image border both ways)."""
-    model = _tiny("srcnn", 2, 4).double().eval()
+    model = _tiny("srcnn-915", 2, 4).double().eval()
     lr = torch.rand(1, 2, 3, 56, 41, dtype=torch.float64)
     with torch.no_grad():
         whole = model(lr)

@@ -51,7 +51,7 @@ def test_probav_trainer_validation_cpsnr_equals_score_cpsnr(tmp_path):
     root = make_probav(tmp_path / "probav")
     reader = {"root": str(root), "split": "train", "band": "NIR"}
     cfg = {"output_dir": str(tmp_path / "run"), "seed": 0,
-           "model": {"name": "srcnn", "n_frames": 2, "scale": 3,
+           "model": {"name": "srcnn-915", "n_frames": 2, "scale": 3,
                      "options": {**TINY_SRCNN, "in_channels": 1, "out_channels": 1}},
            "data": {"reader": "probav", "train": reader, "val": reader},
            "train": {"steps": 1, "batch_size": 1, "device": "cpu"},
@@ -139,7 +139,7 @@ def test_tile_weight_sampler_draws_in_proportion(tmp_path):
     root = make_s2naip(tmp_path / "s2", n=4, frames=2)
     weights = tmp_path / "urban_set_weights.json"
     weights.write_text(json.dumps({"1000_2000": 9.0, "1001_2000": 0.0}))  # 1002/1003 unlisted: weight 1
-    cfg = make_config(tmp_path / "run", root, "srcnn", validation={"interval": 0},
+    cfg = make_config(tmp_path / "run", root, "srcnn-915", validation={"interval": 0},
                       data={"val_fraction": 0.0, "sampler": "tile_weights", "tile_weights": str(weights)},
                       train={"batch_size": 1})
     trainer = Trainer(cfg)
@@ -152,7 +152,7 @@ def test_tile_weight_sampler_draws_in_proportion(tmp_path):
     from clipscore_sr.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.tile_weights: needed by sampler: tile_weights"):
-        Trainer(make_config(tmp_path / "r2", root, "srcnn", validation={"interval": 0},
+        Trainer(make_config(tmp_path / "r2", root, "srcnn-915", validation={"interval": 0},
                             data={"val_fraction": 0.0, "sampler": "tile_weights"}))
 
 
@@ -246,7 +246,7 @@ def test_validation_crop_border(tmp_path):
     from .train_support import make_config, make_s2naip
 
     root = make_s2naip(tmp_path / "s2", n=4, frames=2)
-    cfg = make_config(tmp_path / "run", root, "srcnn", train={"batch_size": 1}, data={"val_fraction": 0.25},
+    cfg = make_config(tmp_path / "run", root, "srcnn-915", train={"batch_size": 1}, data={"val_fraction": 0.25},
                       validation={"interval": 1, "metrics": ["psnr"], "crop_border": 4, "batch_size": 1})
     trainer = Trainer(cfg)
     got = trainer.validate()["psnr"]
@@ -288,7 +288,7 @@ def test_shipped_esrgan_configs_are_the_authors_recipe(fname):
     assert cfg["schedule"] == {"type": "multistep", "warmup_steps": 0, "milestones": [400000], "gamma": 0.5,
                                "min_lr_ratio": 0.0}
     assert cfg["train"]["ema_decay"] == 0.999 and cfg["validation"]["crop_border"] == 4
-    assert cfg["data"]["sampler"] == "tile_weights" and cfg["data"]["tile_weights"].endswith("urban_set_weights.json")
+    assert cfg["data"]["sampler"] == "authors"  # their ssr/train.py: BasicSR EnlargedSampler (tile weights unused)
     assert cfg["data"]["train"].get("frame_order", "random") == "random"
 
 
@@ -399,17 +399,17 @@ def test_train_check_builds_datasets_and_resolves_weights(tmp_path):
 
     root = make_s2naip(tmp_path / "s2", n=4, frames=2)
     runner = CliRunner()
-    ok = _write_cfg(tmp_path / "ok.yaml", make_config(tmp_path / "run", root, "srcnn"))
+    ok = _write_cfg(tmp_path / "ok.yaml", make_config(tmp_path / "run", root, "srcnn-915"))
     res = runner.invoke(main, ["train", str(ok), "--check"])
     assert res.exit_code == 0 and "OK" in res.output and "2 training / 2 validation samples" in res.output
     assert not (tmp_path / "run").exists()  # --check writes nothing
-    big = _write_cfg(tmp_path / "big.yaml", make_config(tmp_path / "r2", root, "srcnn", train={"batch_size": 4}))
+    big = _write_cfg(tmp_path / "big.yaml", make_config(tmp_path / "r2", root, "srcnn-915", train={"batch_size": 4}))
     res = runner.invoke(main, ["train", str(big), "--check"])
     assert res.exit_code == 2 and "train.batch_size: 4 exceeds the 2 training samples" in res.output
     vgg = _write_cfg(tmp_path / "vgg.yaml", make_config(tmp_path / "r3", root, "esrgan", losses={"perceptual": 1.0}))
     res = runner.invoke(main, ["train", str(vgg), "--check"])
     assert res.exit_code == 2 and "vgg19" in res.output.lower() and "Traceback" not in res.output
-    clip = _write_cfg(tmp_path / "clip.yaml", make_config(tmp_path / "r4", root, "srcnn",
+    clip = _write_cfg(tmp_path / "clip.yaml", make_config(tmp_path / "r4", root, "srcnn-915",
                                                           validation={"metrics": ["clipscore:clip-rn50"]}))
     res = runner.invoke(main, ["train", str(clip), "--check"])
     assert res.exit_code == 2 and "Error:" in res.output and "Traceback" not in res.output
@@ -424,7 +424,7 @@ def test_resume_prints_checkpoint_and_refuses_cosine_steps_change(tmp_path):
     from .train_support import make_config, make_s2naip
 
     root = make_s2naip(tmp_path / "s2", n=3, frames=2)
-    cfg = make_config(tmp_path / "run", root, "srcnn", validation={"interval": 0}, data={"val_fraction": 0.0},
+    cfg = make_config(tmp_path / "run", root, "srcnn-915", validation={"interval": 0}, data={"val_fraction": 0.0},
                       schedule={"type": "cosine"}, train={"steps": 2, "checkpoint_interval": 2})
     path = _write_cfg(tmp_path / "run.yaml", cfg)
     runner = CliRunner()
@@ -450,7 +450,7 @@ def test_exported_generators_follow_the_umask_and_bad_checkpoints_say_what_was_e
 
     old = os.umask(0o022)
     try:
-        out = export_generator(build_generator("srcnn", "small", 1, 4, **TINY_SRCNN), tmp_path / "g.safetensors")
+        out = export_generator(build_generator("srcnn-915", "small", 1, 4, **TINY_SRCNN), tmp_path / "g.safetensors")
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644 and stat.S_IMODE(out.with_suffix(".json").stat().st_mode) == 0o644
@@ -498,7 +498,7 @@ def test_readme_training_example_is_vgg_free_with_a_suitable_ema():
     block = re.search(r"cat > (?:srmetrics-demo/)?demo-train.yaml <<'EOF'\n(.*?)\nEOF\n", readme, flags=re.S)
     assert block, "README lost the demo training example"
     cfg = validate_config(yaml.safe_load(block.group(1)), check_paths=False)
-    assert cfg["model"]["name"] in ("srcnn", "srcnn-mf", "highresnet")  # L2 family: no VGG19, no discriminator
+    assert cfg["model"]["name"] in ("srcnn", "highresnet", "srcnn-915", "srcnn-mf", "highresnet-compact")  # L2 family: no VGG19, no discriminator
     assert cfg["losses"]["clip"] == 0.0 and cfg["train"]["device"] == "cpu"
     decay, steps = cfg["train"]["ema_decay"], cfg["train"]["steps"]
     assert decay is None or decay ** steps < 0.5  # validation does not mostly see the initial weights

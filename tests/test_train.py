@@ -199,7 +199,7 @@ def test_vgg_weights_missing_fail_fast(tmp_path, monkeypatch):
 # training behaviour
 
 def test_l2_model_training_reduces_loss(tmp_path, data_root):
-    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 30, "checkpoint_interval": 30},
+    cfg = make_config(tmp_path / "run", data_root, "srcnn-915", train={"steps": 30, "checkpoint_interval": 30},
                       validation={"interval": 15})
     res = Trainer(cfg).run()
     log = pd.read_csv(res.log_path)
@@ -349,21 +349,21 @@ def test_resume_is_bit_exact(tmp_path, data_root, vgg_home, monkeypatch, model):
 
 
 def test_resume_errors(tmp_path, data_root):
-    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 2, "checkpoint_interval": 2},
+    cfg = make_config(tmp_path / "run", data_root, "srcnn-915", train={"steps": 2, "checkpoint_interval": 2},
                       validation={"interval": 0})
     with pytest.raises(Exception, match="--resume: no checkpoint"):
         Trainer(cfg, resume=True)
     Trainer(cfg).run()
     with pytest.raises(Exception, match="pass --resume"):
         Trainer(cfg)
-    changed = make_config(tmp_path / "run", data_root, "srcnn", options={"n1": 8, "n2": 8},
+    changed = make_config(tmp_path / "run", data_root, "srcnn-915", options={"n1": 8, "n2": 8},
                           train={"steps": 4}, validation={"interval": 0})
     with pytest.raises(Exception, match="'model' differs"):
         Trainer(changed, resume=True)
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, data_root, capsys):
-    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 4, "checkpoint_interval": 2},
+    cfg = make_config(tmp_path / "run", data_root, "srcnn-915", train={"steps": 4, "checkpoint_interval": 2},
                       validation={"interval": 0})
     Trainer(cfg).run()
     ckpts = list_checkpoints(tmp_path / "run")
@@ -380,7 +380,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, data_root, capsys):
 # NaN / inf detection
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_root, monkeypatch):
-    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 10, "checkpoint_interval": 2},
+    cfg = make_config(tmp_path / "run", data_root, "srcnn-915", train={"steps": 10, "checkpoint_interval": 2},
                       validation={"interval": 0})
     trainer = Trainer(cfg)
     real_terms = trainer.l2_loss.terms
@@ -406,7 +406,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_root, monk
     assert state_equal(state["generator"], _weights(trainer.generator)) == []
     # the CLI reports it on one line with a non-zero exit code
     cfg_path = tmp_path / "cfg.yaml"
-    bad = make_config(tmp_path / "run2", data_root, "srcnn", optimizer={"lr": 1e30},
+    bad = make_config(tmp_path / "run2", data_root, "srcnn-915", optimizer={"lr": 1e30},
                       train={"steps": 30}, validation={"interval": 0})
     cfg_path.write_text(yaml.safe_dump(bad))
     out = CliRunner().invoke(main, ["train", str(cfg_path)])
@@ -463,7 +463,7 @@ def test_tensorboard_scalars_when_installed(tmp_path, data_root, monkeypatch):
         def close(self):
             pass
 
-    cfg = make_config(tmp_path / "run", data_root, "srcnn", train={"steps": 2, "tensorboard": "true"},
+    cfg = make_config(tmp_path / "run", data_root, "srcnn-915", train={"steps": 2, "tensorboard": "true"},
                       validation={"interval": 2})
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
     with pytest.raises(Exception, match="train.tensorboard: true but the tensorboard package is not installed"):

@@ -76,7 +76,7 @@ def test_config_errors_are_one_line_naming_the_key(base, key, value, pattern):
 
 
 def test_discriminator_only_for_esrgan(base):
-    cfg = _set(_set(base, "model", {"name": "srcnn", "n_frames": 2}), "losses", {})
+    cfg = _set(_set(base, "model", {"name": "srcnn-915", "n_frames": 2}), "losses", {})
     with pytest.raises(ConfigError, match=r"^discriminator: only ESRGAN has a discriminator"):
         validate_config(cfg)
 
@@ -89,7 +89,7 @@ def test_defaults_per_family_and_idempotent(base):
     assert gan["optimizer"]["lr"] == 1e-4 or base["optimizer"]["lr"] == gan["optimizer"]["lr"]
     assert gan["optimizer"]["betas"] == [0.9, 0.99] and gan["train"]["ema_decay"] == 0.999
     assert validate_config(gan) == gan  # a validated config validates to itself
-    l2 = validate_config(_set(_set(_set(base, "model", {"name": "highresnet", "n_frames": 2}), "losses", {}),
+    l2 = validate_config(_set(_set(_set(base, "model", {"name": "highresnet-compact", "n_frames": 2}), "losses", {}),
                               "discriminator", _DELETE))
     assert l2["losses"] == {"mse": 0.3, "mae": 0.4, "ssim": 0.3, "ssim_style": "authors", "clip": 0.0,
                             "clip_model": "clip-rn50", "clip_distance": "l1", "clip_resize": "weights"}
@@ -125,7 +125,7 @@ def test_example_configs_validate():
     assert files, "example configs missing"
     for f in files:
         cfg = load_config(f, check_paths=False)
-        assert cfg["model"]["name"] in ("esrgan", "srcnn", "highresnet", "sr3", "srcnn-mf")
+        assert cfg["model"]["name"] in ("esrgan", "srcnn", "highresnet", "sr3", "srcnn-mf", "srcnn-915", "highresnet-compact")
 
 
 def _bomb(levels: int = 9, width: int = 9) -> list:

@@ -118,7 +118,7 @@ def test_figure7_from_real_training_runs(tmp_path, data_root, monkeypatch):
     metric = f"clipscore:local-dir:{clip_dir}"
     dirs = []
     for w in (0.0, 1.0):
-        cfg = make_config(tmp_path / f"run{w:g}", data_root, "srcnn", data={"val_fraction": 0.3},
+        cfg = make_config(tmp_path / f"run{w:g}", data_root, "srcnn-915", data={"val_fraction": 0.3},
                           losses={"clip": w, "clip_model": f"local-dir:{clip_dir}"},
                           train={"steps": 4, "batch_size": 2, "checkpoint_interval": 4},
                           validation={"interval": 2, "metrics": ["psnr", metric]})
@@ -130,4 +130,4 @@ def test_figure7_from_real_training_runs(tmp_path, data_root, monkeypatch):
     assert s["metric"].tolist() == [metric, metric]
     assert s["first_step"].tolist() == [0.0, 0.0] and s["final_step"].tolist() == [4, 4]
     assert all(-1.0 <= v <= 1.0 for v in s["final"])
-    assert res["curves"][1].label == "srcnn-small + CLIP loss (w=1)"
+    assert res["curves"][1].label == "srcnn-915-small + CLIP loss (w=1)"

@@ -37,10 +37,10 @@ def make_s2naip(root: Path, n: int = 6, frames: int = 3, seed: int = 0) -> Path:
     return root
 
 
-def make_config(out: Path, data_root: Path, model: str = "srcnn", options: dict | None = None, **sections: Any
+def make_config(out: Path, data_root: Path, model: str = "srcnn-915", options: dict | None = None, **sections: Any
                 ) -> dict[str, Any]:
     """A small CPU config; ``sections`` update (one level deep) the defaults below."""
-    opts = {"srcnn": TINY_SRCNN, "esrgan": TINY_ESRGAN, "sr3": TINY_SR3}.get(model, {})
+    opts = {"srcnn-915": TINY_SRCNN, "esrgan": TINY_ESRGAN, "sr3": TINY_SR3}.get(model, {})
     cfg: dict[str, Any] = {
         "output_dir": str(out), "seed": 0,
         "model": {"name": model, "n_frames": 2, "scale": 4, "options": copy.deepcopy(options or opts)},

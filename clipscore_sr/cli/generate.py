@@ -9,10 +9,12 @@ from ..errors import SRMetricsError
 
 @click.command("generate")
 @click.option("--model", "model_name", default=None,
-              help="srcnn, srcnn-mf, highresnet, esrgan or sr3 (read from the checkpoint when it records it).")
+              help="srcnn, highresnet (the authors' WorldStrat networks), srcnn-915, srcnn-mf, highresnet-compact (ours), "
+                   "esrgan or sr3 (read from the checkpoint when it records it).")
 @click.option("--size", default="small", show_default=True, help="Architecture preset (esrgan: small|medium|large).")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Our .safetensors (+ JSON) checkpoint, or the authors' BasicSR ESRGAN .pth.")
+              help="Our .safetensors (+ JSON) checkpoint, or the authors' BasicSR .pth (ESRGAN: needs --scale; "
+                   "SRCNN/HighRes-net: read from the shapes).")
 @click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of LR scenes (see --layout).")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
@@ -26,7 +28,7 @@ from ..errors import SRMetricsError
               help="--layout s2naip: bands to read, e.g. tci,b05,b06 (default: recorded in the checkpoint, else tci).")
 @click.option("--frames", "n_frames", type=int, default=None,
               help="Frames per scene the model takes (default: from the checkpoint).")
-@click.option("--scale", type=int, default=None, help="Scale factor 2, 3 or 4 (default: from the checkpoint).")
+@click.option("--scale", type=int, default=None, help="Scale factor 2, 3 or 4 (default: from the checkpoint; required for ESRGAN weights without our metadata).")
 @click.option("--frame-size", default="auto", show_default=True,
               help="Height of one frame in a strip (auto = image width).")
 @click.option("--bands", default=None, help="1-based bands to read, e.g. 3,2,1.")
@@ -74,8 +76,15 @@ def generate_command(model_name: str | None, size: str, checkpoint: str, input_d
             raise SRMetricsError(f"--frame-size {frame_size}: expected a number of pixels or 'auto'") from None
     else:
         frame_size_v = "auto"
-    model = load_checkpoint(checkpoint, device="cpu", name=model_name, size=size,
-                                       n_frames=n_frames, scale=scale)
+    import warnings
+
+    with warnings.catch_warnings():  # an unknown scale is refused below, with the CLI's wording
+        warnings.simplefilter("ignore", UserWarning)
+        model = load_checkpoint(checkpoint, device="cpu", name=model_name, size=size, n_frames=n_frames, scale=scale)
+    if getattr(model, "scale_known", True) is False:
+        raise SRMetricsError(f"{checkpoint}: ESRGAN weights without our metadata do not record their scale factor "
+                             "(x3 RRDBNet weights have the x4 shapes, so a guess would run silently at the wrong "
+                             "scale); pass --scale 2, 3 or 4")
     if isinstance(model, SR3):
         if steps < 1 and sampler == "ddim":
             raise SRMetricsError(f"--steps must be >= 1, got {steps}")

@@ -53,7 +53,7 @@ def _train_tiny_srcnn(train_tiles: list[np.ndarray], steps: int, seed: int):
     from clipscore_sr.baselines import build_generator
 
     torch.manual_seed(seed)
-    model = build_generator("srcnn", "small", n_frames=1, scale=SCALE, n1=32, n2=16)
+    model = build_generator("srcnn-915", "small", n_frames=1, scale=SCALE, n1=32, n2=16)
     hr = torch.from_numpy(np.stack(train_tiles)).permute(0, 3, 1, 2).float() / 255
     lr = torch.from_numpy(np.stack([_downsample(t) for t in train_tiles])).permute(0, 3, 1, 2).float() / 255
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
