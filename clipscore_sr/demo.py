@@ -16,7 +16,7 @@ user has): it scores every method with every metric whose weights are on disk (t
 learned metrics without weights are listed as not run, with what to do), prints the best method per metric,
 draws a montage (GT | LR | each method, per tile), runs the agreement study on the example set and draws
 Figure 3, writing ``scores.csv``, ``summary.csv``, ``montage.png``, ``agreement.csv``,
-``agreement_pairs.csv`` and ``figure3.png``.
+``agreement_pairs.csv``, ``figure3.png`` and ``report.html`` (``srmetrics report`` of the scores and agreement).
 """
 
 from __future__ import annotations
@@ -162,6 +162,11 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
     figure3(run.table, out / "figure3.png", title=f"Example set: {LABELS_NOTE}",
             ylabel="agreement with constructed labels (%)")
     result.files["figure3"] = out / "figure3.png"
+    from .report.build import write_report
+
+    write_report([out / "scores.csv", out / "agreement.csv"], out / "report.html", lr_dir=str(data / "scene" / "lr"),
+                 title="srmetrics demo: bundled Landsat 8 tiles (constructed labels, not human)")
+    result.files["report"] = out / "report.html"
 
     with pd.option_context("display.width", 160, "display.float_format", "{:.4f}".format):
         echo("\nmean score per method (rows) and metric (columns):")

@@ -53,3 +53,7 @@ class SRMetricsWarning(UserWarning):
 class DataRangeWarning(SRMetricsWarning):
     """Integer data that use a small part of their type's default range (12-bit or reflectance x10000 data in
     uint16): the scores assume a full scale the data never reach. Shown even with ``--quiet``."""
+
+
+class ReportError(SRMetricsError):
+    """``srmetrics report`` cannot use an input (unknown table, unreadable meta file) or exceeds a size limit."""

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-generator": ("train:export_cmd", "Export a training checkpoint's (EMA) generator for `generate`."),
     "figure7": ("train:figure7_cmd", "Plot validation curves of training runs (the paper's Figure 7)."),
     "montage": ("montage:montage_command", "A picture: GT | LR | each SR method per tile, metric values, best marked."),
+    "report": ("report:report_command", "One offline HTML page of score, agreement and rank tables: overview, table, viewer."),
     "maps": ("maps:maps_command", "Correctness-maps figure (LR | SR | HR | classes) of one HR/SR/LR triplet."),
 }
 
