@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figure7": ("train:figure7_cmd", "Plot validation curves of training runs (the paper's Figure 7)."),
     "montage": ("montage:montage_command", "A picture: GT | LR | each SR method per tile, metric values, best marked."),
     "report": ("report:report_command", "One offline HTML page of score, agreement and rank tables: overview, table, viewer."),
+    "scene": ("scene:scene_command", "Evaluate whole SR scenes without HR, tile by tile: maps of where SR fails."),
+    "scene-merge": ("scene:scene_merge_command", "Merge the shards of `scene --shard I/N` runs exactly."),
     "maps": ("maps:maps_command", "Correctness-maps figure (LR | SR | HR | classes) of one HR/SR/LR triplet."),
 }
 
