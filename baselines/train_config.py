@@ -226,6 +226,7 @@ SCHEMA: dict[str, Any] = {
             "l1": (_float(0.0), 1.0),
             "perceptual": (_float(0.0), 1.0),
             "perceptual_layers": (_layer_weights, None),
+            "perceptual_weights": (_optional(_str), None),
             "gan": (_float(0.0), 0.1),
             **_CLIP_KEYS,
             "unsharp_targets": (_bool, False),

@@ -378,7 +378,8 @@ class Trainer:
         if self.family == "gan" and L["perceptual"] > 0:
             from .vgg_loss import VGGPerceptualLoss
 
-            self.perceptual = VGGPerceptualLoss(L["perceptual_layers"]).to(self.device)
+            self.perceptual = VGGPerceptualLoss(L["perceptual_layers"],
+                                                weights_path=L.get("perceptual_weights")).to(self.device)
         self.clip_loss = None
         if self.family != "diffusion" and L["clip"] > 0:
             from clipscore_sr.metrics.clip import ClipLoss

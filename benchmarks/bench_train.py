@@ -1,7 +1,7 @@
 """Training step time of ESRGAN with and without the CLIP loss (random-weight RN50), measured in one process.
 
 Builds everything offline in a temporary folder: synthetic S2-NAIP tiles (8 frames of 32x32 -> 128x128),
-random VGG19 weights at torchvision's cache file name (perceptual loss), and a random-weight open_clip RN50
+random VGG19 weights passed by path (``losses.perceptual_weights``; perceptual loss), and a random-weight open_clip RN50
 saved as a local-dir model. Both trainers run the real step code (``Trainer._step_gan``: generator forward,
 L1 + VGG19 + GAN (+ CLIP) losses, backward, Adam; discriminator step) on the same batch; the figure is the
 ratio of the median step times, CLIP / no CLIP.
@@ -82,8 +82,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ["TORCH_HOME"] = str(tmp / "torch_home")
-        write_random_vgg19(tmp / "torch_home")
+        vgg = write_random_vgg19(tmp / "vgg")  # stand-in weights passed by path, as a user's own
         data = make_s2naip(tmp / "data", n=args.batch, frames=8)
         clip_dir = write_rn50(tmp / "rn50")
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
@@ -93,7 +92,8 @@ def main() -> None:
             for clip_w in (0.0, 1.0):
                 cfg = make_config(tmp / f"run-{size}-{clip_w}", data, "esrgan",
                                   data={"val_fraction": 0.0, "crop_size": 32},
-                                  losses={"perceptual": 1.0, "clip": clip_w, "clip_model": f"local-dir:{clip_dir}"},
+                                  losses={"perceptual": 1.0, "clip": clip_w, "clip_model": f"local-dir:{clip_dir}",
+                                          "perceptual_weights": str(vgg)},
                                   discriminator={"num_feat": 64},
                                   train={"steps": 100, "batch_size": args.batch, "device": args.device,
                                          "precision": args.precision},

@@ -49,16 +49,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vgg_home(tmp_path_factory) -> Path:
-    import clipscore_sr.baselines.vgg_loss as vgg_loss
-
-    home = tmp_path_factory.mktemp("torch_home")
-    copy = hashed_copy(write_random_vgg19(home))
-    mp = pytest.MonkeyPatch()
-    real = vgg_loss.vgg19_url()
-    mp.setattr(vgg_loss, "vgg19_url", lambda: real.rsplit("/", 1)[0] + "/" + copy.name)
-    yield home
-    mp.undo()
+def vgg_weights(tmp_path_factory) -> Path:
+    """Stand-in VGG19 weights passed by path, as a user passes their own (``losses.perceptual_weights``)."""
+    return write_random_vgg19(tmp_path_factory.mktemp("vgg"))
 
 
 @pytest.fixture(scope="module")
@@ -148,16 +141,15 @@ def test_unsharp_mask_matches_float64_loop():
     np.testing.assert_allclose(unsharp_mask(img.float())[0].double().numpy(), ref50, atol=2e-6)
 
 
-def test_vgg_perceptual_loss_matches_torchvision(vgg_home, monkeypatch):
+def test_vgg_perceptual_loss_matches_torchvision(vgg_weights):
     from torchvision.models import vgg19
 
     from clipscore_sr.baselines.vgg_loss import ESRGAN_LAYER_WEIGHTS, VGGPerceptualLoss, vgg19_layer_names
 
-    monkeypatch.setenv("TORCH_HOME", str(vgg_home))
-    crit = VGGPerceptualLoss()
+    crit = VGGPerceptualLoss(weights_path=vgg_weights)
     with torch.device("meta"):
         net = vgg19(weights=None)
-    state = torch.load(vgg_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth", weights_only=True)
+    state = torch.load(vgg_weights, weights_only=True)
     net.features.to_empty(device="cpu").load_state_dict({k[len("features."):]: v for k, v in state.items()})
     net.features.double().eval()
     g = torch.Generator().manual_seed(2)
@@ -215,10 +207,10 @@ def test_l2_model_training_reduces_loss(tmp_path, data_root):
     assert state_equal(_weights(model), load_train_state(res.checkpoint)["generator"]) == []
 
 
-def test_esrgan_training_reduces_pixel_loss_with_perceptual_and_gan(tmp_path, data_root, vgg_home, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(vgg_home))
+def test_esrgan_training_reduces_pixel_loss_with_perceptual_and_gan(tmp_path, data_root, vgg_weights):
     cfg = make_config(tmp_path / "run", data_root, "esrgan", train={"steps": 24, "checkpoint_interval": 24},
-                      losses={"perceptual": 1.0, "unsharp_targets": True, "pixel_warmup_steps": 4},
+                      losses={"perceptual": 1.0, "unsharp_targets": True, "pixel_warmup_steps": 4,
+                              "perceptual_weights": str(vgg_weights)},
                       discriminator={"num_feat": 4, "lr_conditioned": True}, validation={"interval": 0})
     trainer = Trainer(cfg)
     assert trainer.discriminator.lr_conditioned and trainer.discriminator.conv0.in_channels == 3 + 3 * 2
@@ -318,11 +310,11 @@ def _full_state(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("model", ["esrgan", "sr3"])
-def test_resume_is_bit_exact(tmp_path, data_root, vgg_home, monkeypatch, model):
-    monkeypatch.setenv("TORCH_HOME", str(vgg_home))
+def test_resume_is_bit_exact(tmp_path, data_root, vgg_weights, model):
     extra = {}
     if model == "esrgan":
-        extra = dict(losses={"perceptual": 1.0, "pixel_warmup_steps": 1, "unsharp_targets": True},
+        extra = dict(losses={"perceptual": 1.0, "pixel_warmup_steps": 1, "unsharp_targets": True,
+                             "perceptual_weights": str(vgg_weights)},
                      schedule={"type": "cosine", "warmup_steps": 2}, train={"steps": 6, "grad_clip": 0.5,
                                                                            "checkpoint_interval": 2})
     else:

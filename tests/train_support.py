@@ -61,8 +61,10 @@ def make_config(out: Path, data_root: Path, model: str = "srcnn-915", options: d
     return cfg
 
 
-def write_random_vgg19(torch_home: Path, seed: int = 0) -> Path:
-    """Random He-initialised VGG19 ``features`` weights at torchvision's cache file name under ``torch_home``."""
+def write_random_vgg19(folder: Path, seed: int = 0) -> Path:
+    """Random He-initialised VGG19 ``features`` weights in ``folder/vgg19-random.pth``: user-supplied stand-in
+    weights, passed by path (``losses.perceptual_weights``, ``VGGPerceptualLoss(weights_path=...)``), never under
+    torchvision's official file name (whose SHA-256 prefix they cannot match)."""
     from torchvision.models import vgg19
 
     with torch.device("meta"):
@@ -75,7 +77,7 @@ def write_random_vgg19(torch_home: Path, seed: int = 0) -> Path:
             state[f"features.{name}"] = torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5
         else:
             state[f"features.{name}"] = torch.randn(p.shape, generator=g) * 0.01
-    path = torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    path = folder / "vgg19-random.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
