@@ -47,7 +47,7 @@
       const all = rows.filter((r) => r[ix("dataset")] === "all").sort((a, b) => num(a[ix("rank")]) - num(b[ix("rank")]));
       const conf = all.length ? num(all[0][ix("confidence")]) : 0.95;
       const tied = all.filter((r) => r[ix("p_vs_best")] === null || num(r[ix("p_vs_best")]) >= 1 - conf).map((r) => r[ix("metric")]);
-      h += `<h2>Agreement with people (${esc(t.file)})</h2>`;
+      h += `<h2>Agreement with the judgements (${esc(t.file)})</h2>`;
       if (all.length) h += `<p>Best: <b>${esc(all[0][ix("metric")])}</b> (${fmt(100 * num(all[0][ix("accuracy")]), 1)}%); not significantly worse than the best: ${esc(tied.join(", "))}.</p>`;
       h += tableHtml([{ label: "metric", td: (r) => `<td>${esc(r[ix("metric")])}</td>` }, { label: "dataset", td: (r) => `<td>${esc(r[ix("dataset")])}</td>` },
         { label: "accuracy", td: (r) => tdv(r[ix("accuracy")], 4, "acc") }, { label: "CI low", td: (r) => tdv(r[ix("ci_low")], 4) },
@@ -58,7 +58,7 @@
     }
     for (const t of D.rank || []) {
       const c = t.columns, ix = (n) => c.indexOf(n);
-      h += `<h2>Human ranking (${esc(t.file)})</h2>` + tableHtml([{ label: "dataset", td: (r) => `<td>${esc(r[ix("dataset")])}</td>` },
+      h += `<h2>Ranking from the judgements (${esc(t.file)})</h2>` + tableHtml([{ label: "dataset", td: (r) => `<td>${esc(r[ix("dataset")])}</td>` },
         { label: "rank", td: (r) => tdv(r[ix("rank")], 0) }, { label: "method", td: (r) => `<td class="method">${esc(r[ix("method")])}</td>` },
         { label: "score", td: (r) => tdv(r[ix("score")], 3, "score") }, { label: "CI low", td: (r) => tdv(r[ix("ci_low")], 3) },
         { label: "CI high", td: (r) => tdv(r[ix("ci_high")], 3) }, { label: "wins", td: (r) => tdv(r[ix("wins")], 1) },
@@ -67,7 +67,7 @@
         .replace("<table>", `<table class="rank" data-file="${esc(t.file)}">`);
     }
     for (const t of D["ranking-agreement"] || []) {
-      h += `<h2>Metric rankings vs people's (${esc(t.file)})</h2>` + tableHtml(t.columns.map((n, i) => ({ label: n,
+      h += `<h2>Metric rankings vs the judgements' (${esc(t.file)})</h2>` + tableHtml(t.columns.map((n, i) => ({ label: n,
         td: (r) => (typeof r[i] === "number" ? tdv(r[i]) : `<td>${esc(dv(r[i]))}</td>`) })), t.rows, (r) => r);
     }
     h += "<h2>Provenance</h2>";
