@@ -25,6 +25,7 @@ from clipscore_sr.human.agreement import (
     pair_agreement,
     run_agreement,
 )
+from clipscore_sr.human.resampling import expand_p_value, expanded_level
 from clipscore_sr.metrics.base import Metric
 
 
@@ -174,14 +175,16 @@ def test_bootstrap_matches_naive_loop_on_the_same_resamples() -> None:
     has2 = (na + nb) >= 2
     boot = np.array([per[i].mean(axis=0) for i in idx])
     boot_ceil = np.array([ceil[i][has2[i]].mean() for i in idx])
+    # expanded percentile interval over n pairs (see clipscore_sr.human.resampling)
+    q = 50 * (1 - expanded_level(0.95, n - 1))
     for j, name in enumerate("pqr"):
         r = _row(t, name, "default")
-        assert r["ci_low"] == pytest.approx(np.percentile(boot[:, j], 2.5), abs=1e-12)
-        assert r["ci_high"] == pytest.approx(np.percentile(boot[:, j], 97.5), abs=1e-12)
+        assert r["ci_low"] == pytest.approx(np.percentile(boot[:, j], q), abs=1e-12)
+        assert r["ci_high"] == pytest.approx(np.percentile(boot[:, j], 100 - q), abs=1e-12)
         assert _row(t, name, "all")["ci_low"] == pytest.approx(r["ci_low"], abs=1e-12)
     r0 = _row(t, "p", "default")
-    assert r0["ceiling_ci_low"] == pytest.approx(np.percentile(boot_ceil, 2.5), abs=1e-12)
-    assert r0["ceiling_ci_high"] == pytest.approx(np.percentile(boot_ceil, 97.5), abs=1e-12)
+    assert r0["ceiling_ci_low"] == pytest.approx(np.percentile(boot_ceil, q), abs=1e-12)
+    assert r0["ceiling_ci_high"] == pytest.approx(np.percentile(boot_ceil, 100 - q), abs=1e-12)
     # paired comparison on the same resamples
     acc = per.mean(axis=0)
     best = int(np.argmax(acc))
@@ -193,10 +196,10 @@ def test_bootstrap_matches_naive_loop_on_the_same_resamples() -> None:
             continue
         d = boot[:, best] - boot[:, j]
         assert r["diff_vs_best"] == pytest.approx(acc[best] - acc[j], abs=1e-12)
-        assert r["diff_ci_low"] == pytest.approx(np.percentile(d, 2.5), abs=1e-12)
-        assert r["diff_ci_high"] == pytest.approx(np.percentile(d, 97.5), abs=1e-12)
+        assert r["diff_ci_low"] == pytest.approx(np.percentile(d, q), abs=1e-12)
+        assert r["diff_ci_high"] == pytest.approx(np.percentile(d, 100 - q), abs=1e-12)
         k_le, k_ge = int((d <= 0).sum()), int((d >= 0).sum())
-        expect_p = min(1.0, 2 * min((k_le + 1) / (b + 1), (k_ge + 1) / (b + 1)))
+        expect_p = float(expand_p_value(min(1.0, 2 * min((k_le + 1) / (b + 1), (k_ge + 1) / (b + 1))), n - 1))
         assert r["p_vs_best"] == pytest.approx(expect_p, abs=1e-15)
         # the p-value and the interval tell the same story
         assert (r["p_vs_best"] < 0.05) == (r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0) or \
@@ -217,9 +220,11 @@ def test_stratified_bootstrap_pooled_row_is_union_of_dataset_resamples() -> None
     per = pair_agreement(metric_preference(va, vb, True), na, nb)
     pooled = (per[:n1][idx1].sum(1) + per[n1:][idx2].sum(1)) / (n1 + n2)
     r = _row(t, "m", "all")
-    assert r["ci_low"] == pytest.approx(np.percentile(pooled, 2.5), abs=1e-12)
-    assert r["ci_high"] == pytest.approx(np.percentile(pooled, 97.5), abs=1e-12)
-    assert _row(t, "m", "b")["ci_high"] == pytest.approx(np.percentile(per[n1:][idx2].mean(1), 97.5), abs=1e-12)
+    q = 50 * (1 - expanded_level(0.95, n1 + n2 - 1))  # expanded percentiles (pairs are the units)
+    assert r["ci_low"] == pytest.approx(np.percentile(pooled, q), abs=1e-12)
+    assert r["ci_high"] == pytest.approx(np.percentile(pooled, 100 - q), abs=1e-12)
+    qb = 50 * (1 - expanded_level(0.95, n2 - 1))
+    assert _row(t, "m", "b")["ci_high"] == pytest.approx(np.percentile(per[n1:][idx2].mean(1), 100 - qb), abs=1e-12)
 
 
 def test_bootstrap_sums_and_indices() -> None:
@@ -390,9 +395,13 @@ def test_end_to_end_scores_each_unique_image_pair_once_and_matches_direct_comput
     by_pair = df.groupby("pair_id", sort=False)
     va = {"psnr": [], metric.id: []}
     vb = {"psnr": [], metric.id: []}
-    na, nb, nt, ds = [], [], [], []
-    for _, g in by_pair:
+    na, nb, nt, ds, gts, cells = [], [], [], [], [], []
+    for k, (_, g) in enumerate(by_pair):
         r = g.iloc[0]
+        gts.append(r["gt"])
+        for who, gg in g.groupby("annotator"):  # two-way bootstrap: the votes of each annotator on the pair
+            cells.append(dict(pair=k, annotator=who, n_a=int((gg.choice == "a").sum()),
+                              n_b=int((gg.choice == "b").sum()), n_tie=int((gg.choice == "tie").sum())))
         for fn, key in ((psnr, "psnr"), (mad, metric.id)):
             va[key].append(fn(arrays[r["gt"]], arrays[r["a"]]))
             vb[key].append(fn(arrays[r["gt"]], arrays[r["b"]]))
@@ -401,7 +410,9 @@ def test_end_to_end_scores_each_unique_image_pair_once_and_matches_direct_comput
         nt.append(int((g.choice == "tie").sum()))
         ds.append(r["dataset"])
     expect = agreement_from_scores(va, vb, na, nb, n_tie=nt, datasets=ds, metrics=["psnr", metric.id],
-                                   higher_is_better={"psnr": True, metric.id: False}, bootstrap=200, seed=3)
+                                   higher_is_better={"psnr": True, metric.id: False}, bootstrap=200, seed=3,
+                                   scenes=gts, annotator_votes=pd.DataFrame(cells))
+    assert set(expect["resampled"]) <= {"scenes x annotators", "pairs x annotators", "scene/pairs x annotators"}
     got = res.table
     np.testing.assert_allclose(got["accuracy"], expect["accuracy"], atol=1e-9)
     np.testing.assert_allclose(got["ci_low"], expect["ci_low"], atol=1e-9)

@@ -21,7 +21,7 @@ import click
 @click.option("--by", "by", type=click.Choice(["dataset"]), default=None,
               help="Also rank per dataset (the pooled 'all' ranking is always written).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Bootstrap resamples of scenes for the CIs (0 = none).")
+              help="Bootstrap resamples (scenes x annotators, two-way) for the CIs (0 = none).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")
@@ -38,7 +38,7 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="Print only warnings and errors.")
 def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstrap, seed, confidence, prior_sd,
                  skip_invalid, min_agreement, min_sentinel_accuracy, annotators_out, quiet) -> None:
-    """Rank SR methods from pairwise votes (Bradley-Terry or Thurstone) with bootstrap CIs over scenes.
+    """Rank SR methods from pairwise votes (Bradley-Terry or Thurstone) with bootstrap CIs over scenes x annotators.
 
     JUDGEMENTS_CSV is a judgement file with a_method/b_method columns (e.g. a study's judgements.csv);
     sentinel and repeat trials (trial_kind) are used for annotator reliability, not for the ranking.

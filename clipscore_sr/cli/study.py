@@ -131,6 +131,76 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
     click.echo("  " + import_command("Batch_results.csv", str(Path(study_dir) / "amt-judgements.csv")))
 
 
+@study_group.command("plan")
+@click.option("--methods", "n_methods", type=click.IntRange(min=2), default=None,
+              help="Number of methods (with --gap); or give --pilot.")
+@click.option("--gap", type=float, default=0.5, show_default=True,
+              help="Assumed score gap between neighbouring methods (JOD for thurstone, logit for bt).")
+@click.option("--pilot", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Pilot judgement file: its fitted scores are the truth of the simulation.")
+@click.option("--scenes", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--annotators", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--scene-sd", type=float, default=0.3, show_default=True, help="Sd of the scene effects.")
+@click.option("--annotator-sd", type=float, default=0.3, show_default=True, help="Sd of the annotator effects.")
+@click.option("--model", type=click.Choice(["thurstone", "bt"]), default="thurstone", show_default=True)
+@click.option("--budgets", default="100,200,400,800,1600", show_default=True, help="Vote counts to evaluate.")
+@click.option("--target", type=click.Choice(["ci_width", "p_neighbours", "tau", "rmse"]), default="tau",
+              show_default=True, help="Accuracy measure whose target value is reported.")
+@click.option("--value", type=float, default=0.9, show_default=True, help="Target value of --target.")
+@click.option("--reps", type=click.IntRange(min=1), default=10, show_default=True, help="Simulated studies per design.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Table (.csv/.json/.parquet).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Figure of accuracy vs votes (.png/.pdf).")
+def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_sd, model, budgets, target, value,
+                 reps, seed, out, plot) -> None:
+    """Simulate the balanced-random and the active design: votes needed to reach a target accuracy.
+
+    \b
+    Example:
+      srmetrics study plan --methods 8 --gap 0.5 --scenes 50 --annotators 10 \\
+        --budgets 100,200,400,800 --target tau --value 0.9 --reps 5
+    """
+    import numpy as np
+
+    from ..human.study.manifest import StudyError
+    from ..human.study.plan import format_plan, plan_study, truth_from_pilot
+
+    if (n_methods is None) == (pilot is None):
+        raise StudyError("give either --methods N (with --gap) or --pilot JUDGEMENTS_CSV")
+    try:
+        checkpoints = sorted({int(x) for x in budgets.split(",")})
+    except ValueError:
+        checkpoints = []
+    if not checkpoints or checkpoints[0] < 1:
+        raise StudyError(f"--budgets '{budgets}': positive vote counts separated by commas expected")
+    truth = truth_from_pilot(pilot, model)[1] if pilot else np.arange(n_methods) * gap
+    table = plan_study(truth, scenes, annotators, checkpoints, reps=reps, seed=seed, scene_sd=scene_sd,
+                       annotator_sd=annotator_sd, model=model)
+    click.echo(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies per design")
+    click.echo(format_plan(table, target, value))
+    if out:
+        from ..results import write_table
+
+        write_table(table, out)
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for design, g in table.groupby("design", sort=False):
+            ax.plot(g["votes"], g[target], marker="o", label=design)
+        ax.axhline(value, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("votes")
+        ax.set_ylabel(target)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(plot)
+        plt.close(fig)
+
+
 @study_group.command("status")
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--judgements", "judgements", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -170,7 +240,9 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, 
     if as_json:
         records = json.loads(table.to_json(orient="records"))
         alpha = None if rel is None or np.isnan(rel.alpha) else rel.alpha
-        click.echo(json.dumps({"annotators": records, "krippendorff_alpha": alpha,
+        ci = None if rel is None or np.isnan(rel.alpha_ci[0]) else list(rel.alpha_ci)
+        click.echo(json.dumps({"annotators": records, "krippendorff_alpha": alpha, "krippendorff_alpha_ci": ci,
+                               "alpha_resampled": "none" if rel is None else rel.alpha_resampled,
                                "alpha_units": 0 if rel is None else rel.n_alpha_units}, indent=1))
     else:
         click.echo(format_status(study, table))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,24 @@ import pandas as pd
 from ..errors import JudgementError, SRMetricsError
 from ..metrics.base import metric_direction
 from .judgements import OVERALL, load_judgements, vote_table
+from .resampling import (  # noqa: F401  (bootstrap helpers: re-exported for callers of the old place)
+    Design,
+    bootstrap_indices,
+    bootstrap_p_value,
+    bootstrap_sums,
+    design_of,
+    percentile_ci,
+    pigeonhole_correction,
+    resample_counts,
+    unit_weights,
+)
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "metric", "dataset", "higher_is_better", "accuracy", "ci_low", "ci_high", "n_pairs", "n_votes",
     "n_tie_votes", "n_tie_only_pairs", "n_metric_ties", "n_pairs_unscored", "human_ceiling",
     "ceiling_ci_low", "ceiling_ci_high", "n_ceiling_pairs", "rank", "best_metric", "diff_vs_best",
-    "diff_ci_low", "diff_ci_high", "p_vs_best", "bootstrap", "seed", "confidence",
+    "diff_ci_low", "diff_ci_high", "p_vs_best", "bootstrap", "seed", "confidence", "resampled", "n_scenes",
+    "n_annotators", "ci_note",
 )
 _CHUNK = 256  # bootstrap resamples turned into count matrices at a time (memory: _CHUNK x n_pairs float64)
 
@@ -84,58 +96,69 @@ def pair_agreement(pref: np.ndarray, n_a: np.ndarray, n_b: np.ndarray) -> np.nda
         return np.where(total > 0, (pref * na + (1.0 - pref) * nb) / total, np.nan)
 
 
-def bootstrap_indices(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Resample ``n`` items with replacement ``n_boot`` times: an index matrix ``[n_boot, n]`` (int64)."""
-    return rng.integers(0, n, size=(n_boot, n), dtype=np.int64)
+def _pair_scenes(scenes: Any, ds: np.ndarray, n: int) -> np.ndarray | None:
+    """Scene code of each pair (a scene is a (dataset, scene) combination), or None without scenes."""
+    if scenes is None:
+        return None
+    sc = np.asarray(scenes, dtype=object)
+    if len(sc) != n:
+        raise SRMetricsError(f"{len(sc)} scenes for {n} pairs")
+    return pd.factorize(pd.Series(ds.astype(str)) + "\x1f" + pd.Series(sc.astype(str)))[0]
 
 
-def resample_counts(idx: np.ndarray, n: int) -> np.ndarray:
-    """How often each item appears in each resample: ``[n_boot, n]`` float64 from an index matrix."""
-    n_boot = idx.shape[0]
-    flat = (idx + (np.arange(n_boot, dtype=np.int64) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+def _annotator_cells(annotator_votes: pd.DataFrame | None, n: int, human_ties: str
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(pair, annotator code, votes for a, votes for b) per (pair, annotator) cell, ties as ``human_ties``."""
+    if annotator_votes is None:
+        return None
+    av = annotator_votes
+    missing = [c for c in ("pair", "annotator", "n_a", "n_b") if c not in av.columns]
+    if missing:
+        raise SRMetricsError(f"annotator_votes lacks column(s) {', '.join(missing)}")
+    pair = av["pair"].to_numpy(np.int64)
+    if len(pair) and (pair.min() < 0 or pair.max() >= n):
+        raise SRMetricsError("annotator_votes: 'pair' must index the pairs (0 .. n_pairs - 1)")
+    na, nb = av["n_a"].to_numpy(np.float64), av["n_b"].to_numpy(np.float64)
+    if human_ties == "half" and "n_tie" in av.columns:
+        na, nb = na + 0.5 * av["n_tie"].to_numpy(np.float64), nb + 0.5 * av["n_tie"].to_numpy(np.float64)
+    return pair, pd.factorize(av["annotator"].astype(str))[0].astype(np.int64), na, nb
 
 
-def bootstrap_sums(values: np.ndarray, idx: np.ndarray, chunk: int = _CHUNK) -> np.ndarray:
-    """Sum of ``values`` ``[n, k]`` over each resample ``idx`` ``[n_boot, n]`` -> ``[n_boot, k]``.
+def _agreement_boot(x_all: np.ndarray, order: np.ndarray, pair_cl: np.ndarray, cw: np.ndarray | None,
+                    aw: np.ndarray | None, ann: Any, pref: np.ndarray, m: int, nb: int, chunk: int = 64) -> np.ndarray:
+    """``[nb, m + 3]`` resampled sums ``[agreement x m, ceiling value, ceiling pairs, pairs]`` of the pairs
+    ``order`` (global indices; ``pair_cl`` their clusters): cluster multiplicities ``cw`` ``[nb, n_clusters]``
+    (None: not resampled) times, with ``aw`` ``[nb, n_annotators]``, each pair's votes re-weighted by annotator."""
+    from scipy.sparse import csr_matrix
 
-    Computed as (resample count matrix) @ values, ``chunk`` resamples at a time; NaN values must have
-    been replaced by the caller.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[0]
-    out = np.empty((idx.shape[0], values.shape[1]), dtype=np.float64)
-    for start in range(0, idx.shape[0], chunk):
-        counts = resample_counts(idx[start:start + chunk], n)
-        out[start:start + chunk] = counts @ values
+    n_cl = int(pair_cl.max()) + 1
+    if aw is None:  # per-pair values are fixed: cluster sums, then one product
+        agg = csr_matrix((np.ones(len(order)), (pair_cl, np.arange(len(order)))), shape=(n_cl, len(order)))
+        return cw @ (agg @ x_all[order])
+    pos = np.full(len(x_all), -1, np.int64)
+    pos[order] = np.arange(len(order))
+    pe, ae, na_e, nb_e = ann
+    keep = pos[pe] >= 0
+    pe, ae, na_e, nb_e = pos[pe[keep]], ae[keep], na_e[keep], nb_e[keep]
+    to_pair = csr_matrix((np.ones(len(pe)), (np.arange(len(pe)), pe)), shape=(len(pe), len(order)))
+    p = pref[order]
+    out = np.empty((nb, m + 3))
+    for start in range(0, nb, chunk):
+        a = aw[start:start + chunk][:, ae]
+        n_a = np.asarray((to_pair.T @ (a * na_e).T).T)
+        n_b = np.asarray((to_pair.T @ (a * nb_e).T).T)
+        tot = n_a + n_b
+        valid = tot > 0
+        h = np.where(valid, n_a / np.where(valid, tot, 1.0), 0.0)
+        pw = cw[start:start + chunk][:, pair_cl] if cw is not None else np.ones_like(tot)
+        w = pw * valid
+        c2 = pw * (tot >= 2 - 1e-9)
+        out[start:start + chunk, :m] = (w * (1 - h)).sum(1)[:, None] + (w * (2 * h - 1)) @ p
+        out[start:start + chunk, m] = (c2 * np.maximum(h, 1 - h)).sum(1)
+        out[start:start + chunk, m + 1] = c2.sum(1)
+        out[start:start + chunk, m + 2] = w.sum(1)
     return out
 
-
-def percentile_ci(samples: np.ndarray, confidence: float = 0.95, *, discrete: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 (NaN samples ignored): ``(low, high)`` at ``confidence``. ``discrete``:
-    bounds are resampled values (no interpolation; for statistics with few possible values, e.g. Kendall's tau)."""
-    alpha = 1.0 - confidence
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo = np.nanpercentile(samples, 100 * alpha / 2, axis=0, method="lower" if discrete else "linear")
-            hi = np.nanpercentile(samples, 100 * (1 - alpha / 2), axis=0, method="higher" if discrete else "linear")
-    return lo, hi
-
-
-def bootstrap_p_value(diffs: np.ndarray) -> np.ndarray:
-    """Two-sided bootstrap p-value of ``H0: difference = 0`` from resampled differences (axis 0).
-
-    ``min(1, 2 * min((1 + #{d <= 0}) / (B + 1), (1 + #{d >= 0}) / (B + 1)))``.
-    """
-    d = np.asarray(diffs, dtype=np.float64)
-    b = d.shape[0]
-    le = (1.0 + (d <= 0).sum(axis=0)) / (b + 1.0)
-    ge = (1.0 + (d >= 0).sum(axis=0)) / (b + 1.0)
-    return np.minimum(1.0, 2.0 * np.minimum(le, ge))
 
 
 def _as_matrix(scores: Mapping[str, Any] | pd.DataFrame | np.ndarray, metrics: Sequence[str] | None
@@ -168,6 +191,8 @@ def agreement_from_scores(
     confidence: float = 0.95,
     tie_tol: float = 0.0,
     human_ties: str = "exclude",
+    scenes: Sequence[Any] | np.ndarray | None = None,
+    annotator_votes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """2AFC agreement of each metric with human votes, from per-pair metric values (no images needed).
 
@@ -178,6 +203,9 @@ def agreement_from_scores(
     :data:`RESULT_COLUMNS` (see the module docstring for every definition). ``bootstrap=0`` skips CIs.
     ``human_ties="half"`` counts each tie vote as half a vote for a and half for b instead of excluding it
     (``n_votes`` then includes them; ``n_tie_votes`` still counts them).
+    ``scenes``: the scene of each pair (pairs on one scene are resampled together); ``annotator_votes``: one row
+    per (pair, annotator) with columns ``pair`` (row index into the pairs), ``annotator``, ``n_a``, ``n_b``,
+    ``n_tie`` (then annotators are resampled too, two-way). Without them each pair is its own unit.
     """
     va, names = _as_matrix(scores_a, metrics)
     vb, names_b = _as_matrix(scores_b, metrics if metrics is not None else names)
@@ -229,29 +257,34 @@ def agreement_from_scores(
     ceil_val = np.where(ceil_mask, np.maximum(h, 1 - h), 0.0)
 
     groups = sorted(set(ds.tolist()))
+    scene_codes = _pair_scenes(scenes, ds, n_pairs_all)
+    ann = _annotator_cells(annotator_votes, n_pairs_all, human_ties)
     rng = np.random.default_rng(seed)
-    # per group: point sums and bootstrap sums of [agreement x m, ceiling value, ceiling indicator]
+    x_all = np.concatenate([np.where(use[:, None], agree, 0.0), ceil_val[:, None],
+                            ceil_mask[:, None].astype(np.float64), np.ones((n_pairs_all, 1))], axis=1)
+    # per group: point sums and bootstrap sums of [agreement x m, ceiling value, ceiling indicator, pairs]
     stats: dict[str, dict[str, Any]] = {}
+    clusters: dict[str, np.ndarray] = {}  # per dataset: the resampled cluster (scene, or pair) of each used pair
+    cl_w: dict[str, np.ndarray] = {}
     for g in groups:
         gmask = ds == g
         sel = gmask & use
-        x = np.concatenate([agree[sel], ceil_val[sel][:, None], ceil_mask[sel][:, None].astype(np.float64)], axis=1)
         n = int(sel.sum())
-        boot = None
+        sc = scene_codes[sel] if scene_codes is not None else None
+        by_scene = sc is not None and len(np.unique(sc)) >= 2
+        clusters[g] = pd.factorize(sc if by_scene else np.arange(n))[0]
         if bootstrap > 0 and n > 0:
-            idx = bootstrap_indices(n, bootstrap, rng)
-            boot = bootstrap_sums(x, idx)
+            cl_w[g] = resample_counts(bootstrap_indices(int(clusters[g].max()) + 1, bootstrap, rng),
+                                      int(clusters[g].max()) + 1)
         stats[g] = dict(
-            n=n, sums=x.sum(axis=0), boot=boot,
+            n=n, sel=sel, sums=x_all[sel].sum(axis=0), by_scene=by_scene,
             n_votes=int(round(tot[sel].sum())), n_tie=int(nt[gmask].sum()),
             n_tie_only=int((gmask & ~voted).sum()), n_unscored=int((gmask & voted & ~scored).sum()),
             n_metric_ties=(pref[sel] == 0.5).sum(axis=0),
         )
     all_stats = dict(
-        n=sum(s["n"] for s in stats.values()),
-        sums=sum(s["sums"] for s in stats.values()),
-        boot=(sum(s["boot"] for s in stats.values() if s["boot"] is not None)
-              if bootstrap > 0 and any(s["boot"] is not None for s in stats.values()) else None),
+        n=sum(s["n"] for s in stats.values()), sel=use.copy(),
+        sums=sum(s["sums"] for s in stats.values()), by_scene=None,
         n_votes=sum(s["n_votes"] for s in stats.values()), n_tie=sum(s["n_tie"] for s in stats.values()),
         n_tie_only=sum(s["n_tie_only"] for s in stats.values()),
         n_unscored=sum(s["n_unscored"] for s in stats.values()),
@@ -262,6 +295,49 @@ def agreement_from_scores(
             f"no pair has both a non-tie human vote and metric values for every metric "
             f"({n_pairs_all} pair(s); {all_stats['n_tie_only']} with only tie votes, "
             f"{all_stats['n_unscored']} unscored)")
+    for g, st in [*stats.items(), (OVERALL, all_stats)]:
+        sel = st["sel"]
+        gs = groups if g == OVERALL else [g]
+        n_cl = [int(clusters[d].max()) + 1 if stats[d]["n"] else 0 for d in gs]
+        words = {("scene" if stats[d]["by_scene"] else "pair") for d in gs if stats[d]["n"]}
+        n_ann = len(np.unique(ann[1][sel[ann[0]]])) if ann is not None else 0
+        des = design_of(np.repeat(np.arange(len(gs)), n_cl), max(n_ann, 1),
+                        scene_word="scene" if words == {"scene"} else "pair" if words == {"pair"} else "scene/pair")
+        if ann is None:
+            des = Design(des.n_scenes, 0, des.scenes, False, des.scene_word)
+        st["design"], st["boot"] = des, None
+        if bootstrap <= 0 or st["n"] == 0 or not des.any:
+            continue
+        # cluster of each selected pair, numbered across the group's datasets
+        offs = np.concatenate([[0], np.cumsum(n_cl)])
+        pair_cl = np.concatenate([clusters[d] + offs[i] for i, d in enumerate(gs) if stats[d]["n"]])
+        order = np.concatenate([np.flatnonzero(stats[d]["sel"]) for d in gs if stats[d]["n"]])
+        cw = np.concatenate([cl_w[d] for d in gs if stats[d]["n"]], axis=1)
+
+        def run(cw_: np.ndarray | None, annotators: bool, nb: int, sel: np.ndarray = sel, order: np.ndarray = order,
+                pair_cl: np.ndarray = pair_cl) -> np.ndarray:
+            aw = None
+            if annotators:
+                present = np.unique(ann[1][sel[ann[0]]])
+                aw = np.zeros((nb, int(ann[1].max()) + 1))
+                aw[:, present] = unit_weights(len(present), nb, rng)
+            return _agreement_boot(x_all, order, pair_cl, cw_, aw, ann, pref, m, nb)
+
+        boot = run(cw if des.scenes else None, des.annotators, bootstrap)
+        if des.scenes and des.annotators:  # remove the pigeonhole's surplus (see resampling)
+            n_part = max(100, bootstrap // 4)
+            cw_part = np.concatenate([resample_counts(bootstrap_indices(k, n_part, rng), k) for k in n_cl if k],
+                                     axis=1)
+            acc0 = st["sums"][:m] / st["n"]
+
+            def acc_var(bb: np.ndarray) -> float:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    return float(np.nanmean(np.nanvar(bb[:, :m] / bb[:, [m + 2]], axis=0)))
+            k = pigeonhole_correction(acc_var(boot), acc_var(run(cw_part, False, n_part)),
+                                      acc_var(run(None, True, n_part)), des.n_scenes, des.n_annotators)
+            st["design"] = replace(des, scale=k)
+            st["scale_center"] = acc0
+        st["boot"] = boot
 
     rows: list[dict[str, Any]] = []
     for g, st in [*stats.items(), (OVERALL, all_stats)]:
@@ -270,14 +346,19 @@ def agreement_from_scores(
             acc = st["sums"][:m] / n if n else np.full(m, np.nan)
             n_ceil = st["sums"][m + 1]
             ceiling = st["sums"][m] / n_ceil if n_ceil > 0 else np.nan
+        des: Design = st["design"]
+        level = des.level(confidence)
         if st["boot"] is not None:
             boot = st["boot"]
-            boot_acc = boot[:, :m] / n
             with np.errstate(invalid="ignore", divide="ignore"):
+                boot_acc = boot[:, :m] / boot[:, [m + 2]]
                 boot_ceil = np.where(boot[:, m + 1] > 0, boot[:, m] / boot[:, m + 1], np.nan)
-            lo, hi = percentile_ci(boot_acc, confidence)
+            if des.scale != 1.0:
+                boot_acc = acc + des.scale * (boot_acc - acc)
+                boot_ceil = ceiling + des.scale * (boot_ceil - ceiling)
+            lo, hi = percentile_ci(boot_acc, level)
             if n_ceil > 0:
-                c_lo, c_hi = (float(v[0]) for v in percentile_ci(boot_ceil[:, None], confidence))
+                c_lo, c_hi = (float(v[0]) for v in percentile_ci(boot_ceil[:, None], level))
             else:
                 c_lo = c_hi = np.nan
         else:
@@ -292,8 +373,8 @@ def agreement_from_scores(
             diff = acc[best] - acc
             if boot_acc is not None:
                 bdiff = boot_acc[:, [best]] - boot_acc
-                d_lo, d_hi = percentile_ci(bdiff, confidence)
-                pval = bootstrap_p_value(bdiff)
+                d_lo, d_hi = percentile_ci(bdiff, level)
+                pval = des.p_value(bdiff)
             else:
                 d_lo = d_hi = pval = np.full(m, np.nan)
         else:
@@ -314,6 +395,8 @@ def agreement_from_scores(
                 diff_ci_high=float(d_hi[j]) if not is_best else np.nan,
                 p_vs_best=float(pval[j]) if not is_best else np.nan,
                 bootstrap=int(bootstrap), seed=int(seed), confidence=float(confidence),
+                resampled=des.label if st["boot"] is not None else "none", n_scenes=des.n_scenes,
+                n_annotators=des.n_annotators, ci_note=des.note if bootstrap > 0 else "",
             ))
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     order = {name: i for i, name in enumerate(names)}
@@ -347,6 +430,25 @@ def agreement_from_pairs(pairs: pd.DataFrame, metrics: Sequence[str] | None = No
 
 # --------------------------------------------------------------------------------------------------
 # The whole job: judgements -> unique (gt, image) scoring -> statistics
+
+def annotator_vote_table(judgements: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per (pair, annotator): ``pair`` (row of ``pairs``, as :func:`~.judgements.vote_table` makes it),
+    ``annotator``, ``n_a``, ``n_b``, ``n_tie`` in the pair's canonical orientation; None without annotators."""
+    if "annotator" not in judgements.columns:
+        return None
+    ann = judgements["annotator"].fillna("").astype(str).str.strip()
+    if (ann == "").all():
+        return None
+    vote = judgements["vote" if "vote" in judgements.columns else "choice"].astype(str).str.lower()
+    pos = pd.Series(np.arange(len(pairs)), index=pairs["pair_id"].to_numpy())
+    df = pd.DataFrame({"pair": pos.reindex(judgements["pair_id"].to_numpy()).to_numpy(), "annotator": ann.to_numpy(),
+                       "n_a": (vote == "a").to_numpy(int), "n_b": (vote == "b").to_numpy(int),
+                       "n_tie": (vote == "tie").to_numpy(int)})
+    df = df.dropna(subset=["pair"])
+    out = df.groupby(["pair", "annotator"], sort=True, as_index=False)[["n_a", "n_b", "n_tie"]].sum()
+    out["pair"] = out["pair"].astype(np.int64)
+    return out
+
 
 def unique_image_pairs(pairs: pd.DataFrame) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """The unique (gt, image) combinations of a vote table, as :class:`clipscore_sr.io.Pair` objects.
@@ -466,7 +568,7 @@ def run_agreement(
         va, vb, votes["n_a"].to_numpy(), votes["n_b"].to_numpy(), n_tie=votes["n_tie"].to_numpy(),
         datasets=votes["dataset"].to_numpy(), higher_is_better=dict(zip(metric_ids, directions)),
         metrics=metric_ids, bootstrap=bootstrap, seed=seed, confidence=confidence, tie_tol=tie_tol,
-        human_ties=human_ties)
+        human_ties=human_ties, scenes=votes["gt"].to_numpy(), annotator_votes=annotator_vote_table(judg, votes))
 
     per_pair = votes[["pair_id", "dataset", "gt", "a", "b", "n_a", "n_b", "n_tie"]].copy()
     per_pair.attrs = {}
@@ -605,6 +707,11 @@ def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
             f" ({int(first['n_tie_votes'])} tie votes excluded"
             + (f", {int(first['n_tie_only_pairs'])} tie-only pairs" if first["n_tie_only_pairs"] else "")
             + (f", {int(first['n_pairs_unscored'])} unscored pairs" if first["n_pairs_unscored"] else "") + ")")
+    if "resampled" in first and first["resampled"] != "none":
+        tail += f"; CIs: bootstrap over {first['resampled']} ({int(first['n_scenes'])} x {int(first['n_annotators'])})" \
+            if " x " in str(first["resampled"]) else f"; CIs: bootstrap over {int(first['n_scenes']) if 'annotators' != first['resampled'] else int(first['n_annotators'])} {first['resampled']}"
+    elif "ci_note" in first and first["ci_note"]:
+        tail += f"; {first['ci_note']}"
     if not pd.isna(first["human_ceiling"]):
         tail += (f"; human ceiling {fmt(first['human_ceiling'])}{unit} [{fmt(first['ceiling_ci_low'])}, "
                  f"{fmt(first['ceiling_ci_high'])}] over {int(first['n_ceiling_pairs'])} pairs with >= 2 votes")
@@ -616,190 +723,17 @@ def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
 
 __all__ = [
     "RANKING_AGREEMENT_COLUMNS", "RESULT_COLUMNS", "AgreementRun", "RankingAgreement", "agreement",
+    "annotator_vote_table",
     "format_ranking_agreement", "kendall_tau_b", "ranking_agreement", "run_agreement", "agreement_from_pairs", "agreement_from_scores", "bootstrap_indices",
     "bootstrap_p_value", "bootstrap_sums", "format_table", "metric_direction", "metric_preference",
     "pair_agreement", "percentile_ci", "resample_counts", "unique_image_pairs",
 ]
 
 
-# --------------------------------------------------------------------------------------------------
-# Ranking agreement: does a metric rank the methods the way people do?
-
-RANKING_AGREEMENT_COLUMNS: tuple[str, ...] = (
-    "metric", "dataset", "tau_b", "tau_ci_low", "tau_ci_high", "tau_b_mean", "pairs_concordant",
-    "n_methods", "n_scenes", "bootstrap", "seed", "confidence",
+from .ranking_agreement import (  # noqa: E402,F401  (moved; re-exported for callers of the old place)
+    RANKING_AGREEMENT_COLUMNS,
+    RankingAgreement,
+    format_ranking_agreement,
+    kendall_tau_b,
+    ranking_agreement,
 )
-
-
-@dataclass
-class RankingAgreement:
-    """Output of :func:`ranking_agreement`: ``summary`` (one row per metric and dataset,
-    :data:`RANKING_AGREEMENT_COLUMNS`) and ``methods`` (one row per metric, dataset and method: human score
-    and rank, the metric's mean, its fitted score and rank, and the rank by mean)."""
-
-    summary: pd.DataFrame
-    methods: pd.DataFrame
-
-
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b between ``x`` and ``y`` over the last axis (batched): ``sum sx*sy / sqrt(sum sx^2 *
-    sum sy^2)`` over all pairs i < j with ``s = sign`` of the differences; NaN when either side is constant."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    iu, ju = np.triu_indices(x.shape[-1], 1)
-    sx = np.sign(x[..., iu] - x[..., ju])
-    sy = np.sign(y[..., iu] - y[..., ju])
-    den = np.sqrt((sx * sx).sum(-1) * (sy * sy).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (sx * sy).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _pairs_concordant(x: np.ndarray, human: np.ndarray) -> float:
-    """Fraction of method pairs (with a human order) that ``x`` orders the same way; a tie in ``x`` counts 0.5."""
-    iu, ju = np.triu_indices(len(x), 1)
-    sh, sx = np.sign(human[iu] - human[ju]), np.sign(x[iu] - x[ju])
-    use = sh != 0
-    return float(np.mean(np.where(sx[use] == 0, 0.5, (sx[use] == sh[use]).astype(float)))) if use.any() else np.nan
-
-
-def ranking_agreement(
-    votes: Any,
-    scene_values: pd.DataFrame,
-    metrics: Sequence[str],
-    higher_is_better: Mapping[str, bool],
-    *,
-    by_dataset: bool = True,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    prior_sd: float | None = None,
-) -> RankingAgreement:
-    """How each metric ranks the methods compared with people.
-
-    ``votes``: human :class:`~clipscore_sr.human.ranking.Votes`; ``scene_values``: one row per (dataset,
-    scene, method) with columns ``dataset, scene, method`` and one column per metric (the metric value of
-    that method's output on that scene; ``scene`` as in the votes, i.e. the judgement's ``gt``). Per dataset
-    (and pooled ``all``): the human Bradley-Terry ranking (ties split), the metric's ranking from
-    per-scene pairwise wins (the metric prefers the better value on each scene where both methods have
-    one; equal values split) fitted the same way, and from the mean per method; Kendall's tau-b of the
-    fitted metric ranking against people, with a percentile CI over the same scene resamples for both
-    (resampled within each dataset), and the fraction of method pairs ordered as people order them.
-    """
-    from .ranking import (
-        DEFAULT_PRIOR_SD,
-        check_rankable,
-        fit_scores,
-        scene_resample_weights,
-        scene_win_counts,
-    )
-
-    sd = DEFAULT_PRIOR_SD if prior_sd is None else prior_sd
-    methods = list(votes.methods)
-    m_all = len(methods)
-    mcode = {mm: k for k, mm in enumerate(methods)}
-    ds_names = votes.datasets
-    scene_ds = np.zeros(votes.n_scenes, np.int64)
-    scene_ds[votes.scene] = votes.dataset
-    vals = scene_values[scene_values["method"].isin(mcode)].drop_duplicates(["dataset", "scene", "method"])
-    keys = vals["dataset"].astype(str) + "\x1f" + vals["scene"].astype(str)
-    if not votes.scene_keys:
-        raise SRMetricsError("votes lack scene keys (build them with Votes.from_arrays)")
-    sc = keys.map({k: i for i, k in enumerate(votes.scene_keys)})
-    vals = vals[sc.notna().to_numpy()]
-    sc = sc.dropna().to_numpy(np.int64)
-    mi = vals["method"].map(mcode).to_numpy(np.int64)
-
-    from scipy.sparse import csr_matrix
-
-    human_sc, _ = scene_win_counts(votes, "split")
-    metric_sc = {}
-    metric_mean = {}
-    for mname in metrics:
-        v = np.full((votes.n_scenes, m_all), np.nan)
-        v[sc, mi] = vals[mname].to_numpy(np.float64)
-        if not higher_is_better[mname]:
-            v = -v
-        present = np.isfinite(v)
-        metric_mean[mname] = (np.where(present, v, 0.0), present.astype(np.float64))
-        # per-scene pairwise wins of the metric: for each scene, each ordered pair (k, l) both present
-        rows_, cols_, w_ = [], [], []
-        for k in range(m_all):
-            for j in range(m_all):
-                if k == j:
-                    continue
-                both = present[:, k] & present[:, j]
-                win = np.where(v[both, k] > v[both, j], 1.0, np.where(v[both, k] == v[both, j], 0.5, 0.0))
-                s_idx = np.flatnonzero(both)
-                nz = win > 0
-                rows_.append(s_idx[nz])
-                cols_.append(np.full(int(nz.sum()), k * m_all + j))
-                w_.append(win[nz])
-        metric_sc[mname] = csr_matrix((np.concatenate(w_), (np.concatenate(rows_), np.concatenate(cols_))),
-                                      shape=(votes.n_scenes, m_all * m_all))
-
-    groups: list[tuple[str, np.ndarray]] = [(OVERALL, np.ones(votes.n_scenes, bool))]
-    if by_dataset and len(ds_names) > 1:
-        groups = [(d, scene_ds == k) for k, d in enumerate(ds_names)] + groups
-    rng = np.random.default_rng(seed)
-    r_boot = scene_resample_weights(scene_ds, bootstrap, rng) if bootstrap > 0 else None
-    src = votes.info.get("source", "")
-
-    def counts(mat: Any, weights: np.ndarray) -> np.ndarray:
-        return np.asarray((mat.T @ weights.T).T).reshape(len(weights), m_all, m_all)
-
-    summary_rows, method_rows = [], []
-    for name, smask in groups:
-        w1 = smask.astype(np.float64)[None, :]
-        hw = counts(human_sc, w1)[0]
-        idx = np.flatnonzero((hw + hw.T).sum(1) > 0)
-        sub_methods = [methods[k] for k in idx]
-        hw = hw[np.ix_(idx, idx)]
-        check_rankable(sub_methods, hw + hw.T, f"{src}: dataset '{name}'" if name != OVERALL else src)
-        h_score = fit_scores(hw, prior_sd=sd)
-        rb = r_boot * smask[None, :] if r_boot is not None else None
-        h_boot = fit_scores(counts(human_sc, rb)[:, idx][:, :, idx], prior_sd=sd) if rb is not None else None
-        for mname in metrics:
-            mw = counts(metric_sc[mname], w1)[0][np.ix_(idx, idx)]
-            m_score = fit_scores(mw, prior_sd=sd)
-            num, den = metric_mean[mname]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = ((w1 @ num) / (w1 @ den))[0][idx]
-            tau = float(kendall_tau_b(m_score, h_score))
-            lo = hi = np.nan
-            if rb is not None:
-                mb = fit_scores(counts(metric_sc[mname], rb)[:, idx][:, :, idx], prior_sd=sd)
-                taus = kendall_tau_b(mb, h_boot)
-                lo, hi = (float(v[0]) for v in percentile_ci(taus[:, None], confidence, discrete=True))
-            sign = 1.0 if higher_is_better[mname] else -1.0
-            summary_rows.append(dict(
-                metric=mname, dataset=name, tau_b=tau, tau_ci_low=lo, tau_ci_high=hi,
-                tau_b_mean=float(kendall_tau_b(np.nan_to_num(mean, nan=-np.inf), h_score)),
-                pairs_concordant=_pairs_concordant(m_score, h_score), n_methods=len(idx),
-                n_scenes=int(smask.sum()), bootstrap=int(bootstrap), seed=int(seed), confidence=float(confidence)))
-            h_rank = (-h_score).argsort(kind="stable").argsort() + 1
-            m_rank = (-m_score).argsort(kind="stable").argsort() + 1
-            mean_rank = (-np.nan_to_num(mean, nan=-np.inf)).argsort(kind="stable").argsort() + 1
-            for k, meth in enumerate(sub_methods):
-                method_rows.append(dict(
-                    metric=mname, dataset=name, method=meth, human_score=float(h_score[k]), human_rank=int(h_rank[k]),
-                    metric_mean=float(sign * mean[k]), metric_score=float(m_score[k]), metric_rank=int(m_rank[k]),
-                    mean_rank=int(mean_rank[k])))
-    summary = pd.DataFrame(summary_rows, columns=list(RANKING_AGREEMENT_COLUMNS))
-    return RankingAgreement(summary=summary, methods=pd.DataFrame(method_rows))
-
-
-def format_ranking_agreement(result: RankingAgreement) -> str:
-    """One line per metric and dataset: Kendall's tau-b [CI], tau-b of the mean ranking, concordant pairs."""
-    s = result.summary
-    conf = int(round(float(s["confidence"].iat[0]) * 100)) if len(s) else 95
-    head = ["metric", "dataset", f"tau-b [{conf}% CI]", "tau-b (means)", "pairs as people", "methods"]
-
-    def f(v: float) -> str:
-        return "n/a" if pd.isna(v) else f"{v:+.2f}"
-
-    lines = [[str(r.metric), str(r.dataset), f"{f(r.tau_b)} [{f(r.tau_ci_low)}, {f(r.tau_ci_high)}]",
-              f(r.tau_b_mean), "n/a" if pd.isna(r.pairs_concordant) else f"{100 * r.pairs_concordant:.0f}%",
-              str(r.n_methods)] for r in s.itertuples()]
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)] if lines else [len(h) for h in head]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
-    return "\n".join(out)

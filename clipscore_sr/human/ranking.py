@@ -18,10 +18,13 @@ Conventions
 * Ties: ``split`` (default) counts a tie as half a win for each side; ``drop`` removes tie votes (counted);
   ``davidson`` fits Davidson's (1970) model ``P(k beats l) = pi_k / (pi_k + pi_l + nu sqrt(pi_k pi_l))``,
   ``P(tie) = nu sqrt(pi_k pi_l) / (...)`` (BT only; ``nu`` is reported).
-* Confidence intervals: percentile bootstrap over *scenes* (votes on one scene are correlated), scenes are
-  resampled within each dataset; the pooled ``all`` fit uses the union of the per-dataset resamples.
-  ``numpy.random.default_rng(seed)``; every method, pair difference and p-value uses the same resamples.
-  A scene is a (dataset, gt) combination.
+* Confidence intervals: two-way (scenes x annotators) bootstrap, :mod:`.resampling`: scenes are resampled
+  within each dataset and annotators among those of the group, independently; a vote weighs the product of its
+  scene's and its annotator's multiplicities. A factor with one unit present is held fixed; with one scene and one
+  annotator there is no interval (``ci_note`` says why). Expanded percentile intervals (few units are not too
+  narrow). Columns ``resampled`` (``scenes x annotators``, ``scenes``, ``annotators`` or ``none``), ``n_scenes``
+  and ``n_annotators`` (0 = no annotator column) say what was resampled. ``numpy.random.default_rng(seed)``;
+  every method, pair difference and p-value uses the same resamples. A scene is a (dataset, gt) combination.
 * Pair table: for every ordered pair (row, col): ``p_beats`` = the model's P(row beats col) at the point
   estimate (Davidson: given no tie), ``diff = score_row - score_col`` with its CI, a two-sided bootstrap
   p-value, ``significant = p < 1 - confidence``, and the exact win/loss/tie counts of row against col.
@@ -32,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,15 @@ import pandas as pd
 
 from ..errors import JudgementError, SRMetricsError
 from .judgements import OVERALL
+from .resampling import (
+    Design,
+    cell_weights,
+    design_of,
+    percentile_ci,
+    pigeonhole_correction,
+    stratified_weights,
+    unit_weights,
+)
 
 MODELS: tuple[str, ...] = ("bt", "thurstone")
 TIES: tuple[str, ...] = ("split", "drop", "davidson")
@@ -50,7 +62,8 @@ DEFAULT_PRIOR_SD = 10.0
 TRIAL_KINDS_RANKED: tuple[str, ...] = ("real", "")
 RANKING_COLUMNS: tuple[str, ...] = (
     "dataset", "method", "score", "ci_low", "ci_high", "elo", "wins", "losses", "ties", "n_votes", "rank",
-    "model", "unit", "ties_mode", "nu", "n_scenes", "bootstrap", "seed", "confidence", "prior_sd", "ci_note",
+    "model", "unit", "ties_mode", "nu", "n_scenes", "n_annotators", "resampled", "bootstrap", "seed", "confidence",
+    "prior_sd", "ci_note",
 )
 PAIR_COLUMNS: tuple[str, ...] = (
     "dataset", "row", "col", "p_beats", "diff", "diff_ci_low", "diff_ci_high", "p_value", "significant",
@@ -82,14 +95,17 @@ class Votes:
     n_scenes: int
     info: dict[str, Any] = field(default_factory=dict)
     scene_keys: list[str] = field(default_factory=list)  # "dataset\x1fscene" of each scene index
+    annotator: np.ndarray | None = None  # annotator index of each vote (None: unknown, one annotator)
+    annotators: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.a)
 
     @classmethod
     def from_arrays(cls, a_method: Sequence[Any], b_method: Sequence[Any], outcome: Sequence[float],
-                    scene: Sequence[Any] | None = None, dataset: Sequence[Any] | None = None) -> Votes:
-        """Build from per-vote method names, outcomes (1/0/0.5), scene ids and dataset names."""
+                    scene: Sequence[Any] | None = None, dataset: Sequence[Any] | None = None,
+                    annotator: Sequence[Any] | None = None) -> Votes:
+        """Build from per-vote method names, outcomes (1/0/0.5), scene ids, dataset names and annotators."""
         am = np.asarray(a_method, dtype=object)
         bm = np.asarray(b_method, dtype=object)
         n = len(am)
@@ -113,9 +129,20 @@ class Votes:
         first = np.asarray(first, np.int64)
         dn = [str(d) for d in dnames]
         scene_keys = [f"{dn[k // max(len(snames), 1)]}\x1f{snames[k % max(len(snames), 1)]}" for k in first]
+        acodes, anames = (None, []) if annotator is None else pd.factorize(np.asarray(annotator, dtype=object),
+                                                                              sort=True)
         return cls(methods=[names[k] for k in order], a=codes[:n], b=codes[n:], outcome=out,
                    scene=key.astype(np.int64), dataset=dcodes.astype(np.int64), datasets=dn,
-                   n_scenes=len(first), scene_keys=scene_keys)
+                   n_scenes=len(first), scene_keys=scene_keys,
+                   annotator=None if acodes is None else acodes.astype(np.int64), annotators=[str(x) for x in anames])
+
+    @property
+    def n_annotators(self) -> int:
+        return max(len(self.annotators), 1)
+
+    def annotator_codes(self) -> np.ndarray:
+        """Annotator index of each vote (all 0 when annotators are unknown)."""
+        return np.zeros(len(self.a), np.int64) if self.annotator is None else self.annotator
 
     def subset(self, mask: np.ndarray) -> Votes:
         """The votes where ``mask`` holds, with methods and scenes renumbered (only those that remain)."""
@@ -124,10 +151,15 @@ class Votes:
         remap = np.full(len(self.methods), -1, np.int64)
         remap[used] = np.arange(len(used))
         sc, s_new = np.unique(self.scene[mask], return_inverse=True)
+        ann, names = None, []
+        if self.annotator is not None:
+            au, ann = np.unique(self.annotator[mask], return_inverse=True)
+            names = [self.annotators[k] for k in au]
         return Votes(methods=[self.methods[k] for k in used], a=remap[a], b=remap[b], outcome=self.outcome[mask],
                      scene=s_new.astype(np.int64), dataset=self.dataset[mask], datasets=self.datasets,
                      n_scenes=len(sc), info=dict(self.info),
-                     scene_keys=[self.scene_keys[k] for k in sc] if self.scene_keys else [])
+                     scene_keys=[self.scene_keys[k] for k in sc] if self.scene_keys else [],
+                     annotator=None if ann is None else ann.astype(np.int64), annotators=names)
 
 
 def load_method_judgements(
@@ -194,8 +226,13 @@ def votes_from_frame(df: pd.DataFrame, info: dict[str, Any] | None = None, *,
     if df.empty:
         raise RankingError(f"{src}: no votes to rank (trial kinds excluded: {info['excluded_kinds']})")
     choice = df["choice"].astype(str).str.lower().map({"a": 1.0, "b": 0.0, "tie": 0.5}).to_numpy()
+    ann = None
+    if "annotator" in df.columns:
+        ann = df["annotator"].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+        if (ann == "").all():
+            ann = None
     votes = Votes.from_arrays(df["a_method"].to_numpy(), df["b_method"].to_numpy(), choice,
-                              scene=df["gt"].to_numpy(), dataset=df["dataset"].to_numpy())
+                              scene=df["gt"].to_numpy(), dataset=df["dataset"].to_numpy(), annotator=ann)
     votes.info = info
     return votes
 
@@ -353,17 +390,20 @@ def win_probability(diff: np.ndarray, model: str = "bt") -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Scene bootstrap
 
-def scene_win_counts(votes: Votes, ties: str) -> tuple[Any, Any]:
-    """Sparse per-scene counts ``[n_scenes, m*m]``: (split or strict) wins, and ties (davidson only)."""
+def scene_win_counts(votes: Votes, ties: str, rows: np.ndarray | None = None, n_rows: int | None = None
+                     ) -> tuple[Any, Any]:
+    """Sparse per-scene counts ``[n_scenes, m*m]``: (split or strict) wins, and ties (davidson only). With
+    ``rows`` (one row index per vote) and ``n_rows``: per-row counts instead (e.g. (scene, annotator) cells)."""
     from scipy.sparse import csr_matrix
 
     m = len(votes.methods)
     out = votes.outcome
     keep = out != 0.5 if ties == "drop" else np.ones(len(out), bool)
-    a, b, o, sc = votes.a[keep], votes.b[keep], out[keep], votes.scene[keep]
+    rows = votes.scene if rows is None else rows
+    a, b, o, sc = votes.a[keep], votes.b[keep], out[keep], rows[keep]
     win_k = np.where(o >= 0.5, a, b)
     lose_k = np.where(o >= 0.5, b, a)
-    shape = (votes.n_scenes, m * m)
+    shape = (votes.n_scenes if n_rows is None else n_rows, m * m)
     if ties == "davidson":
         strict = o != 0.5
         w = csr_matrix((np.ones(int(strict.sum())), (sc[strict], win_k[strict] * m + lose_k[strict])), shape=shape)
@@ -372,20 +412,42 @@ def scene_win_counts(votes: Votes, ties: str) -> tuple[Any, Any]:
         return w, t
     val = np.where(o == 0.5, 0.5, 1.0)
     # a split tie: half a win for each side
-    rows = np.concatenate([sc, sc[o == 0.5]])
+    rows_ = np.concatenate([sc, sc[o == 0.5]])
     cols = np.concatenate([win_k * m + lose_k, (lose_k * m + win_k)[o == 0.5]])
     vals = np.concatenate([val, np.full(int((o == 0.5).sum()), 0.5)])
-    return csr_matrix((vals, (rows, cols)), shape=shape), None
+    return csr_matrix((vals, (rows_, cols)), shape=shape), None
+
+
+def vote_cells(votes: Votes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (scene, annotator) cell of each vote: ``(cell index per vote, scene of each cell, annotator of each
+    cell)``; cells are numbered in sorted (scene, annotator) order."""
+    ann = votes.annotator_codes()
+    key = votes.scene.astype(np.int64) * votes.n_annotators + ann
+    uniq, cell = np.unique(key, return_inverse=True)
+    return cell.astype(np.int64), uniq // votes.n_annotators, uniq % votes.n_annotators
 
 
 def scene_resample_weights(scene_dataset: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """``[n_boot, n_scenes]`` multiplicities: scenes resampled with replacement within each dataset."""
-    from .agreement import bootstrap_indices, resample_counts
+    return stratified_weights(scene_dataset, n_boot, rng)
 
-    out = np.zeros((n_boot, len(scene_dataset)))
-    for d in np.unique(scene_dataset):
-        cols = np.flatnonzero(scene_dataset == d)
-        out[:, cols] = resample_counts(bootstrap_indices(len(cols), n_boot, rng), len(cols))
+
+def group_design(votes: Votes, mask: np.ndarray, scene_ds: np.ndarray) -> Design:
+    """Which factors the two-way bootstrap resamples for the votes in ``mask`` (see :mod:`.resampling`)."""
+    scenes = np.unique(votes.scene[mask])
+    n_ann = len(np.unique(votes.annotator[mask])) if votes.annotator is not None else 1
+    d = design_of(scene_ds[scenes], n_ann)
+    if votes.annotator is None:
+        d = Design(d.n_scenes, 0, d.scenes, False)  # annotators unknown: say so
+    return d
+
+
+def group_annotator_weights(votes: Votes, mask: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, n_annotators]`` multiplicities: the annotators present in ``mask`` resampled among themselves
+    (absent annotators weigh 0)."""
+    present = np.unique(votes.annotator[mask])
+    out = np.zeros((n_boot, votes.n_annotators))
+    out[:, present] = unit_weights(len(present), n_boot, rng)
     return out
 
 
@@ -481,31 +543,49 @@ def rank_methods(
         s, nu = _fit(split, wins, ties_m, model, ties, prior_sd)
         idx = np.array([votes.methods.index(x) for x in sub.methods], np.int64)
         fits.append(dict(name=name, mask=mask, methods=sub.methods, idx=idx, wins=wins, ties=ties_m, s=s, nu=nu,
-                         n_scenes=int(len(np.unique(votes.scene[mask])))))
+                         n_scenes=int(len(np.unique(votes.scene[mask]))),
+                         design=group_design(votes, mask, scene_ds)))
 
     boot: dict[str, np.ndarray] = {}
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        w_sc, t_sc = scene_win_counts(votes, ties)
+        cell, cell_scene, cell_annot = vote_cells(votes)
+        w_sc, t_sc = scene_win_counts(votes, ties, rows=cell, n_rows=len(cell_scene))
         ds_of_group = {f["name"]: (None if f["name"] == OVERALL else votes.datasets.index(f["name"])) for f in fits}
-        samples: dict[str, list[np.ndarray]] = {f["name"]: [] for f in fits}
+        samples: dict[str, list[np.ndarray]] = {f["name"]: [] for f in fits if f["design"].any}
+
+        def resample(f: dict[str, Any], r: np.ndarray | None, nb: int, scenes: bool, annotators: bool) -> np.ndarray:
+            d = ds_of_group[f["name"]]
+            member = np.ones(votes.n_scenes) if d is None else (scene_ds == d).astype(np.float64)
+            sw = r * member[None, :] if scenes else np.broadcast_to(member, (nb, votes.n_scenes))
+            aw = group_annotator_weights(votes, f["mask"], nb, rng) if annotators else None
+            rr = cell_weights(sw, aw, cell_scene, cell_annot)  # [nb, n_cells]
+            wb = np.asarray((w_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
+            if ties == "davidson":
+                tb = np.asarray((t_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
+                tb = tb + np.swapaxes(tb, -1, -2)
+                return fit_davidson(wb, tb, prior_sd=prior_sd)[0]
+            return fit_scores(wb, model=model, prior_sd=prior_sd)
+
         for start in range(0, bootstrap, _BOOT_CHUNK):
             nb = min(_BOOT_CHUNK, bootstrap - start)
             r = scene_resample_weights(scene_ds, nb, rng)  # [nb, n_scenes]
             for f in fits:
-                d = ds_of_group[f["name"]]
-                rr = r if d is None else r * (scene_ds == d)[None, :]
-                wb = np.asarray((w_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
-                if ties == "davidson":
-                    tb = np.asarray((t_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
-                    tb = tb + np.swapaxes(tb, -1, -2)
-                    sb, _ = fit_davidson(wb, tb, prior_sd=prior_sd)
-                else:
-                    sb = fit_scores(wb, model=model, prior_sd=prior_sd)
-                samples[f["name"]].append(sb)
+                des: Design = f["design"]
+                if des.any:
+                    samples[f["name"]].append(resample(f, r, nb, des.scenes, des.annotators))
+        # both factors: how much of the spread each one brings (one-factor bootstraps), for the df of the expansion
+        n_part = max(100, bootstrap // 4)
+        for f in fits:
+            des = f["design"]
+            if des.scenes and des.annotators:
+                v_s = resample(f, scene_resample_weights(scene_ds, n_part, rng), n_part, True, False).var(0).mean()
+                v_a = resample(f, None, n_part, False, True).var(0).mean()
+                main = np.concatenate(samples[f["name"]])
+                k = pigeonhole_correction(main.var(0).mean(), v_s, v_a, des.n_scenes, des.n_annotators)
+                samples[f["name"]] = [f["s"] + k * (main - f["s"])]
+                f["design"] = replace(des, scale=k)
         boot = {k: np.concatenate(v) for k, v in samples.items()}
-
-    from .agreement import bootstrap_p_value, percentile_ci
 
     rows: list[dict[str, Any]] = []
     prow: list[dict[str, Any]] = []
@@ -514,12 +594,14 @@ def rank_methods(
         s, methods, wins, ties_m = f["s"], f["methods"], f["wins"], f["ties"]
         m = len(methods)
         b = boot.get(f["name"])
-        lo, hi = percentile_ci(b, confidence) if b is not None else (np.full(m, np.nan), np.full(m, np.nan))
-        note = ""
+        des = f["design"]
+        level = des.level(confidence)
+        lo, hi = percentile_ci(b, level) if b is not None else (np.full(m, np.nan), np.full(m, np.nan))
+        note = des.note if bootstrap > 0 else ""
         if b is not None and not (np.nanmax(b, axis=0) - np.nanmin(b, axis=0) > 1e-9).any():
             # every resample gave the same fit: no interval, which is not certainty
-            note = (f"no interval: the bootstrap resamples scenes and all {f['n_scenes']} scene(s) give the same "
-                    "votes, so every resample is alike")
+            note = (f"no interval: the bootstrap resamples {des.label} and all {f['n_scenes']} scene(s) give "
+                    "the same votes, so every resample is alike")
             lo, hi, b = np.full(m, np.nan), np.full(m, np.nan), None
         order = np.argsort(-s, kind="stable")
         rank = np.empty(m, np.int64)
@@ -530,7 +612,9 @@ def rank_methods(
                 elo=float(ELO_SCALE * s[k] + ELO_BASE) if model == "bt" else np.nan,
                 wins=int(wins[k].sum()), losses=int(wins[:, k].sum()), ties=int(ties_m[k].sum()),
                 n_votes=int(wins[k].sum() + wins[:, k].sum() + ties_m[k].sum()), rank=int(rank[k]), model=model,
-                unit=unit, ties_mode=ties, nu=float(f["nu"]), n_scenes=f["n_scenes"], bootstrap=int(bootstrap),
+                unit=unit, ties_mode=ties, nu=float(f["nu"]), n_scenes=f["n_scenes"],
+                n_annotators=des.n_annotators, resampled=des.label if b is not None else "none",
+                bootstrap=int(bootstrap),
                 seed=int(seed), confidence=float(confidence), prior_sd=float(prior_sd), ci_note=note))
         diff = s[:, None] - s[None, :]
         if ties == "davidson":
@@ -539,9 +623,9 @@ def rank_methods(
             p_beats = win_probability(diff, model)
         if b is not None:
             bd = b[:, :, None] - b[:, None, :]
-            dlo, dhi = percentile_ci(bd.reshape(len(b), -1), confidence)
+            dlo, dhi = percentile_ci(bd.reshape(len(b), -1), level)
             dlo, dhi = dlo.reshape(m, m), dhi.reshape(m, m)
-            pv = bootstrap_p_value(bd.reshape(len(b), -1)).reshape(m, m)
+            pv = des.p_value(bd.reshape(len(b), -1)).reshape(m, m)
         else:
             dlo = dhi = pv = np.full((m, m), np.nan)
         for k in order:
@@ -586,7 +670,11 @@ def format_ranking(ranking: Ranking) -> str:
             cells += [str(r["wins"]), str(r["losses"]), str(r["ties"])]
             lines.append(cells)
         widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
-        out.append(f"dataset {ds}: {int(sub['n_votes'].sum() // 2)} votes, {int(sub['n_scenes'].iat[0])} scenes")
+        n_ann = int(sub["n_annotators"].iat[0]) if "n_annotators" in sub else 0
+        res = str(sub["resampled"].iat[0]) if "resampled" in sub else ""
+        ann = f", {n_ann} annotator{'s' * (n_ann != 1)}" if n_ann else ", annotators unknown"
+        out.append(f"dataset {ds}: {int(sub['n_votes'].sum() // 2)} votes, {int(sub['n_scenes'].iat[0])} scenes{ann}"
+                   + (f"; CIs resample {res}" if res and res != "none" else ""))
         out.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
         note = str(sub["ci_note"].iat[0]) if "ci_note" in sub else ""
@@ -596,11 +684,13 @@ def format_ranking(ranking: Ranking) -> str:
 
 
 def simulate_votes(strengths: Sequence[float], n_votes: int, n_scenes: int, *, seed: int = 0,
-                   scene_sd: float = 0.0, tie_rate: float = 0.0, datasets: int = 1, model: str = "bt") -> pd.DataFrame:
+                   scene_sd: float = 0.0, tie_rate: float = 0.0, datasets: int = 1, model: str = "bt",
+                   n_annotators: int = 1, annotator_sd: float = 0.0) -> pd.DataFrame:
     """SIMULATED votes (never human) from known strengths: a judgements-like DataFrame with
-    ``dataset, gt, a_method, b_method, choice`` and ``annotator = 'simulated'``. Each vote draws a scene
-    and an unordered method pair uniformly; ``scene_sd`` adds a per-scene random effect to each method's
-    strength (correlated votes within a scene); ``tie_rate`` turns that fraction of votes into ties."""
+    ``dataset, gt, a_method, b_method, choice, annotator``. Each vote draws a scene, an annotator and an
+    unordered method pair uniformly; ``scene_sd`` adds a per-scene random effect to each method's strength
+    (correlated votes within a scene), ``annotator_sd`` a per-annotator one (each person's taste);
+    ``tie_rate`` turns that fraction of votes into ties. Annotators are ``simulated`` (one) or ``ann000``..."""
     rng = np.random.default_rng(seed)
     st = np.asarray(strengths, np.float64)
     m = len(st)
@@ -609,6 +699,11 @@ def simulate_votes(strengths: Sequence[float], n_votes: int, n_scenes: int, *, s
     b = (a + rng.integers(1, m, n_votes)) % m
     eff = rng.normal(0.0, scene_sd, (n_scenes, m)) if scene_sd > 0 else np.zeros((n_scenes, m))
     d = st[a] + eff[scene, a] - st[b] - eff[scene, b]
+    ann = np.zeros(n_votes, np.int64)
+    if n_annotators > 1 or annotator_sd > 0:
+        ann = rng.integers(0, n_annotators, n_votes)
+        aeff = rng.normal(0.0, annotator_sd, (n_annotators, m)) if annotator_sd > 0 else np.zeros((n_annotators, m))
+        d = d + aeff[ann, a] - aeff[ann, b]
     p = win_probability(d, model)
     out = np.where(rng.random(n_votes) < p, "a", "b").astype(object)
     if tie_rate > 0:
@@ -616,17 +711,20 @@ def simulate_votes(strengths: Sequence[float], n_votes: int, n_scenes: int, *, s
     names = np.array([f"m{k:02d}" for k in range(m)], dtype=object)
     ds = np.array([f"sim{k}" for k in range(datasets)], dtype=object)[scene % datasets]
     gt = np.char.add("scene", (scene).astype(str)).astype(object)
+    annot = (np.full(n_votes, "simulated", dtype=object) if n_annotators == 1 and annotator_sd == 0 else
+             np.char.add("ann", np.char.zfill(ann.astype(str), 3)).astype(object))
     return pd.DataFrame({
         "pair_id": np.char.add("v", np.arange(n_votes).astype(str)).astype(object), "dataset": ds,
         "gt": np.char.add(gt.astype(str), ".png").astype(object),
         "a": np.char.add(names[a].astype(str), ".png").astype(object),
         "b": np.char.add(names[b].astype(str), ".png").astype(object),
-        "choice": out, "annotator": "simulated", "a_method": names[a], "b_method": names[b]})
+        "choice": out, "annotator": annot, "a_method": names[a], "b_method": names[b]})
 
 
 __all__ = [
     "DEFAULT_PRIOR_SD", "ELO_BASE", "ELO_SCALE", "JOD_SCALE", "MODELS", "PAIR_COLUMNS", "RANKING_COLUMNS", "Ranking",
     "RankingError", "TIES", "Votes", "check_rankable", "connected_groups", "fit_davidson", "fit_scores",
-    "format_ranking", "load_method_judgements", "rank_methods", "scene_resample_weights", "scene_win_counts", "simulate_votes",
+    "format_ranking", "group_design", "load_method_judgements", "rank_methods", "scene_resample_weights",
+    "scene_win_counts", "simulate_votes", "vote_cells",
     "votes_from_frame", "votes_from_judgements", "win_matrix", "win_probability",
 ]

@@ -68,6 +68,77 @@ def krippendorff_alpha_nominal(units: Sequence[Any], values: Sequence[Any]) -> t
     return float(1.0 - (n - 1) * d_obs / d_exp), int(len(c))
 
 
+def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequence[Any], *,
+                    scenes: Sequence[Any] | None = None, bootstrap: int = 1000, seed: int = 0,
+                    confidence: float = 0.95) -> tuple[float, float, str]:
+    """Two-way bootstrap interval of nominal Krippendorff's alpha: ``(low, high, resampled)``.
+
+    Scenes (``scenes``: the scene of each unit; default: each unit its own) and annotators are resampled
+    independently (:mod:`.resampling`). Weighted alpha: a unit of weight ``r`` (its scene's multiplicity) counts
+    ``r`` times; a coder drawn ``w`` times gives each of its values weight ``w``, and a coder's copies are never
+    paired with each other (that would be agreement with oneself): the within-unit pairing weight of values ``i``
+    and ``j`` of different coders is ``w_i w_j``, so the unit's disagreement fraction is
+    ``(W^2 - sum_c n_c^2) / (W^2 - sum_i w_i^2)`` with ``W = sum_i w_i``, ``n_c`` the weighted count of value c.
+    At unit weights this is :func:`krippendorff_alpha_nominal`. Expanded percentile interval."""
+    from scipy.sparse import csr_matrix
+
+    from .resampling import design_of, percentile_ci, stratified_weights, unit_weights
+
+    u, _ = pd.factorize(pd.Series(list(units), dtype=object))
+    c, _ = pd.factorize(pd.Series(list(coders), dtype=object))
+    v, vn = pd.factorize(pd.Series(list(values), dtype=object))
+    if len(u) == 0 or bootstrap <= 0:
+        return float("nan"), float("nan"), "none"
+    n_u, n_c, n_v = u.max() + 1, c.max() + 1, len(vn)
+    scene_of_unit = np.arange(n_u)
+    word = "unit"
+    if scenes is not None:
+        sc = pd.factorize(pd.Series(list(scenes), dtype=object))[0]
+        scene_of_unit = np.zeros(n_u, np.int64)
+        scene_of_unit[u] = sc
+        word = "scene"
+    n_s = scene_of_unit.max() + 1
+    des = design_of(np.zeros(n_s), n_c, scene_word=word)
+    if not des.any:
+        return float("nan"), float("nan"), "none"
+    rng = np.random.default_rng(seed)
+    val = csr_matrix((np.ones(len(u)), (np.arange(len(u)), u * n_v + v)), shape=(len(u), n_u * n_v))
+    unit_of = csr_matrix((np.ones(len(u)), (np.arange(len(u)), u)), shape=(len(u), n_u))
+    def run(scenes_on: bool, coders_on: bool, n_boot: int) -> np.ndarray:
+        out = []
+        for start in range(0, n_boot, 100):
+            nb = min(100, n_boot - start)
+            sw = stratified_weights(np.zeros(n_s), nb, rng)[:, scene_of_unit] if scenes_on else np.ones((nb, n_u))
+            cw = unit_weights(n_c, nb, rng)[:, c] if coders_on else np.ones((nb, len(c)))
+            nuc = np.asarray((val.T @ cw.T).T).reshape(nb, n_u, n_v)
+            q = np.asarray((unit_of.T @ (cw ** 2).T).T)
+            big_w = nuc.sum(-1)
+            pairs = big_w ** 2 - q
+            ok = pairs > 1e-9
+            frac = np.where(ok, (big_w ** 2 - (nuc ** 2).sum(-1)) / np.where(ok, pairs, 1.0), 0.0)
+            wu = sw * ok
+            d_o = (wu * big_w * frac).sum(1)
+            nc = (wu[:, :, None] * nuc).sum(1)
+            n = nc.sum(1)
+            d_e = (n ** 2 - (nc ** 2).sum(1)) / np.maximum(n - 1, 1e-12)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append(np.where(d_e > 0, 1 - d_o / d_e, np.nan))
+        return np.concatenate(out)
+
+    boot = run(des.scenes, des.annotators, bootstrap)
+    if des.scenes and des.annotators:  # remove the pigeonhole's surplus (resampling.pigeonhole_correction)
+        from .resampling import pigeonhole_correction
+
+        n_part = max(100, bootstrap // 4)
+        k = pigeonhole_correction(float(np.nanvar(boot)), float(np.nanvar(run(True, False, n_part))),
+                                  float(np.nanvar(run(False, True, n_part))), des.n_scenes, des.n_annotators)
+        a0 = krippendorff_alpha_nominal(u, v)[0]
+        boot = a0 + k * (boot - a0)
+    out = [boot]
+    lo, hi = percentile_ci(np.concatenate(out)[:, None], des.level(confidence))
+    return float(lo[0]), float(hi[0]), des.label
+
+
 def _unit_and_value(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Unit key, value (first/second/tie) and the raw choice of each row."""
     a = df["a_path"] if "a_path" in df.columns else df["a"]
@@ -96,10 +167,15 @@ class Reliability:
     n_alpha_units: int
     dropped: dict[str, str] = field(default_factory=dict)
     n_dropped_votes: int = 0
+    alpha_ci: tuple[float, float] = (float("nan"), float("nan"))
+    alpha_resampled: str = "none"
 
     def summary(self) -> str:
         a = "n/a" if np.isnan(self.alpha) else f"{self.alpha:.3f}"
         out = f"Krippendorff's alpha (nominal) {a} over {self.n_alpha_units} trial(s) with >= 2 annotators"
+        if not np.isnan(self.alpha):
+            out += (f" [95% CI {self.alpha_ci[0]:.3f}, {self.alpha_ci[1]:.3f}; bootstrap over {self.alpha_resampled}]"
+                    if not np.isnan(self.alpha_ci[0]) else " (no interval: nothing to resample)")
         if self.dropped:
             out += (f"; dropped {len(self.dropped)} annotator(s), {self.n_dropped_votes} vote(s): "
                     + "; ".join(f"{k} ({v})" for k, v in self.dropped.items()))
@@ -107,7 +183,8 @@ class Reliability:
 
 
 def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | None = None,
-                          min_sentinel_accuracy: float | None = None) -> Reliability:
+                          min_sentinel_accuracy: float | None = None, bootstrap: int = 1000,
+                          seed: int = 0) -> Reliability:
     """Per-annotator reliability of validated judgements (see the module docstring for every measure).
 
     With ``min_agreement`` / ``min_sentinel_accuracy`` annotators below either threshold are marked
@@ -136,6 +213,13 @@ def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | No
     first_pos = np.sort(real_pos[np.unique(key[real_pos], return_index=True)[1]])
     first = pd.DataFrame({"u": unit.iloc[first_pos], "c": annot.iloc[first_pos], "v": value.iloc[first_pos]})
     alpha, n_units = krippendorff_alpha_nominal(first["u"], first["v"]) if has_annot else (float("nan"), 0)
+    ci, resampled = (float("nan"), float("nan")), "none"
+    if has_annot and not np.isnan(alpha) and bootstrap > 0:
+        pairable = first["u"].map(first["u"].value_counts()) >= 2
+        fp = first[pairable]
+        scene = fp["u"].str.split("\x1f").str[:2].str.join("\x1f")  # (dataset, gt) of the unit
+        lo, hi, resampled = alpha_bootstrap(fp["u"], fp["c"], fp["v"], scenes=scene, bootstrap=bootstrap, seed=seed)
+        ci = (lo, hi)
 
     # leave-one-out majority: per-unit counts minus the annotator's own vote
     fu, fv = pd.factorize(first["u"])[0], pd.factorize(first["v"])[0]
@@ -206,7 +290,8 @@ def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | No
     else:
         table = pd.DataFrame([], columns=list(ANNOTATOR_COLUMNS))
     n_drop = int(table.loc[table["dropped"], "n_votes"].sum()) if len(table) else 0
-    return Reliability(annotators=table, alpha=alpha, n_alpha_units=n_units, dropped=dropped, n_dropped_votes=n_drop)
+    return Reliability(annotators=table, alpha=alpha, n_alpha_units=n_units, dropped=dropped, n_dropped_votes=n_drop,
+                       alpha_ci=ci, alpha_resampled=resampled)
 
 
 def drop_annotators(judgements: pd.DataFrame, annotators: Sequence[str]) -> pd.DataFrame:
@@ -219,5 +304,5 @@ def drop_annotators(judgements: pd.DataFrame, annotators: Sequence[str]) -> pd.D
     return out
 
 
-__all__ = ["ANNOTATOR_COLUMNS", "Reliability", "SENTINEL_GT", "annotator_reliability", "drop_annotators",
+__all__ = ["ANNOTATOR_COLUMNS", "Reliability", "SENTINEL_GT", "alpha_bootstrap", "annotator_reliability", "drop_annotators",
            "krippendorff_alpha_nominal"]
