@@ -163,8 +163,11 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise SRMetricsError(f"{path}: not readable as a training checkpoint ({expected}; torch.load: "
-                             f"{type(exc).__name__}{': ' + detail if detail else ''})") from None
+        if isinstance(exc, (IndexError, KeyError, EOFError, ValueError)) or "Unpickl" in type(exc).__name__:
+            reason = "not a PyTorch checkpoint, or a damaged one"  # the unpickler's own words help nobody
+        else:
+            reason = f"torch.load: {type(exc).__name__}{': ' + detail[:120] if detail else ''}"
+        raise SRMetricsError(f"{path}: not readable as a training checkpoint ({reason}; {expected})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         kind = "a generator file for `srmetrics generate`" if path.suffix == ".safetensors" else "another file"
         raise SRMetricsError(f"{path}: not a clipscore-sr training checkpoint ({expected}; this is {kind})")

@@ -87,3 +87,24 @@ def test_prior_sd_is_bounded(tmp_path: Path, value: str) -> None:
     (tmp_path / "j.csv").write_text("pair_id,dataset,gt,a,b,choice,a_method,b_method\np,d,g,a,b,a,x,y\n")
     res = CliRunner().invoke(main, ["rank", str(tmp_path / "j.csv"), "--prior-sd", value])
     assert res.exit_code == 2 and "--prior-sd" in res.output and "Traceback" not in res.output
+
+
+def test_export_generator_on_a_wrong_file_says_what_it_is(tmp_path: Path) -> None:
+    bad = tmp_path / "pop.pt"
+    bad.write_bytes(b"\x80\x020.")  # a pickle that pops from an empty stack (the unpickler: IndexError)
+    res = CliRunner().invoke(main, ["export-generator", str(bad), "-o", str(tmp_path / "g.safetensors")])
+    assert res.exit_code == 2 and "not a PyTorch checkpoint, or a damaged one" in res.output
+    assert "IndexError" not in res.output and "pop from empty list" not in res.output
+
+
+def test_train_check_labels_custom_widths_as_custom(tmp_path: Path) -> None:
+    import yaml
+
+    from .train_support import make_config, make_s2naip
+
+    data = make_s2naip(tmp_path / "data", n=4)
+    cfg = make_config(tmp_path / "run", data, "esrgan")  # tiny widths in model.options
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(main, ["train", str(tmp_path / "c.yaml"), "--check"])
+    assert res.exit_code == 0, res.output
+    assert "esrgan (custom: " in res.output and "esrgan-small" not in res.output

@@ -36,7 +36,11 @@ def train_cmd(config: str, resume: bool, check: bool) -> None:
     if check:
         t = Trainer(cfg, resume=resume, check_only=True)
         val = len(t.val_set) if t.val_set is not None else 0
-        click.echo(f"{config}: OK ({cfg['model']['name']}-{cfg['model']['size']}, {cfg['train']['steps']} steps, "
+        m = cfg["model"]
+        opts = m.get("options") or {}
+        label = (f"{m['name']} (custom: {', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})" if opts
+                 else f"{m['name']}-{m['size']}")
+        click.echo(f"{config}: OK ({label}, {cfg['train']['steps']} steps, "
                    f"{len(t.train_set)} training / {val} validation samples, output {cfg['output_dir']}; "
                    "datasets, models and weights checked)")
         return

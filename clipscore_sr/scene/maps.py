@@ -35,8 +35,10 @@ def write_metric_cog(part: pd.DataFrame, scene: dict[str, Any], columns: Sequenc
                "compress": "deflate"}
     if scene["georeferenced"]:
         profile.update(crs=scene["crs"], transform=Affine(*scene["transform"]))
+    from .read import gdal_env
+
     try:
-        with warnings.catch_warnings():
+        with gdal_env(), warnings.catch_warnings():  # GDAL's block cache bounded here too (default: 5% of RAM)
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with rasterio.open(tmp, "w", **profile) as dst:
                 for i, c in enumerate(columns, start=1):
