@@ -91,15 +91,7 @@ class ActiveSampler:
     # posterior ------------------------------------------------------------------------------------
     def _refresh(self) -> None:
         m = len(self.methods)
-        d = self.s[:, None] - self.s[None, :]
-        self._f = fisher_information(d, self.model)
-        n = self.wins + self.wins.T
-        h = -(n * self._f)
-        h[np.diag_indices(m)] = (n * self._f).sum(1) + 1.0 / self.prior_sd ** 2
-        self.cov = np.linalg.inv(h)
-        c = self.cov
-        self.var_pooled = c[self.iu, self.iu] + c[self.ju, self.ju] - 2 * c[self.iu, self.ju]
-        self._fpair = self._expected_f()
+        self._refresh_pooled_only()
         hs = -(self.scene_votes * self._f)  # [S, m, m]
         diag = (self.scene_votes * self._f).sum(2) + 1.0 / self.scene_sd ** 2
         hs[:, np.arange(m), np.arange(m)] = diag
