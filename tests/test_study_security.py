@@ -216,3 +216,14 @@ def test_forged_votes_from_a_second_local_origin_in_chromium(tmp_path: Path, tok
     path = study / "judgements.csv"
     rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
     assert rows == [], rows  # no forged vote was recorded
+
+
+def test_validation_refuses_control_characters_instead_of_merging_names(tmp_path: Path) -> None:
+    csv_path = tmp_path / "j.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["pair_id", "dataset", "gt", "a", "b", "choice", "annotator"])
+        w.writerow(["p1", "d", "g.png", "a.png", "b.png", "a", "alice"])
+        w.writerow(["p1", "d", "g.png", "a.png", "b.png", "b", "alice\n"])  # quoted: one cell with a newline
+    res = CliRunner().invoke(main, ["judgements", "validate", str(csv_path)])
+    assert res.exit_code != 0 and "control character" in res.output

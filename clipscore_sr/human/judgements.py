@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from ..errors import ImageReadError, JudgementError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("pair_id", "dataset", "gt", "a", "b", "choice")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("annotator", "a_method", "b_method")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CHOICES: tuple[str, ...] = ("a", "b", "tie")
 OVERALL = "all"  # dataset name of the pooled rows in agreement tables; reserved
 _EXTRA = "__extra_fields__"  # internal column: surplus field count of a row
@@ -133,7 +135,10 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str
                 prev_end = reader.line_num
                 if not values or all(not v.strip() for v in values):
                     continue  # blank line
-                row = {h: (unescape(values[i].strip()) if i < len(values) else "") for i, h in enumerate(header) if h}
+                # only spaces are trimmed: a control character (a trailing newline in a quoted cell) stays and is
+                # flagged by validation, instead of silently merging 'alice\n' with 'alice'
+                row = {h: (unescape(values[i].strip(" ")) if i < len(values) else "") for i, h in enumerate(header)
+                       if h}
                 if len(values) > len(header):
                     row[_EXTRA] = str(len(values) - len(header))
                 rows.append((start, row))
@@ -308,6 +313,10 @@ def validate_judgements(
                     flag(pos, col, f"image path leaves the root {confine[0]}: {cells[col][pos]} "
                                    "(use --allow-outside-root for a trusted file)")
                     paths[pos] = ""  # never opened: nothing is learnt about files outside the root
+    for col in ("pair_id", "dataset", "annotator", "a_method", "b_method", "choice", "gt", "a", "b"):
+        for pos, v in enumerate(cells.get(col, ())):
+            if isinstance(v, str) and _CONTROL.search(v):
+                flag(pos, col, f"{col} {v!r} contains a control character (a newline, tab, ...)")
     for pos in range(n_rows):
         if a_abs[pos] and a_abs[pos] == b_abs[pos]:
             flag(pos, "b", f"'a' and 'b' name the same file ({cells['a'][pos]})")
