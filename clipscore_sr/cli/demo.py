@@ -25,9 +25,16 @@ def demo_command(out_dir: str, clip: tuple[str, ...], device: str, bootstrap: in
       srmetrics demo --study --out srmetrics-demo
     """
     if study:
+        import shutil
+        from pathlib import Path
+
+        from ..demo import DATA_DIR
         from ..human.study.demo import make_demo_study
 
-        make_demo_study(f"{out_dir}/study", echo=click.echo)
+        scene = Path(out_dir) / "data" / "scene"  # the same copy `demo` scores: the study points at the user's files
+        if not scene.exists():
+            shutil.copytree(DATA_DIR / "scene", scene, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        make_demo_study(f"{out_dir}/study", echo=click.echo, scene_dir=scene)
         return
     from ..demo import run_demo
 

@@ -62,7 +62,7 @@ def draw_correctness_maps(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, classe
     handles.append(Patch(color=np.array(MASKED_COLOUR) / 255, label="left out (LR_up close to HR)"))
     fig.legend(handles=handles, loc="lower center", fontsize=8, ncol=4, frameon=False)
     fig.text(0.01, 0.005, f"display: {describe_stretch(stretch, dtype, percentiles).replace('row', 'HR')}",
-             fontsize=6, color="#555555", va="bottom")
+             fontsize=8, color="#555555", va="bottom")
     if title:
         fig.suptitle(label(title), fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.78, bottom=0.08, wspace=0.04)
@@ -82,6 +82,14 @@ def correctness_figure(hr_path: str | os.PathLike, sr_path: str | os.PathLike, l
     from ..metrics.correctness import correctness
 
     hr, sr, lr = (io.read_image(p, bands=bands, data_range=data_range) for p in (hr_path, sr_path, lr_path))
+    hint = io.small_range_hint(hr.dtype, hr.data_range, max(x.max_value for x in (hr, sr, lr)),
+                               requested=data_range is not None)
+    if hint:  # the same warning as `score`: lr-psnr would read ~24 dB too high for 12-bit data
+        import warnings
+
+        from ..errors import DataRangeWarning
+
+        warnings.warn(hint, DataRangeWarning, stacklevel=2)
     t = [torch.from_numpy(x.data[None]) for x in (sr, hr, lr)]
     maps = correctness(*t, patch_size=patch_size, levels=int(hr.data_range) if hr.dtype != "float32" else 256)
     raw = {m: float(v[m] if isinstance(v, dict) else v) for m in ("lr-psnr", "lr-sam", "lr-shift")
@@ -92,7 +100,8 @@ def correctness_figure(hr_path: str | os.PathLike, sr_path: str | os.PathLike, l
         classes = np.repeat(np.repeat(classes, patch_size, 0), patch_size, 1)
     fr = tuple(float(f) for f in maps.fractions[0])
     title = (f"{Path(sr_path).parent.name}: correctness of SR vs HR with LR (L1, per pixel, d_ref > q75); "
-             f"improvement {100 * fr[0]:.1f}%, omission {100 * fr[1]:.1f}%, hallucination {100 * fr[2]:.1f}%")
+             f"improvement {100 * fr[0]:.1f}%, omission {100 * fr[1]:.1f}%, hallucination {100 * fr[2]:.1f}%; "
+             f"data range {hr.data_range:g} ({hr.dtype})")
     path = draw_correctness_maps(lr.data, sr.data, hr.data, classes, fr, out_path, title=title, lr_stats=stats,
                                  stretch=stretch, dtype=hr.dtype)
     return {"path": str(path), "fractions": fr, "stats": stats}

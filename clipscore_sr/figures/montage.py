@@ -69,7 +69,9 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
     ncols = len(lead) + len(methods)
     line_pt = _FONT_PT * 1.45  # one metric line under a tile, in points; the space below is reserved from it
     cell, text_h = 1.6, (3 + line_pt * max(1, len(metric_ids))) / 72 + 0.06
-    head, foot = 0.75, 0.12
+    # the caption (best methods, value scale, display) above the grid: room for its wrapped lines (7 pt each)
+    est = len("; ".join(f"{m}: {'='.join(v)}" for m, v in best.items())) + 330 + (len(title) if title else 0)
+    head, foot = 0.35 + 0.125 * -(-est // int(22 * ncols)), 0.12
     height = (cell + text_h) * len(keys) + head + foot
     fig = Figure(figsize=(cell * ncols, height))
     grid = fig.add_gridspec(len(keys), ncols, hspace=text_h / cell, wspace=0.05,
@@ -110,7 +112,7 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
                 ax.set_ylabel(label(key), fontsize=6)
             if name in methods:
                 for i, mid in enumerate(metric_ids):
-                    is_best = name in row_best.get(mid, [])
+                    is_best = len(methods) > 1 and name in row_best.get(mid, [])
                     ax.annotate(label(f"{mid} {_fmt(values.at[name, mid])}" + (" *" if is_best else "")),
                                 xy=(0.5, 0.0), xycoords="axes fraction", xytext=(0, -2 - i * line_pt),
                                 textcoords="offset points", ha="center", va="top", fontsize=_FONT_PT,
@@ -122,8 +124,10 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
     shown_bands = f"bands {','.join(map(str, bands))}" if bands else "bands as stored"
     how = "; ".join(sorted(describe_stretch(stretch, dt, percentiles) for dt in dtypes)) or "no image readable"
     extra = "".join(f" {n}." for n in sorted(notes) if n)
-    text = (f"best (mean over {len(common)} tiles, * = best on the row): {summary}. Display: {shown_bands}, "
-            f"{how}.{extra}")
+    scale = f"data range {data_range:g}" if data_range is not None else "data range from the pixel type (255, 65535, 1.0)"
+    head = (f"best (mean over {len(common)} tiles, * = best on the row): {summary}. " if len(methods) > 1
+            else f"{methods[0]}: mean over {len(common)} tiles. ")
+    text = f"{head}Values: {scale}. Display: {shown_bands}, {how}.{extra}"
     fig.suptitle(label("\n".join([*([title] if title else []), *textwrap.wrap(text, width=int(22 * ncols))])),
                  fontsize=7, y=1 - 0.1 / height, va="top")
     path = save_figure(fig, out_path, dpi=dpi)

@@ -12,11 +12,14 @@ from .manifest import Study
 DEMO_TRIALS, DEMO_SENTINELS, DEMO_REPEATS = 24, 0.125, 0.125  # 18 real (every scene x method pair), 3 + 3 checks
 
 
-def make_demo_study(out: str | os.PathLike, *, seed: int = 0, echo: Callable[[str], None] = print) -> Study:
-    """Make the demo study in ``out`` and print how to judge it and then score the metrics on one's votes."""
+def make_demo_study(out: str | os.PathLike, *, seed: int = 0, echo: Callable[[str], None] = print,
+                    scene_dir: str | os.PathLike | None = None) -> Study:
+    """Make the demo study in ``out`` and print how to judge it and then score the metrics on one's votes.
+    ``scene_dir``: the demo scene to use (``srmetrics demo --study`` passes the copy it makes beside the study,
+    so the study never points into the installed package); default the bundled one."""
     from ...demo import DATA_DIR, METHODS
 
-    scene = DATA_DIR / "scene"
+    scene = Path(scene_dir) if scene_dir is not None else DATA_DIR / "scene"
     study = make_study(scene / "gt", {m: scene / "sr" / m for m in METHODS}, DEMO_TRIALS, out, seed=seed,
                        sentinels=DEMO_SENTINELS, repeats=DEMO_REPEATS, allow_tie=True, dataset="landsat-demo",
                        echo=echo)
