@@ -225,7 +225,8 @@ def test_tid2013_calibration_pairs():
         s = torch.from_numpy(np.moveaxis(dist, -1, 0)[None] / 255.0).float()
         dr = torch.tensor([255.0])
         got_p = float(get_metric("psnr")(s, g, data_range=dr))
-        got_s = float(get_metric("ssim")(s, g, data_range=dr))
+        got_s = float(get_metric("ssim")(s.double(), g.double(), data_range=dr))  # the float64 reference path
+        assert float(get_metric("ssim")(s, g, data_range=dr)) == pytest.approx(got_s, abs=1e-6), name  # float32
         got_g = float(get_metric("ssim-gray")(s, g, data_range=dr))
         assert got_p == pytest.approx(peak_signal_noise_ratio(ref, dist, data_range=255), abs=1e-4), name
         sk = structural_similarity(ref, dist, channel_axis=-1, gaussian_weights=True, sigma=1.5,
@@ -333,6 +334,34 @@ def test_float32_and_float64_inputs_agree(name):
     y64 = (x64 + 0.05 * torch.randn_like(x64)).clamp(0, 1)
     x32, y32 = x64.float(), y64.float()
     m = get_metric(name)
-    # Same stored values -> identical results; float32 rounding of the values -> tiny differences.
-    assert torch.equal(m(y32, x32), m(y32.double(), x32.double()))
+    # Same stored values -> identical results (ssim: float32 inputs take the float32 path, within 1e-6 of the
+    # float64 reference, which float64 inputs take); float32 rounding of the values -> tiny differences.
+    if name == "ssim":
+        assert torch.allclose(m(y32, x32), m(y32.double(), x32.double()), atol=1e-6, rtol=0)
+        from clipscore_sr.metrics.pixel import ssim
+
+        assert torch.equal(ssim(y32, x32, precision="float64"), m(y32.double(), x32.double()))
+    else:
+        assert torch.equal(m(y32, x32), m(y32.double(), x32.double()))
     assert torch.allclose(m(y32, x32), m(y64, x64), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_ssim_float32_path_is_within_1e6_of_the_float64_reference(bits):
+    """The float32 SSIM (the default for float32 inputs: moments of mean-centred planes, float64 mean) against
+    the float64 reference on 8- and 16-bit data: smooth, textured, dark and bright images, noise levels."""
+    from clipscore_sr.metrics.pixel import ssim
+
+    g = torch.Generator().manual_seed(bits)
+    levels = 2 ** bits - 1
+    worst = 0.0
+    for size, noise, offset in ((64, 0.01, 0.0), (100, 0.05, 0.4), (48, 0.2, 0.0), (80, 0.002, 0.9)):
+        low = torch.rand(4, 3, size // 8, size // 8, generator=g, dtype=torch.float64)
+        gt = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+        gt = (offset + (1 - offset) * gt).clamp(0, 1)
+        sr = (gt + noise * torch.randn(gt.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        gt, sr = (torch.round(x * levels) / levels for x in (gt, sr))  # values of real 8/16-bit files
+        ref = ssim(sr, gt, precision="float64")
+        got = ssim(sr.float(), gt.float())  # auto: the float32 path
+        worst = max(worst, float((got - ref).abs().max()))
+    assert worst <= 1e-6, worst

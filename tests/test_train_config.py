@@ -116,7 +116,7 @@ def test_yaml_errors_and_cli_one_line(tmp_path, base):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(_set(base, "train.batch_size", 1)))  # base has 1 training tile (--check builds it)
     out = CliRunner().invoke(main, ["train", str(ok), "--check"])
-    assert out.exit_code == 0 and "esrgan-small, 6 steps" in out.output
+    assert out.exit_code == 0 and "esrgan (custom: num_block=1, num_feat=8, num_grow_ch=4), 6 steps" in out.output
 
 
 def test_example_configs_validate():
