@@ -244,17 +244,37 @@ def _ssim_planes(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.T
     return _ssim_block(x, y, c1, c2, window)
 
 
+#: output rows per band of the float32 SSIM path (each band is centred on its own mean: local centering keeps the
+#: variance terms free of cancellation where the image is locally far from its overall mean)
+SSIM_F32_BAND = 16
+
+
 def _ssim_block(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, window: torch.Tensor
                 ) -> torch.Tensor:
-    """Mean SSIM of each plane, in the planes' dtype. In float32 every plane is first centred on its own mean
-    (SSIM's moments are computed from ``x - m``, the mean added back to the local means), which keeps the
-    variance terms ``E[x^2] - mu^2`` free of cancellation; the map is averaged in float64."""
+    """Mean SSIM of each plane, in float64 or float32 (the planes' dtype). In float32 the valid map is computed
+    in bands of :data:`SSIM_F32_BAND` output rows, each band's planes centred on their own mean (SSIM's moments
+    from ``x - m``, the mean added back to the local means), which keeps ``E[x^2] - mu^2`` free of
+    cancellation; the map is summed in float64."""
     if x.dtype == torch.float64:
-        mx = my = torch.zeros((), dtype=x.dtype, device=x.device)
-    else:
+        return _ssim_map_sum(x, y, c1, c2, window, centre=False) / float(
+            (x.shape[-2] - window.numel() + 1) * (x.shape[-1] - window.numel() + 1))
+    k, h = window.numel(), x.shape[-2]
+    total = torch.zeros(x.shape[:-2], dtype=torch.float64, device=x.device)
+    for r0 in range(0, h - k + 1, SSIM_F32_BAND):
+        r1 = min(h, r0 + SSIM_F32_BAND + k - 1)
+        total += _ssim_map_sum(x[..., r0:r1, :], y[..., r0:r1, :], c1, c2, window, centre=True)
+    return total / float((h - k + 1) * (x.shape[-1] - k + 1))
+
+
+def _ssim_map_sum(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, window: torch.Tensor, *,
+                  centre: bool) -> torch.Tensor:
+    """Sum (float64) of the valid SSIM map of each plane; ``centre``: moments of the mean-centred planes."""
+    if centre:
         mx = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64).to(x.dtype)
         my = y.mean(dim=(-2, -1), keepdim=True, dtype=torch.float64).to(x.dtype)
         x, y = x - mx, y - my
+    else:
+        mx = my = torch.zeros((), dtype=x.dtype, device=x.device)
     stacked = torch.stack((x, y, x * x, y * y, x * y), dim=0)
     fx, fy, e_xx, e_yy, e_xy = filter_valid(stacked, window).unbind(0)
     var_x = e_xx - fx * fx
@@ -265,7 +285,7 @@ def _ssim_block(x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Te
     c2 = c2[..., None, None].to(x.dtype)
     num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    return (num / den).flatten(-2).sum(dim=-1, dtype=torch.float64) / float(num.shape[-1] * num.shape[-2])
+    return (num / den).flatten(-2).sum(dim=-1, dtype=torch.float64)
 
 
 def _check_window_fits(h: int, w: int, metric: str) -> None:
