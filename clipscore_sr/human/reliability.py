@@ -89,6 +89,18 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
     v, vn = pd.factorize(pd.Series(list(values), dtype=object))
     if len(u) == 0 or bootstrap <= 0:
         return float("nan"), float("nan"), "none"
+    # only units judged by >= 2 distinct coders are ever pairable (a coder's copies never pair with each other),
+    # so the others are left out up front: with one annotator per vote most units are, and the cost is linear
+    # in the pairable units
+    first = pd.DataFrame({"u": u, "c": c}).drop_duplicates()
+    pairable = np.bincount(first["u"].to_numpy(), minlength=u.max() + 1) >= 2
+    keep = pairable[u]
+    if not keep.all():
+        sc_all = None if scenes is None else np.asarray(list(scenes), dtype=object)[keep]
+        u, c, v = pd.factorize(u[keep])[0], pd.factorize(c[keep])[0], v[keep]
+        scenes = sc_all
+        if len(u) == 0:
+            return float("nan"), float("nan"), "none"
     n_u, n_c, n_v = u.max() + 1, c.max() + 1, len(vn)
     scene_of_unit = np.arange(n_u)
     word = "unit"
