@@ -60,8 +60,10 @@ def main() -> None:
           f"median of {args.repeats}:")
     results: dict[str, tuple[float, str]] = {}
     with torch.inference_mode():
-        for label, name, size in (("ESRGAN small", "esrgan", "small"), ("SRCNN (9-1-5)", "srcnn", "small"),
-                                  ("SRCNN multi-frame", "srcnn-mf", "small"), ("HighResNet", "highresnet", "small")):
+        for label, name, size in (("ESRGAN small", "esrgan", "small"), ("SRCNN (authors')", "srcnn", "small"),
+                                  ("HighResNet (authors')", "highresnet", "small"), ("SRCNN 9-1-5", "srcnn-915", "small"),
+                                  ("SRCNN multi-frame", "srcnn-mf", "small"),
+                                  ("HighResNet compact", "highresnet-compact", "small")):
             model = build_generator(name, size, 8, 4).eval()
             assert model(lr).shape == (1, 3, 128, 128)
             results[label] = (median_time(lambda m=model: m(lr), args.repeats), "measured")
