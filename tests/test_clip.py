@@ -476,7 +476,7 @@ def test_embed_preprocesses_per_chunk(vit_dir, monkeypatch):
 
 
 def test_rn_towers_run_channels_last_on_cpu_with_the_same_embeddings(tmp_path):
-    """An RN (ModifiedResNet) tower is converted to channels_last on the CPU (measured ~2x for RN50 in
+    """An RN (ModifiedResNet) tower is converted to channels_last on the CPU (1.2x for RN50 in
     benchmarks/bench_clip_cpu.py); its embeddings equal the contiguous model's to float rounding."""
     from clipscore_sr.metrics.clip import clear_model_cache, load_clip
 

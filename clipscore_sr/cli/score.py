@@ -32,9 +32,9 @@ def common_scoring_options(func):
         click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N|mps"),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
                      help="Model precision for learned metrics (autocast). On CPU (measured, "
-                          "benchmarks/bench_clip_cpu.py): bf16 runs RN50 CLIPs about 2x faster (cosine within 1e-5 "
-                          "of fp32) but ViT CLIPs several times slower; fp16 needs a GPU. RN50 towers already run "
-                          "channels_last on CPU in fp32 (about 2x, same values)."),
+                          "benchmarks/bench_clip_cpu.py): bf16 runs RN50 CLIPs 2.0x faster (cosine within 1e-5 of "
+                          "fp32) but ViT CLIPs 2-4x slower; fp16 needs a GPU. RN towers also run channels_last on "
+                          "CPU (1.2x, same values)."),
         click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
                      help="On-disk embedding cache folder for learned metrics."),
         click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
