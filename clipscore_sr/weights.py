@@ -174,6 +174,12 @@ def find_open_clip_weights(model: str, tag: str, hf_hub: str, url: str) -> tuple
     return None, looked
 
 
+def hub_file_parts(hub_file: str) -> tuple[str, str]:
+    """``ORG/REPO/path/in/repo`` -> ``("ORG/REPO", "path/in/repo")``."""
+    parts = hub_file.split("/")
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
 def find_hub_file(repo: str, path: str) -> tuple[Path | None, list[str]]:
     """A weights file of a hub repository on disk: our cache root, then the hub cache (never the network)."""
     own = cache_root() / repo.replace("/", "--") / path

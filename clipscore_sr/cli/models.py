@@ -25,11 +25,10 @@ def _catalog() -> list[dict]:
 
 def _weights_on_disk(entry: dict):
     """Where an alias's weights are on disk (the same search as loading; never the network), or None."""
-    from ..weights import find_hub_file, find_open_clip_weights
+    from ..weights import find_hub_file, find_open_clip_weights, hub_file_parts
 
     if entry["hf_file"]:
-        parts = entry["hf_file"].split("/")
-        return find_hub_file("/".join(parts[:2]), "/".join(parts[2:]))[0]
+        return find_hub_file(*hub_file_parts(entry["hf_file"]))[0]
     return find_open_clip_weights(entry["model"], entry["pretrained"], entry["hf_hub"], entry["url"])[0]
 
 

@@ -30,6 +30,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from ...weights import hub_file_parts
 from .preprocess import Preprocess
 
 DEFAULT_ALIAS = "clipa-v2-bigg"
@@ -59,11 +60,11 @@ class ClipAlias:
 
     @property
     def hf_repo(self) -> str:
-        return "/".join(self.hf_file.split("/")[:2])
+        return hub_file_parts(self.hf_file)[0]
 
     @property
     def hf_filename(self) -> str:
-        return "/".join(self.hf_file.split("/")[2:])
+        return hub_file_parts(self.hf_file)[1]
 
     def preprocess_cfg(self) -> dict[str, Any]:
         """mean/std/interpolation/resize_mode from open_clip (tag, else the architecture's default)."""

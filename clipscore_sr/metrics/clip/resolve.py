@@ -32,8 +32,6 @@ from .spec import ClipSpec, import_open_clip, parse_clip_spec
 _DIR_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                      "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
                      "pytorch_model.bin", "pytorch_model.pth", "model.pth")
-_WEIGHT_SUFFIXES = WEIGHT_SUFFIXES
-_HF_DEFAULT_WEIGHTS = HF_DEFAULT_WEIGHTS
 
 
 @dataclass
@@ -117,7 +115,7 @@ def _dir_checkpoint(d: Path, what: str, how: str) -> Path:
     for n in _DIR_WEIGHT_NAMES:
         if (d / n).is_file():
             return d / n
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if len(files) == 1:
         return files[0]
     if len(files) > 1:
@@ -155,14 +153,14 @@ def _resolve_hf(spec: ClipSpec, download: bool) -> ResolvedClip:
     cfg = hf_cached_file(spec.repo, "open_clip_config.json")
     weights = None
     if cfg is not None:
-        weights = next((p for n in _HF_DEFAULT_WEIGHTS if (p := cfg.parent / n).is_file()), None)
+        weights = next((p for n in HF_DEFAULT_WEIGHTS if (p := cfg.parent / n).is_file()), None)
     if cfg is None or weights is None:
         if not download or is_offline():
             raise missing_weights(what, looked, _how(spec), offline=is_offline())
         if cfg is None:
             cfg = hf_download(spec.repo, "open_clip_config.json", what=what, looked_in=looked, how=_how(spec))
         last: SRMetricsError | None = None
-        for n in _HF_DEFAULT_WEIGHTS:
+        for n in HF_DEFAULT_WEIGHTS:
             try:
                 weights = hf_download(spec.repo, n, what=what, looked_in=looked, how=_how(spec))
                 break
