@@ -75,7 +75,8 @@ ALPHA_MIN_BOOTSTRAP = 200
 
 def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequence[Any], *,
                     scenes: Sequence[Any] | None = None, bootstrap: int = 1000, seed: int = 0,
-                    confidence: float = 0.95) -> tuple[float, float, str]:
+                    confidence: float = 0.95,
+                    max_resample_votes: float = ALPHA_BOOTSTRAP_BUDGET) -> tuple[float, float, str]:
     """Two-way bootstrap interval of nominal Krippendorff's alpha: ``(low, high, resampled)``.
 
     Scenes (``scenes``: the scene of each unit; default: each unit its own) and annotators are resampled
@@ -84,7 +85,10 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
     paired with each other (that would be agreement with oneself): the within-unit pairing weight of values ``i``
     and ``j`` of different coders is ``w_i w_j``, so the unit's disagreement fraction is
     ``(W^2 - sum_c n_c^2) / (W^2 - sum_i w_i^2)`` with ``W = sum_i w_i``, ``n_c`` the weighted count of value c.
-    At unit weights this is :func:`krippendorff_alpha_nominal`. Expanded percentile interval."""
+    At unit weights this is :func:`krippendorff_alpha_nominal`. Expanded percentile interval.
+
+    The cost is resamples x pairable votes: past ``max_resample_votes`` fewer resamples are drawn (never below
+    :data:`ALPHA_MIN_BOOTSTRAP`, enough for a 95% percentile interval), so 1M one-annotator votes take seconds."""
     from scipy.sparse import csr_matrix
 
     from .resampling import design_of, percentile_ci, stratified_weights, unit_weights
@@ -106,6 +110,7 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
         scenes = sc_all
         if len(u) == 0:
             return float("nan"), float("nan"), "none"
+    bootstrap = min(bootstrap, max(ALPHA_MIN_BOOTSTRAP, int(max_resample_votes // len(u))))
     n_u, n_c, n_v = u.max() + 1, c.max() + 1, len(vn)
     scene_of_unit = np.arange(n_u)
     word = "unit"
@@ -232,13 +237,9 @@ def annotator_reliability(judgements: pd.DataFrame, *, min_agreement: float | No
     alpha, n_units = krippendorff_alpha_nominal(first["u"], first["v"]) if has_annot else (float("nan"), 0)
     ci, resampled = (float("nan"), float("nan")), "none"
     if has_annot and not np.isnan(alpha) and bootstrap > 0:
-        pairable = first["u"].map(first["u"].value_counts()) >= 2
-        fp = first[pairable]
-        scene = fp["u"].str.split("\x1f").str[:2].str.join("\x1f")  # (dataset, gt) of the unit
-        # the interval's cost is resamples x votes: past 50,000 pairable votes use fewer resamples (at least 200,
-        # enough for a 95% percentile interval), so 1M one-annotator votes stay within seconds
-        n_boot = min(bootstrap, max(ALPHA_MIN_BOOTSTRAP, int(ALPHA_BOOTSTRAP_BUDGET // max(1, len(fp)))))
-        lo, hi, resampled = alpha_bootstrap(fp["u"], fp["c"], fp["v"], scenes=scene, bootstrap=n_boot, seed=seed)
+        scene = first["u"].str.split("\x1f").str[:2].str.join("\x1f")  # (dataset, gt) of the unit
+        lo, hi, resampled = alpha_bootstrap(first["u"], first["c"], first["v"], scenes=scene, bootstrap=bootstrap,
+                                            seed=seed)
         ci = (lo, hi)
 
     # leave-one-out majority: per-unit counts minus the annotator's own vote
