@@ -12,42 +12,16 @@ import csv
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from .study_support import free_port, start_server
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(study: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "clipscore_sr", "study", "serve", str(study), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/config", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start within 60 s")
 
 
 def test_study_in_chromium(tmp_path: Path) -> None:
@@ -66,8 +40,8 @@ def test_study_in_chromium(tmp_path: Path) -> None:
     expected: list[tuple[str, str]] = []  # (trial, choice) in the order answered
     shots: list[str] = []
 
-    port = _free_port()
-    server = _start(study_dir, port)
+    port = free_port()
+    server = start_server(study_dir, port)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -132,8 +106,8 @@ def test_study_in_chromium(tmp_path: Path) -> None:
             rows = list(csv.DictReader(open(study_dir / "judgements.csv", newline="")))
             assert [(r["pair_id"], r["choice"]) for r in rows] == expected  # nothing lost
 
-            port = _free_port()
-            server = _start(study_dir, port)
+            port = free_port()
+            server = start_server(study_dir, port)
             open_page(port)  # resumes where alice stopped
             for i in range(n // 2, n):
                 answer_one(i)

@@ -8,11 +8,7 @@ import csv
 import http.server
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,15 +17,10 @@ from click.testing import CliRunner
 from clipscore_sr.cli import main
 from clipscore_sr.human.study.store import COLUMNS, JudgementStore
 
+from .study_support import free_port, start_server
 from .test_study import make
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client(study: Path, **kw):
@@ -155,26 +146,6 @@ def _serve_dir(folder: Path, port: int) -> http.server.ThreadingHTTPServer:
     return httpd
 
 
-def _start(study: Path, port: int, *extra: str) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "clipscore_sr", "study", "serve", str(study), "--port", str(port),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    token = extra[extra.index("--token") + 1] if "--token" in extra else ""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/config", params={"token": token}, timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("token", [None, "s3cret"])
 def test_forged_votes_from_a_second_local_origin_in_chromium(tmp_path: Path, token: str | None) -> None:
@@ -187,9 +158,9 @@ def test_forged_votes_from_a_second_local_origin_in_chromium(tmp_path: Path, tok
     study = make(tmp_path, "--trials", "4")
     s = load_study(study)
     trial = s.trials[0]
-    port, evil_port = _free_port(), _free_port()
+    port, evil_port = free_port(), free_port()
     extra = ("--token", token) if token else ()
-    server = _start(study, port, *extra)
+    server = start_server(study, port, *extra)
     evil_dir = tmp_path / "evil"
     evil_dir.mkdir()
     target = f"http://127.0.0.1:{port}"

@@ -18,7 +18,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from ..study_support import free_port, start_server
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 METHOD_ORDER = {"gt": -1, "good": 0, "mid": 1, "bad": 2, "degraded": 3}  # lower is closer to the GT in pixels
@@ -59,31 +60,6 @@ def _cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedPro
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, f"srmetrics {' '.join(args)} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(cwd: Path, port: int, log: Path) -> subprocess.Popen:
-    import httpx
-
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen([*_srmetrics(), "study", "serve", "study", "--port", str(port)], cwd=cwd,
-                                stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited ({proc.returncode}): {log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/config", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start within 60 s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -146,8 +122,8 @@ def test_study_journey(tmp_path: Path, shared_dir: Path) -> None:
     # (annotator, trial, choice) in the order answered; the rule's pick, as displayed at key-press time
     expected: list[tuple[str, str, str]] = []
     log = work / "server.log"
-    port = _free_port()
-    server = _serve(work, port, log)
+    port = free_port()
+    server = start_server("study", port, argv=_srmetrics(), cwd=work, log=log)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM,
@@ -254,7 +230,7 @@ def test_study_journey(tmp_path: Path, shared_dir: Path) -> None:
 
             # ---- server killed and restarted on the same port; page reloaded; alice resumes --------------------
             _stop(server)
-            server = _serve(work, port, log)
+            server = start_server("study", port, argv=_srmetrics(), cwd=work, log=log)
             open_page(page, "alice")
             first_unanswered = next(t for t in trials if t not in {tid for _, tid, _ in expected})
             assert current(page) == first_unanswered
@@ -278,7 +254,7 @@ def test_study_journey(tmp_path: Path, shared_dir: Path) -> None:
             assert "NOT saved" in page.text_content("#msg")
             assert current(page) == tid
             time.sleep(3)
-            server = _serve(work, port, log)  # the same port: the page retries the same URL
+            server = start_server("study", port, argv=_srmetrics(), cwd=work, log=log)  # the same port: the page retries the same URL
             wait_next(page, tid, timeout=15_000)
             saved = time.monotonic()
             assert page.evaluate("document.body.dataset.unsaved") is None
