@@ -258,10 +258,9 @@ def score_command(gt_dir, sr_dir, metrics, out, summary_out, pairs_csv, mask_dir
     if montage_out:
         from ..figures.montage import montage
 
-        lr_files = {k: p.lr for k, p in ((p.key.split("/", 1)[-1] if by_method else p.key, p) for p in pairing.pairs)
-                    if p.lr} or None
+        lr_files = {(p.key.split("/", 1)[1] if by_method else p.key): p.lr for p in pairing.pairs if p.lr} or None
         meta = montage(per_method, metric_ids, montage_out, higher_is_better=higher_is_better, lr=lr_files,
-                       bands=io.parse_bands(bands) if isinstance(bands, str) else bands, data_range=data_range)
+                       bands=io.parse_bands(bands), data_range=data_range)
         if not quiet:
             click.echo(f"montage ({len(meta['keys'])} tiles x {len(per_method)} methods) -> {meta['path']}")
     if by_method:
