@@ -610,12 +610,12 @@ def _score_pairs_locked(pairs, metrics, *, out, resume, batch_size, workers, ban
     run.n_failed = int((df["error"] != "").sum())
     run.n_scored = len(df) - run.n_failed
     df.attrs["run"] = run
+    run.inputs_range, run.range_warning = ranges.table(), ranges.warning
     if out is not None and rank == 0:
         _write_sidecar(out, run, dict(bands=bands, data_range=ranges.used(data_range), data_range_requested=data_range,
-                                      inputs_range=ranges.table(), device=str(dev), precision=precision,
+                                      inputs_range=run.inputs_range, device=str(dev), precision=precision,
                                       world_size=world, lr_frame=lr_frame, baseline=baseline,
                                       mixed_sizes=mixed_sizes), header, {k: idents.get(k) for k in df["key"]})
-    run.inputs_range, run.range_warning = ranges.table(), ranges.warning
     return df
 
 
