@@ -70,7 +70,8 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
     line_pt = _FONT_PT * 1.45  # one metric line under a tile, in points; the space below is reserved from it
     cell, text_h = 1.6, (3 + line_pt * max(1, len(metric_ids))) / 72 + 0.06
     # the caption (best methods, value scale, display) above the grid: room for its wrapped lines (7 pt each)
-    est = len("; ".join(f"{m}: {'='.join(v)}" for m, v in best.items())) + 330 + (len(title) if title else 0)
+    summary = "; ".join(f"{m}: {'='.join(v)}" for m, v in best.items())
+    est = len(summary) + 330 + (len(title) if title else 0)
     head, foot = 0.35 + 0.125 * -(-est // int(22 * ncols)), 0.12
     height = (cell + text_h) * len(keys) + head + foot
     fig = Figure(figsize=(cell * ncols, height))
@@ -120,7 +121,6 @@ def montage(scores: Mapping[str, pd.DataFrame], metric_ids: Sequence[str], out_p
                                 color=PALETTE[3] if is_best else "black")
     import textwrap
 
-    summary = "; ".join(f"{m}: {'='.join(v)}" for m, v in best.items())
     shown_bands = f"bands {','.join(map(str, bands))}" if bands else "bands as stored"
     how = "; ".join(sorted(describe_stretch(stretch, dt, percentiles) for dt in dtypes)) or "no image readable"
     extra = "".join(f" {n}." for n in sorted(notes) if n)
