@@ -141,5 +141,6 @@ def test_rank_per_scene_intervals_are_as_wide_as_pwcmp_observer_bootstrap(ranked
     pooled = ranked[ranked["dataset"] == "all"]
     assert len(pooled) == 7 and (pooled["n_scenes"] == 5).all() and (pooled["n_annotators"] == 18).all()
     assert (pooled["resampled"] == "annotators").all()
+    assert pooled["ci_note"].str.contains("each dataset has one scene").all()  # not "one scene" of 5
     width = pooled["ci_high"] - pooled["ci_low"]
     assert (width > 0.2).all() and (width < 1.0).all()  # measured 0.33-0.63 JOD

@@ -149,6 +149,9 @@ class Design:
             return (f"no interval: {self.n_scenes} {w} and {who}: nothing to resample "
                     f"(an interval needs two or more {w}s or annotators)")
         if not self.scenes:
+            if self.n_scenes > 1:
+                return (f"interval over annotators only: each dataset has one {w} (datasets are fixed strata), "
+                        f"so it says nothing about other {w}s")
             return (f"interval over annotators only: one {w}, so it says nothing about other {w}s")
         if not self.annotators:
             return (f"interval over {w}s only: {'one annotator' if self.n_annotators == 1 else 'annotators unknown'}"
