@@ -27,13 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clipscore_sr.human.agreement import (
-    agreement_from_scores,
-    metric_preference,
-    pair_agreement,
-    run_agreement,
-)
-from clipscore_sr.human.judgements import vote_table
+from clipscore_sr.human.agreement import agreement_from_scores, metric_preference, pair_agreement
+from clipscore_sr.human.agreement_run import run_agreement
+from clipscore_sr.human.vote_tables import vote_table
 
 
 def synthetic_judgements(n_judgements: int, n_metrics: int, seed: int = 0):

@@ -69,7 +69,8 @@ def main() -> None:
                     help="votes (one annotator each) for the annotator-reliability timing; 0 = skip")
     args = ap.parse_args()
 
-    from clipscore_sr.human.ranking import Votes, rank_methods
+    from clipscore_sr.human.ranking import rank_methods
+    from clipscore_sr.human.votes import Votes
 
     rng = np.random.default_rng(0)
     m, n, s = args.methods, args.votes, args.scenes
@@ -96,7 +97,7 @@ def main() -> None:
 
     table = rk.table.set_index("method").loc[list(names)]
     true = strengths - strengths.mean()
-    from clipscore_sr.human.agreement import kendall_tau_b
+    from clipscore_sr.human.ranking_agreement import kendall_tau_b
 
     tau = float(kendall_tau_b(table["score"].to_numpy(), true))
     print(f"{n:,} votes, {m} methods, {s:,} scenes, {args.bootstrap} scene-bootstrap resamples (simulated votes)")

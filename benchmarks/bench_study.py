@@ -32,16 +32,16 @@ from clipscore_sr.io import read_image
 METHODS = ("bicubic", "srcnn", "esrgan", "sr3")
 
 
-def inputs(root: Path, n_scenes: int, size: int) -> tuple[Path, dict[str, Path]]:
+def inputs(root: Path, n_scenes: int, size: int, methods: tuple[str, ...] = METHODS) -> tuple[Path, dict[str, Path]]:
     rng = np.random.default_rng(0)
     gt_dir = root / "gt"
-    dirs = {m: root / m for m in METHODS}
+    dirs = {m: root / m for m in methods}
     for d in [gt_dir, *dirs.values()]:
         d.mkdir(parents=True)
     for i in range(n_scenes):
         gt = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         Image.fromarray(gt).save(gt_dir / f"s{i:04d}.png", compress_level=1)
-        for j, m in enumerate(METHODS):
+        for j, m in enumerate(methods):
             sr = np.clip(gt.astype(np.int16) + rng.integers(-4 - j, 5 + j, gt.shape), 0, 255).astype(np.uint8)
             Image.fromarray(sr).save(dirs[m] / f"s{i:04d}.png", compress_level=1)
     return gt_dir, dirs
@@ -60,6 +60,29 @@ def io_floor(files: list[Path], dest: Path) -> float:
 def pct(x: list[float]) -> tuple[float, float]:
     a = np.asarray(x) * 1000
     return float(np.median(a)), float(np.percentile(a, 99))
+
+
+def start_server(study: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``srmetrics study serve STUDY`` on a free loopback port (a uvicorn subprocess); returns (process, URL) once
+    ``/api/config`` answers."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "clipscore_sr", "study", "serve", str(study), "--port", str(port),
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(3000):
+        try:
+            httpx.get(url + "/api/config", timeout=5).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited ({proc.returncode})") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
 
 
 def main() -> None:
@@ -86,21 +109,9 @@ def main() -> None:
         print(f"make: {n} trials in {t_make:.1f} s = {1000 * t_make / n:.1f} ms/trial; I/O floor (read + write "
               f"each of {len(files)} inputs, 1 thread) {base:.1f} s; ratio make/floor {t_make / base:.2f}")
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "clipscore_sr", "study", "serve", str(tmp / "study"),
-                                 "--port", str(port), "--annotator", "bench"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc, url = start_server(tmp / "study", "--annotator", "bench")
         try:
-            url = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=url, timeout=30) as c:
-                for _ in range(600):
-                    try:
-                        c.get("/api/config")
-                        break
-                    except httpx.HTTPError:
-                        time.sleep(0.1)
                 trials = c.get("/api/session", params={"annotator": "bench"}).json()["trials"]
                 m = min(args.submissions, len(trials))
                 get_lat, post_lat = [], []

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 # The public names load on first use (PEP 562), so ``import clipscore_sr`` and ``srmetrics --help`` stay fast.
 _LAZY = {
-    "agreement": ".human.agreement",
+    "agreement": ".human.agreement_run",
     "SRMetricsError": ".errors",
     "Metric": ".metrics",
     "get_metric": ".metrics",

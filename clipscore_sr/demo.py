@@ -103,7 +103,8 @@ def run_demo(out_dir: str | os.PathLike = "srmetrics-demo", *, clip: Sequence[st
     """Score the bundled SR outputs, draw the montage, run agreement on the example judgements, draw Figure 3."""
     from .figures.figure3 import figure3
     from .figures.montage import montage
-    from .human.agreement import format_table, run_agreement
+    from .human.agreement import format_table
+    from .human.agreement_run import run_agreement
     from .metrics.base import metric_direction
     from .pipeline import score_pairs
     from .results import best_per_metric, format_best, summarize_by_method, write_table

@@ -42,6 +42,10 @@ class JudgementError(SRMetricsError):
     """A human-judgement file is malformed."""
 
 
+class RankingError(JudgementError):
+    """Votes cannot be turned into a ranking (no methods, one method, disconnected comparisons...)."""
+
+
 class ConfigError(SRMetricsError):
     """A configuration file or option is invalid."""
 

@@ -14,18 +14,20 @@ from scipy import integrate, stats
 
 from clipscore_sr.errors import JudgementError, SRMetricsError, UnknownMetricError
 from clipscore_sr.human.agreement import (
-    agreement,
     agreement_from_pairs,
     agreement_from_scores,
-    bootstrap_indices,
-    bootstrap_p_value,
-    bootstrap_sums,
     format_table,
     metric_preference,
     pair_agreement,
-    run_agreement,
 )
-from clipscore_sr.human.resampling import expand_p_value, expanded_level
+from clipscore_sr.human.agreement_run import agreement, run_agreement
+from clipscore_sr.human.resampling import (
+    bootstrap_indices,
+    bootstrap_p_value,
+    bootstrap_sums,
+    expand_p_value,
+    expanded_level,
+)
 from clipscore_sr.metrics.base import Metric
 
 

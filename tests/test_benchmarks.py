@@ -33,6 +33,8 @@ SMALLEST: dict[str, list[str]] = {
     "bench_scene.py": ["--sizes", "64", "--tile", "32", "--score-tiles", "1"],
     "bench_score.py": ["--pairs", "4", "--size", "32", "--memory-pairs", "0"],
     "bench_study.py": ["--trials", "10", "--scenes", "5", "--size", "32", "--submissions", "10"],
+    "bench_study_active.py": ["--methods", "3", "--scenes", "4", "--trials", "10", "--annotators", "2",
+                              "--submissions", "10", "--size", "8"],
     "bench_train.py": ["--steps", "1", "--warmup", "0", "--batch", "2"],
 }
 

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipscore_sr.human.ranking import JOD_SCALE, Votes, fit_scores, rank_methods, win_probability
+from clipscore_sr.human.fits import JOD_SCALE, fit_scores, win_probability
+from clipscore_sr.human.ranking import rank_methods
+from clipscore_sr.human.votes import Votes
 
 STRENGTHS = np.array([0.0, 0.5, 1.0, 1.5])
 SD_SCENE, SD_ANNOT = 0.5, 0.5

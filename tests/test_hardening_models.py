@@ -85,7 +85,8 @@ def test_figure7_with_dollar_names(tmp_path: Path) -> None:
 
 def test_ranking_figures_with_dollar_names(tmp_path: Path) -> None:
     from clipscore_sr.figures.ranking import ranking_agreement_figure, ranking_figure
-    from clipscore_sr.human.ranking import Votes, rank_methods, simulate_votes
+    from clipscore_sr.human.ranking import rank_methods
+    from clipscore_sr.human.votes import Votes, simulate_votes
 
     df = simulate_votes([0.0, 0.3, 1.0], 300, 20, seed=0)
     rename = dict(zip(sorted(set(df["a_method"])), ODD))

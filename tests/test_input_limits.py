@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from clipscore_sr import io
 from clipscore_sr.cli import main
 from clipscore_sr.errors import ImageReadError
-from clipscore_sr.human.judgements import AmtMapping, import_amt, validate_judgements
+from clipscore_sr.human.amt import AmtMapping, import_amt
+from clipscore_sr.human.judgements import validate_judgements
 
 from .conftest import save_png
 

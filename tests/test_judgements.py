@@ -14,14 +14,9 @@ from PIL import Image
 
 from clipscore_sr.cli import main
 from clipscore_sr.errors import JudgementError
-from clipscore_sr.human.judgements import (
-    AmtMapping,
-    import_amt,
-    load_judgements,
-    validate_judgements,
-    vote_table,
-    write_judgements,
-)
+from clipscore_sr.human.amt import AmtMapping, import_amt
+from clipscore_sr.human.judgements import load_judgements, validate_judgements, write_judgements
+from clipscore_sr.human.vote_tables import vote_table
 
 HEADER = ["pair_id", "dataset", "gt", "a", "b", "choice", "annotator"]
 REPO = Path(__file__).resolve().parents[1]

@@ -246,7 +246,7 @@ def test_worldstrat_correctness_sr_vs_hr_with_l1(shared_dir: Path, tmp_path: Pat
 def test_agreement_with_judgements_whose_gt_is_lr(triplets: Path) -> None:
     """A real-world SR study (no HR): gt = LR input; lr-psnr agrees with votes for the consistent output,
     psnr gives a one-line error per pair."""
-    from clipscore_sr.human.agreement import run_agreement
+    from clipscore_sr.human.agreement_run import run_agreement
 
     rng = np.random.default_rng(5)
     rows = []

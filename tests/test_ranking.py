@@ -12,20 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from clipscore_sr.cli import main
-from clipscore_sr.human.ranking import (
-    ELO_BASE,
-    ELO_SCALE,
-    JOD_SCALE,
-    RANKING_COLUMNS,
-    RankingError,
-    Votes,
-    fit_davidson,
-    fit_scores,
-    rank_methods,
-    simulate_votes,
-    votes_from_judgements,
-    win_matrix,
-)
+from clipscore_sr.errors import RankingError
+from clipscore_sr.human.fits import ELO_BASE, ELO_SCALE, JOD_SCALE, fit_davidson, fit_scores
+from clipscore_sr.human.ranking import RANKING_COLUMNS, rank_methods
+from clipscore_sr.human.votes import Votes, simulate_votes, votes_from_judgements, win_matrix
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "judgements" / "example" / "judgements.csv"
 

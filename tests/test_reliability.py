@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from clipscore_sr.cli import main
-from clipscore_sr.human.agreement import kendall_tau_b, ranking_agreement
-from clipscore_sr.human.ranking import Votes, simulate_votes
+from clipscore_sr.human.ranking_agreement import kendall_tau_b, ranking_agreement
 from clipscore_sr.human.reliability import annotator_reliability, drop_annotators, krippendorff_alpha_nominal
+from clipscore_sr.human.votes import Votes, simulate_votes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "judgements" / "example"
 

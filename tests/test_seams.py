@@ -207,7 +207,8 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
 
 # 7. statistics that printed nonsense
 def test_rank_prints_no_negative_zero_and_names_a_degenerate_interval() -> None:
-    from clipscore_sr.human.ranking import format_ranking, rank_methods, votes_from_frame
+    from clipscore_sr.human.ranking import format_ranking, rank_methods
+    from clipscore_sr.human.votes import votes_from_frame
 
     rows = []  # three scenes with identical votes: every scene resample is the same
     for scene in ("s1", "s2", "s3"):
@@ -215,7 +216,7 @@ def test_rank_prints_no_negative_zero_and_names_a_degenerate_interval() -> None:
     df = pd.DataFrame(rows, columns=["gt", "a_method", "b_method", "choice"]).assign(dataset="d")
     df["a"], df["b"] = df["gt"] + "/" + df["a_method"], df["gt"] + "/" + df["b_method"]
     df.insert(0, "pair_id", [f"p{i}" for i in range(len(df))])
-    from clipscore_sr.human.ranking import load_method_judgements
+    from clipscore_sr.human.votes import load_method_judgements
 
     df, info = load_method_judgements(df)
     r = rank_methods(votes_from_frame(df, info), bootstrap=50, seed=0)
@@ -234,7 +235,7 @@ def test_summary_intervals_stay_in_the_metric_range() -> None:
 
 
 def test_kendall_tau_intervals_take_attainable_values() -> None:
-    from clipscore_sr.human.agreement import percentile_ci
+    from clipscore_sr.human.resampling import percentile_ci
 
     taus = np.array([1 / 3] * 5 + [1.0] * 195)
     lo, hi = percentile_ci(taus[:, None], 0.95, discrete=True)

@@ -334,7 +334,7 @@ def _answer_all(c, annotator: str, pick) -> list[dict[str, str]]:
 
 
 def test_amt_round_trip_matches_local_session(client_study, tmp_path: Path) -> None:
-    from clipscore_sr.human.study.amt import IMPORT_MAPS
+    from clipscore_sr.human.amt import IMPORT_MAPS
 
     out, c = client_study
     study = load_study(out)
@@ -461,7 +461,7 @@ def test_demo_study(tmp_path: Path) -> None:
 
 def test_import_amt_slots_need_a_per_slot_pair_id(tmp_path: Path) -> None:
     from clipscore_sr.errors import JudgementError
-    from clipscore_sr.human.judgements import AmtMapping
+    from clipscore_sr.human.amt import AmtMapping
 
     m = AmtMapping.from_options(["gt=Input.gt_{k}", "a=Input.a_{k}", "b=Input.b_{k}", "choice=Answer.c_{k}"])
     with pytest.raises(JudgementError, match="pair_id"):

@@ -65,8 +65,9 @@ def agreement_command(judgements_csv, metrics, out, pairs_out, scores_out, root,
       srmetrics agreement judgements.csv --metrics psnr,ssim,clipscore:clip-rn50 \\
         --out agreement.csv
     """
-    from ..human.agreement import format_table, metric_direction, run_agreement
-    from ..metrics.base import parse_metric_list
+    from ..human.agreement import format_table
+    from ..human.agreement_run import run_agreement
+    from ..metrics.base import metric_direction, parse_metric_list
     from ..results import check_outputs, write_table
 
     metric_ids = parse_metric_list(metrics)
@@ -143,7 +144,7 @@ def _votes_label(judgements_csv) -> str:
 
 
 def _write_ranking(rk, ranking_out, methods_out, plot, quiet, votes_label: str = "people") -> None:
-    from ..human.agreement import format_ranking_agreement
+    from ..human.ranking_agreement import format_ranking_agreement
     from ..results import write_table
 
     if ranking_out:
@@ -193,7 +194,8 @@ def validate_command(judgements_csv, root, no_images, allow_outside_root, max_pr
       srmetrics judgements validate judgements.csv
       srmetrics judgements validate judgements.csv --no-images   # the CSV only
     """
-    from ..human.judgements import validate_judgements, vote_table
+    from ..human.judgements import validate_judgements
+    from ..human.vote_tables import vote_table
 
     report = validate_judgements(judgements_csv, root=root, check_images=not no_images,
                                  allow_outside_root=allow_outside_root)
@@ -240,7 +242,8 @@ def import_amt_command(batch_files, maps, prefixes, dataset_name, approved_only,
         --map choice=Answer.preference --map value.a=left --map value.b=right --map value.tie=same \\
         --prefix https://bucket.s3.amazonaws.com/study/=images/ --dataset s2naip -o judgements.csv
     """
-    from ..human.judgements import AmtMapping, import_amt, validate_judgements, write_judgements
+    from ..human.amt import AmtMapping, import_amt
+    from ..human.judgements import validate_judgements, write_judgements
 
     mapping = AmtMapping.from_options(maps, prefixes=prefixes, dataset_name=dataset_name)
     statuses = ("Approved",) if approved_only else ("Approved", "Submitted")

@@ -48,8 +48,9 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
       srmetrics rank judgements.csv --out ranking.csv --pairs-out ranking-pairs.csv \\
         --plot ranking.png
     """
-    from ..human.ranking import format_ranking, load_method_judgements, rank_methods, votes_from_frame
+    from ..human.ranking import format_ranking, rank_methods
     from ..human.reliability import annotator_reliability, drop_annotators
+    from ..human.votes import load_method_judgements, votes_from_frame
     from ..results import output_format, write_table
 
     for path in (out, pairs_out, annotators_out):

@@ -20,6 +20,7 @@ def study_group() -> None:
       srmetrics study make gt/ --method a=out_a/ --method b=out_b/ --trials 60 --sentinels 0.1 --out my-study
       srmetrics study serve my-study
       srmetrics study status my-study
+      srmetrics study make gt/ --method a=out_a/ --method b=out_b/ --trials 60 --design active --out my-active
     """
 
 
@@ -43,15 +44,24 @@ def study_group() -> None:
               help="Display stretch computed from the GT (auto: none for 8-bit, percentile otherwise).")
 @click.option("--percentiles", default="2,98", show_default=True, help="Low,high percentiles of the stretch.")
 @click.option("--dataset", default=None, help="Dataset name in the judgements (default: GT_DIR's name).")
+@click.option("--design", type=click.Choice(["balanced", "active"]), default="balanced", show_default=True,
+              help="balanced: every trial sampled now, balanced over method pairs and scenes. active: the server "
+                   "chooses each real trial while the study is answered, where it is most informative (expected "
+                   "information gain on the method scores, all answers pooled); every choice is logged in "
+                   "STUDY_DIR/active-log.jsonl.")
+@click.option("--model", type=click.Choice(["thurstone", "bt"]), default="thurstone", show_default=True,
+              help="With --design active: the model of the scores the sampler learns about (as 'rank --model').")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; only warnings and errors.")
 def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow_tie, bands, data_range, stretch,
-                 percentiles, dataset, quiet) -> None:
-    """Sample balanced trials (GT, output X, output Y) and render them for display.
+                 percentiles, dataset, design, model, quiet) -> None:
+    """Sample trials (GT, output X, output Y) and render them for display.
 
     \b
-    Example:
+    Examples:
       srmetrics study make gt/ --method esrgan=out/esrgan --method sr3=out/sr3 \\
         --trials 200 --sentinels 0.1 --repeats 0.1 --out my-study
+      srmetrics study make gt/ --method esrgan=out/esrgan --method sr3=out/sr3 --method swinir=out/swinir \\
+        --trials 200 --sentinels 0.05 --repeats 0.05 --design active --out my-active-study
     """
     from ..human.study.make import make_study, parse_methods
     from ..human.study.manifest import StudyError
@@ -66,13 +76,20 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
     study = make_study(gt_dir, parse_methods(methods), n_trials, out, seed=seed, sentinels=sentinels,
                        repeats=repeats, allow_tie=allow_tie, bands=parse_bands(bands), data_range=data_range,
                        stretch=stretch, percentiles=pct, dataset=dataset, progress=not quiet,
-                       echo=lambda s: click.echo(s, err=True))
+                       echo=lambda s: click.echo(s, err=True), design=design, model=model)
     if quiet:
         return
-    kinds = {k: sum(t.kind == k for t in study.trials) for k in ("real", "sentinel", "repeat")}
-    click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
-               f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
-               f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")
+    if study.active is not None:
+        sched = study.active["schedule"]
+        kinds = {k: sum(s["kind"] == k for s in sched) for k in ("real", "sentinel", "repeat")}
+        click.echo(f"{len(sched)} trials per annotator ({kinds['real']} real, chosen by the server while the study "
+                   f"is answered; {kinds['sentinel']} sentinel, {kinds['repeat']} repeat) over "
+                   f"{len(study.active['scenes'])} scenes and {len(study.methods)} methods -> {Path(out) / 'study.json'}")
+    else:
+        kinds = {k: sum(t.kind == k for t in study.trials) for k in ("real", "sentinel", "repeat")}
+        click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
+                   f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
+                   f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")
     click.echo(f"next: srmetrics study serve {out}")
 
 
@@ -116,7 +133,7 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
       srmetrics study export-amt my-study --trials-per-hit 10 \\
         --image-base-url https://bucket.s3.amazonaws.com/my-study/ -o hits.csv --template hit.html
     """
-    from ..human.study.amt import export_amt, import_command
+    from ..human.amt import export_amt, import_command
     from ..human.study.manifest import JUDGEMENTS, MANIFEST, load_study
     from ..results import check_outputs
 

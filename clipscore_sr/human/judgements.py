@@ -1,4 +1,4 @@
-"""Human pairwise judgements: the canonical CSV schema, loading, validation and AMT import.
+"""Human pairwise judgements: the canonical CSV schema, reading, validation and writing.
 
 Canonical CSV (one row per human judgement)
 -------------------------------------------
@@ -12,7 +12,9 @@ Required columns: ``pair_id, dataset, gt, a, b, choice``; optional: ``annotator,
   ``dataset``, ``gt`` and the same two outputs; a row that lists them as ``b, a`` is accepted and its
   vote is mirrored onto the first row's orientation.
 
-Every problem is reported with the CSV line number it comes from (line 1 is the header).
+Every problem is reported with the CSV line number it comes from (line 1 is the header). Images are
+checked by :mod:`.judgement_images`; Amazon Mechanical Turk results are imported by :mod:`.amt`; per-pair
+vote counts are :mod:`.vote_tables`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,14 @@ from __future__ import annotations
 import csv
 import os
 import re
-import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ImageReadError, JudgementError
+from ..errors import JudgementError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("pair_id", "dataset", "gt", "a", "b", "choice")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("annotator", "a_method", "b_method")
@@ -110,7 +110,7 @@ class ValidationReport:
 # --------------------------------------------------------------------------------------------------
 # Reading
 
-def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Rows as ``(start_line, {column: value})`` with exact physical line numbers (quoted newlines ok); cells
     escaped against spreadsheet formulas by this toolkit (:mod:`clipscore_sr.csvcells`) read back as written."""
     from ..csvcells import unescape
@@ -161,40 +161,12 @@ def _frame_from_rows(header: Sequence[str], rows: Sequence[tuple[int, Mapping[st
 
 def read_judgements_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a judgements CSV as strings without validating it; adds a ``line`` column (CSV line number)."""
-    header, rows = _read_csv_rows(Path(path))
+    header, rows = read_csv_rows(Path(path))
     return _frame_from_rows(header, rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # Validation
-
-def _image_shape(path: str) -> tuple[int, int, int]:
-    """(H, W, C) of an image read from its header only (nothing is decoded, so a decompression bomb costs
-    nothing; the pixel cap applies); raises :class:`ImageReadError` otherwise."""
-    from ..io import check_pixel_cap
-
-    h, w, c, planes = check_pixel_cap(path)
-    if planes > 1:
-        raise ImageReadError(f"{path}: expected a 2-D image, found {planes} planes of {w}x{h}")
-    return h, w, c
-
-
-def _is_lr_reference(gt: tuple[int, int, int], img: tuple[int, int, int]) -> bool:
-    """True when ``gt`` (H, W, C) is smaller than ``img`` by one integer scale > 1 with the same bands."""
-    (h, w, c), (ih, iw, ic) = gt, img
-    return c == ic and h < ih and ih % h == 0 and iw % w == 0 and ih // h == iw // w
-
-
-def _probe_image(path: str) -> tuple[int, int, int] | str:
-    """(H, W, C) of an image file, or the problem: ``image not found`` / ``unreadable image (...)``."""
-    if not os.path.isfile(path):
-        return "image not found"
-    try:
-        return _image_shape(path)
-    except ImageReadError as exc:
-        msg = str(exc)
-        return "unreadable image (" + (msg[len(path) + 2:] if msg.startswith(path) else msg) + ")"
-
 
 def _resolve(value: str, root: Path) -> str:
     p = Path(value).expanduser()
@@ -327,37 +299,10 @@ def validate_judgements(
 
     # --- images: exist, decode, sizes agree within each row
     if check_images:
-        unique_paths = [p for p in dict.fromkeys([*gt_abs, *a_abs, *b_abs]) if p]
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoders release the GIL
-            shapes = dict(zip(unique_paths, pool.map(_probe_image, unique_paths)))
-        for pos in range(n_rows):
-            row_shapes: dict[str, tuple[int, int, int]] = {}
-            for col, paths in (("gt", gt_abs), ("a", a_abs), ("b", b_abs)):
-                p = paths[pos]
-                if not p:
-                    continue
-                got = shapes[p]
-                if isinstance(got, str):
-                    flag(pos, col, f"{got}: {cells[col][pos]} (resolved to {p})"
-                         if got == "image not found" else f"{got}: {cells[col][pos]}")
-                else:
-                    row_shapes[col] = got
-            if "gt" in row_shapes:
-                ref = row_shapes["gt"]
-                for col in ("a", "b"):
-                    s = row_shapes.get(col)
-                    if s is None:
-                        continue
-                    if s[:2] != ref[:2] and _is_lr_reference(ref, s) and s[:2] == row_shapes.get("a", s)[:2]:
-                        continue  # gt is the LR input (real-world SR, no HR): integer scale, a and b agree
-                    if s[:2] != ref[:2]:
-                        flag(pos, col, f"image size {s[1]}x{s[0]} of '{col}' ({cells[col][pos]}) differs from "
-                                       f"gt {ref[1]}x{ref[0]} ({cells['gt'][pos]}) (W x H)")
-                    elif s[2] != ref[2]:
-                        flag(pos, col, f"'{col}' ({cells[col][pos]}) has {s[2]} band(s), gt has {ref[2]}")
-            elif "a" in row_shapes and "b" in row_shapes and row_shapes["a"][:2] != row_shapes["b"][:2]:
-                sa, sb = row_shapes["a"], row_shapes["b"]
-                flag(pos, "b", f"image sizes differ: a {sa[1]}x{sa[0]}, b {sb[1]}x{sb[0]} (W x H)")
+        from .judgement_images import image_problems
+
+        for pos, col, message in image_problems(gt_abs, a_abs, b_abs, cells):
+            flag(pos, col, message)
 
     # --- pair consistency and duplicated votes (in file order; first valid row of a pair is canonical)
     votes = list(choices)
@@ -463,281 +408,3 @@ def write_judgements(df: pd.DataFrame, path: str | os.PathLike) -> None:
     escape_frame(df[cols]).to_csv(tmp, index=False, lineterminator="\n")  # no cell a spreadsheet runs as a formula
     os.replace(tmp, path)
 
-
-# --------------------------------------------------------------------------------------------------
-# Amazon Mechanical Turk batch results
-
-AMT_REQUIRED = ("HITId", "WorkerId", "AssignmentStatus")
-_MAP_KEYS = {
-    "gt": "column holding the GT image URL/path (e.g. Input.gt_url)",
-    "a": "column holding output A's URL/path",
-    "b": "column holding output B's URL/path",
-    "choice": "Answer.* column holding the worker's answer",
-    "pair_id": "column giving the pair id (default: HITId)",
-    "dataset": "column giving the dataset name (or use --dataset for one name)",
-    "annotator": "column giving the annotator id (default: WorkerId)",
-    "a_method": "column naming the method that produced A",
-    "b_method": "column naming the method that produced B",
-    "trial_kind": "column giving the study trial kind (real/sentinel/repeat; srmetrics study export-amt)",
-    "value.a": "answer value(s) meaning A is better, '|'-separated (default: a)",
-    "value.b": "answer value(s) meaning B is better (default: b)",
-    "value.tie": "answer value(s) meaning no preference (default: tie)",
-    "onehot.a": "boolean Answer.* column that is true when A was chosen (crowd-html radio groups)",
-    "onehot.b": "boolean Answer.* column that is true when B was chosen",
-    "onehot.tie": "boolean Answer.* column that is true for 'no preference'",
-}
-_TRUE = {"true", "1", "on", "yes", "checked", "x"}
-_FALSE = {"false", "0", "off", "no", ""}
-
-
-@dataclass
-class AmtMapping:
-    """How AMT batch-result columns map onto the canonical schema (see ``srmetrics judgements import-amt``).
-
-    ``gt``/``a``/``b`` name ``Input.*`` columns; the answer is either one ``choice`` column whose values are
-    looked up in ``values`` (``{'a': [...], 'b': [...], 'tie': [...]}``, compared case-insensitively), or
-    one-hot boolean columns ``onehot`` (``{'a': col, 'b': col, 'tie': col}``). ``prefixes`` are
-    ``(old, new)`` replacements applied to image URLs/paths (first match wins); URLs (``http(s)://``,
-    ``s3://``) must match one, and are percent-decoded after replacement.
-    """
-
-    gt: str
-    a: str
-    b: str
-    choice: str | None = None
-    values: dict[str, list[str]] = field(default_factory=lambda: {"a": ["a"], "b": ["b"], "tie": ["tie"]})
-    onehot: dict[str, str] = field(default_factory=dict)
-    pair_id: str = "HITId"
-    annotator: str = "WorkerId"
-    dataset: str | None = None
-    dataset_name: str | None = None
-    a_method: str | None = None
-    b_method: str | None = None
-    trial_kind: str | None = None
-    prefixes: list[tuple[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def from_options(cls, items: Iterable[str], *, prefixes: Iterable[str] = (),
-                     dataset_name: str | None = None) -> AmtMapping:
-        """Build from ``KEY=VALUE`` strings (``--map``) and ``OLD=NEW`` strings (``--prefix``)."""
-        kv: dict[str, str] = {}
-        for item in items:
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep or not key or not value.strip():
-                raise JudgementError(f"--map '{item}': expected KEY=VALUE (keys: {', '.join(_MAP_KEYS)})")
-            if key not in _MAP_KEYS:
-                import difflib
-
-                close = difflib.get_close_matches(key, list(_MAP_KEYS), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise JudgementError(f"--map: unknown key '{key}'{hint} (keys: {', '.join(_MAP_KEYS)})")
-            if key in kv:
-                raise JudgementError(f"--map: key '{key}' given twice")
-            kv[key] = value.strip()
-        for key in ("gt", "a", "b"):
-            if key not in kv:
-                raise JudgementError(f"--map: '{key}=COLUMN' is required ({_MAP_KEYS[key]})")
-        values = {"a": ["a"], "b": ["b"], "tie": ["tie"]}
-        for k in ("a", "b", "tie"):
-            if f"value.{k}" in kv:
-                values[k] = [v.strip() for v in kv[f"value.{k}"].split("|") if v.strip()]
-        onehot = {k: kv[f"onehot.{k}"] for k in ("a", "b", "tie") if f"onehot.{k}" in kv}
-        if onehot and "choice" in kv:
-            raise JudgementError("--map: give either 'choice=COLUMN' (with value.*) or 'onehot.*' columns, not both")
-        if not onehot and "choice" not in kv:
-            raise JudgementError("--map: 'choice=Answer.COLUMN' (or onehot.a/onehot.b columns) is required")
-        if onehot and not {"a", "b"} <= onehot.keys():
-            raise JudgementError("--map: one-hot answers need both 'onehot.a' and 'onehot.b'")
-        if "dataset" in kv and dataset_name:
-            raise JudgementError("give either --map dataset=COLUMN or --dataset NAME, not both")
-        pfx: list[tuple[str, str]] = []
-        for item in prefixes:
-            old, sep, new = item.partition("=")
-            if not sep or not old:
-                raise JudgementError(f"--prefix '{item}': expected OLD=NEW (e.g. https://bucket/study/=images/)")
-            pfx.append((old, new))
-        return cls(gt=kv["gt"], a=kv["a"], b=kv["b"], choice=kv.get("choice"), values=values, onehot=onehot,
-                   pair_id=kv.get("pair_id", "HITId"), annotator=kv.get("annotator", "WorkerId"),
-                   dataset=kv.get("dataset"), dataset_name=dataset_name, a_method=kv.get("a_method"),
-                   b_method=kv.get("b_method"), trial_kind=kv.get("trial_kind"), prefixes=pfx)
-
-    def columns(self) -> list[str]:
-        cols = [self.gt, self.a, self.b, self.pair_id, self.annotator]
-        cols += [c for c in (self.choice, self.dataset, self.a_method, self.b_method, self.trial_kind) if c]
-        cols += list(self.onehot.values())
-        return cols
-
-    def slots(self, header: Sequence[str]) -> list[AmtMapping]:
-        """Several judgements per assignment: column names containing ``{k}`` are expanded to ``k = 1, 2, ...``
-        for as long as the header has every such column (one mapping per slot; just ``[self]`` without ``{k}``)."""
-        templated = [c for c in self.columns() if "{k}" in c]
-        if not templated:
-            return [self]
-        if "{k}" not in self.pair_id:
-            raise JudgementError("--map: with '{k}' slots, map pair_id to a per-slot column too "
-                                 "(e.g. pair_id=Input.pair_id_{k})")
-        names = set(header)
-        out: list[AmtMapping] = []
-        k = 1
-        while all(c.replace("{k}", str(k)) in names for c in templated):
-            sub = {f: (v.replace("{k}", str(k)) if isinstance(v, str) else v) for f, v in vars(self).items()}
-            sub["onehot"] = {key: col.replace("{k}", str(k)) for key, col in self.onehot.items()}
-            out.append(AmtMapping(**sub))
-            k += 1
-        if not out:
-            raise JudgementError(f"no slot k = 1 found: column(s) {', '.join(c.replace('{k}', '1') for c in templated)} "
-                                 "missing")
-        return out
-
-
-@dataclass
-class AmtImport:
-    """Result of :func:`import_amt`: the canonical ``judgements`` and counts of what was read/dropped."""
-
-    judgements: pd.DataFrame
-    n_assignments: int
-    n_rejected: int
-    n_other_status: int
-    files: list[str]
-
-    def summary(self) -> str:
-        return (f"{len(self.judgements)} judgement(s) from {self.n_assignments} assignment(s) in "
-                f"{len(self.files)} file(s); dropped {self.n_rejected} rejected"
-                + (f" and {self.n_other_status} with another status" if self.n_other_status else ""))
-
-
-_URL_SCHEMES = ("http://", "https://", "s3://", "gs://")
-
-
-def _map_location(value: str, prefixes: Sequence[tuple[str, str]], where: str, column: str) -> str:
-    for old, new in prefixes:
-        if value.startswith(old):
-            mapped = new + value[len(old):]
-            return urllib.parse.unquote(mapped) if value.lower().startswith(_URL_SCHEMES) else mapped
-    if value.lower().startswith(_URL_SCHEMES):
-        hint = " (add --prefix OLD=NEW to map URLs to local files)" if not prefixes else ""
-        raise JudgementError(f"{where}: {column} URL '{value}' matches no --prefix{hint}")
-    return value
-
-
-def _amt_row(row: Mapping[str, str], m: AmtMapping, lookup: Mapping[str, str], where: str) -> dict[str, str]:
-    """One canonical judgement from one AMT assignment (one slot of it)."""
-    if m.onehot:
-        chosen = []
-        for choice, col in m.onehot.items():
-            v = row[col].strip().lower()
-            if v in _TRUE:
-                chosen.append(choice)
-            elif v not in _FALSE:
-                raise JudgementError(f"{where}: {col} value '{row[col]}' is not a boolean")
-        if len(chosen) != 1:
-            raise JudgementError(f"{where}: expected exactly one of {', '.join(m.onehot.values())} "
-                                 f"to be true, got {len(chosen)}")
-        choice = chosen[0]
-    else:
-        assert m.choice is not None
-        raw = row[m.choice].strip()
-        if raw.lower() not in lookup:
-            known = ", ".join(f"{k}->{v}" for k, v in lookup.items())
-            raise JudgementError(f"{where}: {m.choice} value '{raw}' is not mapped "
-                                 f"(mapped: {known}; use --map value.a=... etc.)")
-        choice = lookup[raw.lower()]
-    rec = {
-        "pair_id": row[m.pair_id].strip(),
-        "dataset": row[m.dataset].strip() if m.dataset else (m.dataset_name or "default"),
-        "gt": _map_location(row[m.gt].strip(), m.prefixes, where, m.gt),
-        "a": _map_location(row[m.a].strip(), m.prefixes, where, m.a),
-        "b": _map_location(row[m.b].strip(), m.prefixes, where, m.b),
-        "choice": choice,
-        "annotator": row[m.annotator].strip(),
-        "a_method": row[m.a_method].strip() if m.a_method else "",
-        "b_method": row[m.b_method].strip() if m.b_method else "",
-    }
-    for key in ("pair_id", "gt", "a", "b"):
-        if not rec[key]:
-            raise JudgementError(f"{where}: empty value for '{key}'")
-    if m.trial_kind:
-        rec["trial_kind"] = row[m.trial_kind].strip()
-    return rec
-
-
-def import_amt(
-    batch_files: str | os.PathLike | Sequence[str | os.PathLike],
-    mapping: AmtMapping,
-    *,
-    statuses: Sequence[str] = ("Approved", "Submitted"),
-) -> AmtImport:
-    """Convert Amazon Mechanical Turk batch-results CSVs into canonical judgements.
-
-    One output row per kept assignment. Assignments whose ``AssignmentStatus`` is ``Rejected`` are
-    dropped (counted in ``n_rejected``); other statuses not in ``statuses`` are dropped and counted in
-    ``n_other_status``. Extra columns are ignored. Missing mapped columns, unknown answer values and URLs
-    that match no prefix raise :class:`JudgementError` naming the file and line. Image paths are written
-    as given after prefix replacement (relative paths are then relative to the output CSV's folder).
-    """
-    files = [batch_files] if isinstance(batch_files, (str, os.PathLike)) else list(batch_files)
-    if not files:
-        raise JudgementError("no AMT batch-results file given")
-    lookup: dict[str, str] = {}
-    for choice, vals in mapping.values.items():
-        for v in vals:
-            lv = v.lower()
-            if lv in lookup and lookup[lv] != choice:
-                raise JudgementError(f"--map: answer value '{v}' is mapped to both '{lookup[lv]}' and '{choice}'")
-            lookup[lv] = choice
-    keep_status = {s.lower() for s in statuses}
-    out_rows: list[dict[str, str]] = []
-    n_assign = n_rej = n_other = 0
-    for f in files:
-        path = Path(f)
-        header, rows = _read_csv_rows(path)
-        slot_maps = mapping.slots(header)
-        needed = [*AMT_REQUIRED, *(c for m in slot_maps for c in m.columns())]
-        absent = [c for c in dict.fromkeys(needed) if c not in header]
-        if absent:
-            answers = [h for h in header if h.startswith(("Input.", "Answer."))]
-            raise JudgementError(f"{path}:1: column(s) {', '.join(absent)} not found "
-                                 f"(Input/Answer columns here: {', '.join(answers) or 'none'})")
-        for line, row in rows:
-            n_assign += 1
-            status = row["AssignmentStatus"].strip().lower()
-            if status == "rejected":
-                n_rej += 1
-                continue
-            if status not in keep_status:
-                n_other += 1
-                continue
-            where = f"{path}:{line}"
-            for m in slot_maps:
-                if len(slot_maps) > 1 and not row[m.pair_id].strip() and not row[m.gt].strip():
-                    continue  # an unused slot (the last HIT of a batch)
-                out_rows.append(_amt_row(row, m, lookup, where))
-    cols = [*REQUIRED_COLUMNS, "annotator", "a_method", "b_method"]
-    if mapping.trial_kind:
-        cols.append("trial_kind")
-    df = pd.DataFrame(out_rows, columns=cols, dtype=object)
-    for col in ("a_method", "b_method"):
-        if (df[col] == "").all():
-            df = df.drop(columns=[col])
-    return AmtImport(df, n_assign, n_rej, n_other, [str(f) for f in files])
-
-
-def vote_table(judgements: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate validated judgements to one row per pair (first-appearance order).
-
-    Columns: ``pair_id, dataset, gt, a, b, gt_path, a_path, b_path, n_a, n_b, n_tie`` where the counts
-    use the pair's canonical orientation (the ``vote`` column from validation, else ``choice``).
-    """
-    vote_col = "vote" if "vote" in judgements.columns else "choice"
-    votes = judgements[vote_col].astype(str).str.lower()
-    path_cols = [c for c in ("gt_path", "a_path", "b_path") if c in judgements.columns]
-    firsts = judgements.drop_duplicates("pair_id", keep="first")
-    keep = ["pair_id", "dataset", "gt", "a", "b", *path_cols]
-    pairs = firsts[keep].reset_index(drop=True)
-    counts = pd.crosstab(judgements["pair_id"], votes).reindex(columns=list(CHOICES), fill_value=0)
-    counts = counts.reindex(pairs["pair_id"]).fillna(0).astype(np.int64)
-    pairs["n_a"] = counts["a"].to_numpy()
-    pairs["n_b"] = counts["b"].to_numpy()
-    pairs["n_tie"] = counts["tie"].to_numpy()
-    return pairs

@@ -16,8 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SRMetricsError
+from .fits import DEFAULT_PRIOR_SD, fit_scores
 from .judgements import OVERALL
-from .resampling import percentile_ci
+from .ranking import (
+    group_annotator_weights,
+    group_design,
+    scene_resample_weights,
+    scene_win_counts,
+    vote_cells,
+)
+from .resampling import cell_weights, percentile_ci
+from .votes import check_rankable
 
 RANKING_AGREEMENT_COLUMNS: tuple[str, ...] = (
     "metric", "dataset", "tau_b", "tau_ci_low", "tau_ci_high", "tau_b_mean", "pairs_concordant",
@@ -69,7 +78,7 @@ def ranking_agreement(
 ) -> RankingAgreement:
     """How each metric ranks the methods compared with people.
 
-    ``votes``: human :class:`~clipscore_sr.human.ranking.Votes`; ``scene_values``: one row per (dataset,
+    ``votes``: human :class:`~clipscore_sr.human.votes.Votes`; ``scene_values``: one row per (dataset,
     scene, method) with columns ``dataset, scene, method`` and one column per metric (the metric value of
     that method's output on that scene; ``scene`` as in the votes, i.e. the judgement's ``gt``). Per dataset
     (and pooled ``all``): the human Bradley-Terry ranking (ties split), the metric's ranking from
@@ -78,18 +87,6 @@ def ranking_agreement(
     fitted metric ranking against people, with a percentile CI over the same scene resamples for both
     (resampled within each dataset; annotators too on the human side: two-way), and the fraction of method pairs ordered as people order them.
     """
-    from .ranking import (
-        DEFAULT_PRIOR_SD,
-        check_rankable,
-        fit_scores,
-        group_annotator_weights,
-        group_design,
-        scene_resample_weights,
-        scene_win_counts,
-        vote_cells,
-    )
-    from .resampling import cell_weights
-
     sd = DEFAULT_PRIOR_SD if prior_sd is None else prior_sd
     methods = list(votes.methods)
     m_all = len(methods)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ranking import JOD_SCALE, fit_scores
+from ..fits import JOD_SCALE, fit_scores
 
 
 def fisher_information(d: np.ndarray, model: str) -> np.ndarray:

@@ -4,6 +4,10 @@ Routes (all under the server's root): ``/`` the page, ``/static/{app.js,app.css}
 ``GET /api/session?annotator=NAME`` (trial order, sides, answers so far), ``GET /img/{trial}/{gt|left|right}
 ?annotator=NAME`` (only the study's renders), ``POST /api/answer`` and ``POST /api/undo``.
 
+An active study (``study make --design active``) has no trial order up front: ``POST /api/next`` gives the
+annotator's next trial (their earliest unanswered one, else a new one the server chooses and logs: :mod:`.live`),
+and the answer's response carries the next trial too, so the choice happens between the answer and its reply.
+
 Security: the server binds 127.0.0.1 by default and then refuses requests whose ``Host`` is not a loopback
 name (DNS rebinding). Requests that change state (``POST``) must come from the page itself: an ``Origin`` (or
 ``Sec-Fetch-Site``) naming another origin, another port of the same host included, is refused (403), and the
@@ -26,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .manifest import Study, load_study
+from .manifest import Study, Trial, load_study
 from .store import JudgementStore, answer_row, shown_left
 
 ANNOTATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
@@ -63,6 +67,11 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
 
     study: Study = load_study(study_dir)
     store = JudgementStore(study.root)
+    live = None
+    if study.active is not None:
+        from .live import LiveDesign
+
+        live = LiveDesign(study, store)  # replays the answers into the sampler: the state before a restart
     trials = study.by_id
     if annotator is not None and not ANNOTATOR.fullmatch(annotator):
         raise BadRequest(f"--annotator '{annotator}': use letters, digits, space, '.', '_', '@' or '-' (max 64)")
@@ -75,11 +84,25 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
             raise BadRequest(f"annotator: this server records answers of '{annotator}' only")
         return value
 
-    def trial_of(value: Any):
-        t = trials.get(value) if isinstance(value, str) else None
+    def lookup(value: Any) -> Trial | None:
+        if not isinstance(value, str):
+            return None
+        return live.trial(value) if live is not None else trials.get(value)
+
+    def trial_of(value: Any, name: str) -> Trial:
+        t = lookup(value)
         if t is None:
             raise BadRequest(f"trial: unknown trial {str(value)[:40]!r}")
+        if live is not None and not live.given_to(name, t.id):
+            raise BadRequest(f"trial: {t.id} was not given to {name}")
         return t
+
+    def left_of(name: str, t: Trial) -> str:
+        return shown_left(study, name, t, live.trials if live is not None else trials)
+
+    async def next_of(name: str) -> dict[str, Any] | None:
+        t = await run_in_threadpool(live.next_trial, name)
+        return None if t is None else {"id": t.id, "shown_left": left_of(name, t)}
 
     async def body(request: Request, keys: set[str]) -> dict[str, Any]:
         too_big = BadRequest(f"body larger than {MAX_BODY} bytes", 413)
@@ -123,25 +146,33 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
         return FileResponse(static / name, media_type=STATIC_FILES[name])
 
     async def config(request: Request) -> Response:
-        return JSONResponse({"dataset": study.dataset, "n_trials": len(study.trials), "allow_tie": study.allow_tie,
-                             "annotator": annotator})
+        return JSONResponse({"dataset": study.dataset, "n_trials": study.n_trials, "allow_tie": study.allow_tie,
+                             "annotator": annotator, "design": study.design})
 
     async def session(request: Request) -> Response:
         name = who(request.query_params.get("annotator"))
         answered = [r["pair_id"] for r in await run_in_threadpool(store.answers, name)]
-        order = [{"id": t.id, "shown_left": shown_left(study, name, t)} for t in study.trials]
+        order = [{"id": t.id, "shown_left": left_of(name, t)} for t in study.trials] if live is None else []
         return JSONResponse({"annotator": name, "trials": order, "answered": answered,
-                             "allow_tie": study.allow_tie})
+                             "allow_tie": study.allow_tie, "design": study.design, "n_trials": study.n_trials})
+
+    async def next_trial(request: Request) -> Response:
+        data = await body(request, {"annotator"})
+        name = who(data["annotator"])
+        if live is None:
+            raise BadRequest("this study's trials are fixed: GET /api/session lists them", 404)
+        nxt = await next_of(name)
+        return JSONResponse({"next": nxt, "n_answered": store.count(name), "n_trials": study.n_trials})
 
     async def image(request: Request) -> Response:
         role = request.path_params["role"]
-        t = trials.get(request.path_params["trial"])
+        t = await run_in_threadpool(lookup, request.path_params["trial"])
         if t is None or role not in ("gt", "left", "right"):
             return JSONResponse({"error": "not found"}, status_code=404)
         if role == "gt":
             rel = t.gt_render
         else:
-            left = shown_left(study, who(request.query_params.get("annotator")), t)
+            left = left_of(who(request.query_params.get("annotator")), t)
             side = left if role == "left" else ("b" if left == "a" else "a")
             rel = t.a_render if side == "a" else t.b_render
         return FileResponse(study.render_path(rel), media_type="image/png",
@@ -149,8 +180,9 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
 
     async def answer(request: Request) -> Response:
         data = await body(request, {"annotator", "trial", "shown_left", "choice", "rt_ms"})
-        name, t = who(data["annotator"]), trial_of(data["trial"])
-        left = shown_left(study, name, t)
+        name = who(data["annotator"])
+        t = await run_in_threadpool(trial_of, data["trial"], name)
+        left = left_of(name, t)
         if data["shown_left"] != left:
             raise BadRequest(f"shown_left: trial {t.id} was not shown with {str(data['shown_left'])[:8]!r} on the left")
         allowed = ("left", "right", "tie") if study.allow_tie else ("left", "right")
@@ -166,7 +198,10 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
         stored, new = await run_in_threadpool(store.append, row)
         if not new and stored["choice"] != choice:
             raise BadRequest(f"trial {t.id} is already answered by {name} ({stored['choice']}); undo it first", 409)
-        return JSONResponse({"ok": True, "duplicate": not new, "choice": choice, "n_answered": store.count(name)})
+        out = {"ok": True, "duplicate": not new, "choice": choice, "n_answered": store.count(name)}
+        if live is not None:  # the next trial, chosen now that this answer is in the posterior
+            out["next"] = await next_of(name)
+        return JSONResponse(out)
 
     async def undo(request: Request) -> Response:
         data = await body(request, {"annotator"})
@@ -177,6 +212,7 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
         Route("/", index), Route("/static/{name}", static_file), Route("/api/config", config),
         Route("/api/session", session), Route("/img/{trial}/{role}", image),
         Route("/api/answer", answer, methods=["POST"]), Route("/api/undo", undo, methods=["POST"]),
+        Route("/api/next", next_trial, methods=["POST"]),
     ]
 
     async def bad_request(request: Request, exc: BadRequest) -> Response:
@@ -185,6 +221,7 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
     app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
     app.state.study = study
     app.state.store = store
+    app.state.live = live
     return _Guard(app, token=token, loopback=loopback)
 
 
@@ -284,9 +321,14 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
              "images and submit answers")
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-    echo(f"study {study.root} ({len(study.trials)} trials) at {url}" + (f"?token={token}" if token else ""))
+    live = app.state.live
+    what = f"{study.n_trials} trials" + (" per annotator, chosen while answered (active design)" if live else "")
+    echo(f"study {study.root} ({what}) at {url}" + (f"?token={token}" if token else ""))
     if app.state.store.repaired:
         echo(f"Note: {app.state.store.repaired}")
+    if live is not None:
+        echo(f"active design: {len(live.log.entries)} trial(s) given so far, posterior rebuilt from "
+             f"{live.n_answers} answer(s) in {live.rebuild_s:.1f} s; every choice goes to {live.log.path}")
     echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:

@@ -1,4 +1,8 @@
-"""``srmetrics study make``: SR folders -> paired files -> balanced trials -> renders -> ``study.json``."""
+"""``srmetrics study make``: SR folders -> paired files -> trials -> renders -> ``study.json``.
+
+``design="balanced"`` samples every trial now (:mod:`.sampling`). ``design="active"`` keeps the same schedule of
+slots (where the sentinels and the repeats go) but leaves the real trials to the server, which chooses each one
+while the study is answered (:mod:`.live`); every scene is rendered, since any may be chosen."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from ... import io
 from ...errors import SRMetricsError
 from .manifest import (
+    DESIGNS,
     MANIFEST,
     RENDERS,
     SENTINEL_DEGRADED,
@@ -93,10 +98,16 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
                out: str | os.PathLike, *, seed: int = 0, sentinels: float = 0.0, repeats: float = 0.0,
                allow_tie: bool = False, bands: Sequence[int] | None = None, data_range: float | None = None,
                stretch: str = "auto", percentiles: Sequence[float] = (2.0, 98.0), dataset: str | None = None,
-               workers: int = 4, progress: bool = False, echo: Callable[[str], None] | None = None) -> Study:
-    """Make a study in ``out`` (a new or empty folder): see ``srmetrics study make --help``."""
+               workers: int = 4, progress: bool = False, echo: Callable[[str], None] | None = None,
+               design: str = "balanced", model: str = "thurstone") -> Study:
+    """Make a study in ``out`` (a new or empty folder): see ``srmetrics study make --help``. ``design``:
+    ``balanced`` or ``active`` (``model``: the active sampler's, ``thurstone`` or ``bt``)."""
     if seed < 0:
         raise StudyError(f"--seed {seed}: a seed is >= 0")
+    if design not in DESIGNS:
+        raise StudyError(f"--design {design}: one of {', '.join(DESIGNS)}")
+    if model not in ("thurstone", "bt"):
+        raise StudyError(f"--model {model}: thurstone or bt")
     out = Path(out)
     if (out / MANIFEST).exists():
         raise StudyError(f"{out / MANIFEST}: a study already exists here (its judgements would no longer match); "
@@ -111,7 +122,10 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
         (echo or (lambda s: None))(f"Warning: {line}")
     specs = sample_trials(list(pairing.scenes), list(methods), n_trials, seed=seed, sentinels=sentinels,
                           repeats=repeats)
-    used = sorted({s.scene for s in specs}, key=list(pairing.scenes).index)
+    if design == "active":  # the server may choose any scene
+        used = list(pairing.scenes)
+    else:
+        used = sorted({s.scene for s in specs}, key=list(pairing.scenes).index)
     scene_dir = {k: f"{RENDERS}/{i:05d}" for i, k in enumerate(used)}
     sentinel_scenes = {s.scene for s in specs if s.kind == "sentinel"}
     for key in used:  # before any work: every shown image small enough (headers only; bounded memory)
@@ -146,15 +160,23 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
             rn = {SENTINEL_GT: r["sentinel-gt"], SENTINEL_DEGRADED: r["sentinel-degraded"]}
             trials.append(Trial(tid, "sentinel", s.scene, a_m, b_m, r["gt"], rn[a_m], rn[b_m], r["gt"], rn[a_m],
                                 rn[b_m], expected=s.expected))
-        else:
+        elif design == "balanced":
             trials.append(Trial(tid, s.kind, s.scene, s.a, s.b, _rel(files["gt"], out), _rel(files[s.a], out),
                                 _rel(files[s.b], out), r["gt"], r[s.a], r[s.b],
                                 repeat_of=f"t{s.repeat_of + 1:04d}" if s.kind == "repeat" else ""))
     options = {"trials": n_trials, "sentinels": sentinels, "repeats": repeats, "allow_tie": bool(allow_tie),
                "bands": list(bands) if bands else None, "data_range": data_range, "stretch": stretch,
                "percentiles": list(percentiles), "gt_dir": os.path.abspath(gt_dir),
-               "method_dirs": {m: os.path.abspath(d) for m, d in methods.items()}}
-    study = Study(root=out, seed=seed, dataset=name,
-                  methods=list(methods), options=options, trials=trials, unmatched=pairing.unmatched)
+               "method_dirs": {m: os.path.abspath(d) for m, d in methods.items()}, "design": design}
+    active = None
+    if design == "active":
+        schedule = [{"kind": "real"} if s.kind == "real" else {"kind": "sentinel", "trial": f"t{i + 1:04d}"}
+                    if s.kind == "sentinel" else {"kind": "repeat", "of_slot": s.repeat_of} for i, s in enumerate(specs)]
+        scenes = {key: {"gt": _rel(pairing.scenes[key]["gt"], out), "gt_render": renders[key]["gt"],
+                        "files": {m: _rel(pairing.scenes[key][m], out) for m in methods},
+                        "renders": {m: renders[key][m] for m in methods}} for key in used}
+        active = {"model": model, "schedule": schedule, "scenes": scenes}
+    study = Study(root=out, seed=seed, dataset=name, methods=list(methods), options=options, trials=trials,
+                  unmatched=pairing.unmatched, active=active)
     write_study(study)
     return study

@@ -6,6 +6,14 @@ Trial fields: ``id`` (``t0001``... in display order), ``kind`` (``real``, ``sent
 study folder where possible), ``gt_render``/``a_render``/``b_render`` (display PNGs under ``renders/``),
 ``repeat_of`` (repeats: the id of the trial shown again, with sides swapped) and ``expected`` (sentinels:
 ``a`` or ``b``, the side that is the GT itself).
+
+Designs: ``balanced`` (format version 1) lists every trial, the same for every annotator. ``active`` (version 2,
+which older versions refuse) lists only the sentinel trials; the server chooses the other trials while the study
+is answered (:mod:`.live`) and records each in ``active-log.jsonl`` (:mod:`.auditlog`). Its ``active`` section
+holds ``model`` (the sampler's model), ``schedule`` (one entry per trial slot of an annotator: ``{"kind":
+"real"}``, ``{"kind": "sentinel", "trial": ID}`` or ``{"kind": "repeat", "of_slot": K}``, the slot shown again
+with sides swapped) and ``scenes`` (per scene key: ``gt``/``gt_render`` and per method ``files``/``renders``,
+the same kinds of paths as a trial's).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from ...errors import SRMetricsError
 
 FORMAT = "clipscore-sr-study"
 FORMAT_VERSION = 1
+ACTIVE_FORMAT_VERSION = 2  # an active study: older versions of the toolkit refuse it instead of serving it wrong
+DESIGNS = ("balanced", "active")
 KINDS = ("real", "sentinel", "repeat")
 MANIFEST = "study.json"
 JUDGEMENTS = "judgements.csv"
@@ -59,10 +69,20 @@ class Study:
     options: dict[str, Any]
     trials: list[Trial]
     unmatched: dict[str, list[str]] = field(default_factory=dict)
+    active: dict[str, Any] | None = None  # the active design's section (see the module docstring)
 
     @property
     def allow_tie(self) -> bool:
         return bool(self.options.get("allow_tie", False))
+
+    @property
+    def design(self) -> str:
+        return "active" if self.active is not None else "balanced"
+
+    @property
+    def n_trials(self) -> int:
+        """Trials per annotator (sentinels and repeats included)."""
+        return len(self.active["schedule"]) if self.active is not None else len(self.trials)
 
     @property
     def by_id(self) -> dict[str, Trial]:
@@ -77,9 +97,12 @@ class Study:
         return p
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": FORMAT_VERSION, "seed": self.seed, "dataset": self.dataset,
-                "methods": self.methods, "options": self.options, "unmatched": self.unmatched,
-                "trials": [asdict(t) for t in self.trials]}
+        out = {"format": FORMAT, "version": FORMAT_VERSION if self.active is None else ACTIVE_FORMAT_VERSION,
+               "seed": self.seed, "dataset": self.dataset, "methods": self.methods, "options": self.options,
+               "unmatched": self.unmatched, "trials": [asdict(t) for t in self.trials]}
+        if self.active is not None:
+            out["active"] = self.active
+        return out
 
 
 def trusted_root(folder: str | os.PathLike) -> list[Path] | None:
@@ -128,9 +151,12 @@ def load_study(root: str | os.PathLike, *, check_files: bool = True) -> Study:
         raise StudyError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise StudyError(f"{path}: not a study manifest (format is not '{FORMAT}')")
-    if data.get("version") != FORMAT_VERSION:
+    if data.get("version") not in (FORMAT_VERSION, ACTIVE_FORMAT_VERSION):
         raise StudyError(f"{path}: format version {data.get('version')!r} is not supported "
-                         f"(this toolkit reads version {FORMAT_VERSION})")
+                         f"(this toolkit reads versions {FORMAT_VERSION} and {ACTIVE_FORMAT_VERSION})")
+    if (data.get("version") == ACTIVE_FORMAT_VERSION) != isinstance(data.get("active"), dict):
+        raise StudyError(f"{path}: format version {ACTIVE_FORMAT_VERSION} (and only it) is an active study "
+                         "with an 'active' section")
     for key, typ in (("seed", int), ("dataset", str), ("methods", list), ("options", dict), ("trials", list)):
         if not isinstance(data.get(key), typ):
             raise StudyError(f"{path}: field '{key}' is missing or not a {typ.__name__}")
@@ -141,7 +167,8 @@ def load_study(root: str | os.PathLike, *, check_files: bool = True) -> Study:
             raise StudyError(f"{path}: trials[{i}] must have exactly the string fields {', '.join(names)}")
         trials.append(Trial(**rec))
     study = Study(root=root, seed=data["seed"], dataset=data["dataset"], methods=data["methods"],
-                  options=data["options"], trials=trials, unmatched=data.get("unmatched", {}))
+                  options=data["options"], trials=trials, unmatched=data.get("unmatched", {}),
+                  active=data.get("active"))
     validate_study(study, check_files=check_files)
     return study
 
@@ -149,7 +176,7 @@ def load_study(root: str | os.PathLike, *, check_files: bool = True) -> Study:
 def validate_study(study: Study, *, check_files: bool = True) -> None:
     """Ids unique, kinds known, repeats after the trial they repeat, sentinels with an answer, renders inside."""
     where = study.root / MANIFEST
-    if not study.trials:
+    if not study.trials and study.active is None:
         raise StudyError(f"{where}: no trials")
     seen: dict[str, Trial] = {}
     for t in study.trials:
@@ -173,3 +200,41 @@ def validate_study(study: Study, *, check_files: bool = True) -> None:
             if check_files and not p.is_file():
                 raise StudyError(f"{tag}: render {rel} not found")
         seen[t.id] = t
+    if study.active is not None:
+        _validate_active(study, seen, check_files)
+
+
+def _validate_active(study: Study, trials: dict[str, Trial], check_files: bool) -> None:
+    """The ``active`` section: a known model, a schedule of known slots, every scene with every method's
+    files and renders (inside ``renders/``)."""
+    where = study.root / MANIFEST
+    act = study.active or {}
+    if act.get("model") not in ("thurstone", "bt"):
+        raise StudyError(f"{where}: active.model must be 'thurstone' or 'bt'")
+    sched, scenes = act.get("schedule"), act.get("scenes")
+    if not isinstance(sched, list) or not sched or not isinstance(scenes, dict) or not scenes:
+        raise StudyError(f"{where}: active.schedule and active.scenes must be a non-empty list and object")
+    if len(sched) != study.options.get("trials"):
+        raise StudyError(f"{where}: active.schedule has {len(sched)} slot(s), options.trials says "
+                         f"{study.options.get('trials')}")
+    if any(t.kind != "sentinel" for t in trials.values()):
+        raise StudyError(f"{where}: an active study lists only its sentinel trials (the server chooses the others)")
+    for k, slot in enumerate(sched):
+        kind = slot.get("kind") if isinstance(slot, dict) else None
+        ok = (kind == "real" and set(slot) == {"kind"}) or \
+            (kind == "sentinel" and set(slot) == {"kind", "trial"} and getattr(trials.get(slot["trial"]), "kind",
+                                                                               "") == "sentinel") or \
+            (kind == "repeat" and set(slot) == {"kind", "of_slot"} and isinstance(slot["of_slot"], int)
+             and 0 <= slot["of_slot"] < k and sched[slot["of_slot"]] == {"kind": "real"})
+        if not ok:
+            raise StudyError(f"{where}: active.schedule[{k}] is not a real slot, a sentinel trial of the study or "
+                             "a repeat of an earlier real slot")
+    for key, sc in scenes.items():
+        files, renders = (sc.get("files"), sc.get("renders")) if isinstance(sc, dict) else (None, None)
+        if not (isinstance(files, dict) and isinstance(renders, dict) and set(files) == set(renders) == set(study.methods)
+                and isinstance(sc.get("gt"), str) and isinstance(sc.get("gt_render"), str)):
+            raise StudyError(f"{where}: active.scenes['{key}'] needs gt, gt_render and files/renders of every method")
+        for rel in (sc["gt_render"], *renders.values()):
+            p = study.render_path(rel)
+            if check_files and not p.is_file():
+                raise StudyError(f"{where}: active.scenes['{key}']: render {rel} not found")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..ranking import fit_scores, win_probability
+from ..fits import fit_scores, win_probability
 from ..ranking_agreement import kendall_tau_b
 from .active import ActiveSampler
 

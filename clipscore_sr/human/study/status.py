@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..judgements import read_judgements_csv
+from .auditlog import logged_trials
 from .manifest import JUDGEMENTS, Study, StudyError
 
 STATUS_COLUMNS = ("annotator", "answers", "real", "sentinels", "sentinel_correct", "sentinel_accuracy",
@@ -48,7 +49,7 @@ def study_judgements(study: Study, path: str | os.PathLike | None = None) -> pd.
     for col in ("pair_id", "choice", "annotator"):
         if col not in df.columns:
             raise StudyError(f"{path}:1: column '{col}' missing")
-    trials = study.by_id
+    trials = logged_trials(study)  # an active study: the trials its server gave, from the audit log
     unknown = df.loc[~df["pair_id"].isin(list(trials))]
     if len(unknown):
         r = unknown.iloc[0]
@@ -73,7 +74,7 @@ def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_acc
 
     rel = reliability if reliability is not None else annotator_reliability(judgements) if len(judgements) else None
     loo = dict(zip(rel.annotators["annotator"], rel.annotators["loo_agreement"])) if rel is not None else {}
-    trials = study.by_id
+    trials = logged_trials(study)
     rows = []
     for name, g in judgements.groupby("annotator", sort=True):
         choice = dict(zip(g["pair_id"], g["choice"]))
@@ -116,7 +117,7 @@ def format_status(study: Study, status: pd.DataFrame) -> str:
 
     head = ["annotator", "answers", "sentinels ok", "repeats same", "agrees w/ others", "median RT s", "time min",
             "flag"]
-    lines = [[r.annotator, f"{r.answers}/{len(study.trials)}",
+    lines = [[r.annotator, f"{r.answers}/{study.n_trials}",
               f"{r.sentinel_correct}/{r.sentinels} ({f(r.sentinel_accuracy, '.0%')})",
               f"{r.repeat_consistent}/{r.repeats} ({f(r.repeat_consistency, '.0%')})",
               f(r.loo_agreement, ".0%"), f(r.median_rt_s, ".2f"), f(r.time_spent_min, ".1f"), "FLAGGED: " + r.reason if r.flagged else r.reason]
@@ -124,9 +125,9 @@ def format_status(study: Study, status: pd.DataFrame) -> str:
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     out += ["  ".join(c.ljust(w) for c, w in zip(x, widths)) for x in lines]
-    done = int((status["answers"] >= len(study.trials)).sum()) if len(status) else 0
+    done = int((status["answers"] >= study.n_trials).sum()) if len(status) else 0
     out.append(f"{len(status)} annotator(s), {done} finished, {int(status['flagged'].sum()) if len(status) else 0} "
-               f"flagged; {len(study.trials)} trials per annotator")
+               f"flagged; {study.n_trials} trials per annotator")
     return "\n".join(out)
 
 

@@ -17,7 +17,7 @@ import hashlib
 import io as _io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ..judgements import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
@@ -28,11 +28,13 @@ COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *STUDY_COLUMNS
 _LOCK = ".judgements.lock"
 
 
-def shown_left(study: Study, annotator: str, trial: Trial) -> str:
+def shown_left(study: Study, annotator: str, trial: Trial, trials: Mapping[str, Trial] | None = None) -> str:
     """Which of ``a``/``b`` is shown on the left to ``annotator`` (seeded by the study's seed, the annotator
-    and the trial id); a repeat shows the opposite of the trial it repeats."""
+    and the trial id); a repeat shows the opposite of the trial it repeats (looked up in ``trials``, default the
+    manifest's)."""
     if trial.kind == "repeat":
-        return "b" if shown_left(study, annotator, study.by_id[trial.repeat_of]) == "a" else "a"
+        orig = (trials if trials is not None else study.by_id)[trial.repeat_of]
+        return "b" if shown_left(study, annotator, orig, trials) == "a" else "a"
     h = hashlib.sha256(f"{study.seed}\0{annotator}\0{trial.id}".encode()).digest()
     return "a" if h[0] & 1 else "b"
 
@@ -45,7 +47,8 @@ def answer_row(study: Study, trial: Trial, annotator: str, choice: str, left: st
             "trial_kind": trial.kind, "shown_left": left, "rt_ms": str(int(rt_ms)), "timestamp": timestamp}
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder (its entries: a new or renamed file), where the platform can."""
     with contextlib.suppress(OSError):  # not every platform can open a directory
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -66,6 +69,7 @@ class JudgementStore:
         self._count: dict[str, int] = {}
         self._offset = 0  # bytes of complete lines read
         self._ino: int | None = None
+        self.generation = 0  # +1 whenever the rows are read afresh (undo, a file replaced): earlier rows may be gone
         self.repaired = ""  # what opening the store repaired ('' when nothing)
         with self._tlock, open(self.root / _LOCK, "a+") as lock:
             import fcntl
@@ -112,7 +116,7 @@ class JudgementStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -128,6 +132,19 @@ class JudgementStore:
 
     def _reset(self) -> None:
         self._rows, self._index, self._count, self._offset, self._ino = [], {}, {}, 0, None
+        self.generation += 1
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[list[dict[str, str]]]:
+        """Hold the store's thread and file locks with every row read, for work that must see all answers and must
+        not interleave with a write (the active design choosing a trial). Yields the rows in file order (do not
+        change them; do not call the store's other methods inside, which take the same locks)."""
+        with self._locked():
+            yield self._rows
+
+    def has_answer(self, annotator: str, trial_id: str) -> bool:
+        """Whether ``annotator`` has answered ``trial_id`` (as of the last read or write of this store)."""
+        return (annotator, trial_id) in self._index
 
     def _add(self, row: dict[str, str]) -> None:
         self._rows.append(row)

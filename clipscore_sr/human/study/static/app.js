@@ -1,10 +1,14 @@
 // The study page: no framework, no build step. Three canvases share one view (zoom, centre), drawn with
 // nearest-neighbour pixels; answers go to the server, which maps left/right back to a/b.
+// A balanced study sends its whole trial order up front; an active one (cfg.design === "active") gives one trial
+// at a time: POST api/next, and the reply to each answer carries the next trial the server chose.
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const S = { cfg: null, annotator: "", trials: [], answered: new Set(), idx: -1, shownAt: 0, screen: "intro",
+  const S = { cfg: null, annotator: "", trials: [], answered: new Set(), idx: -1, cur: null, nAnswered: 0,
+              nTrials: 0, shownAt: 0, screen: "intro",
               zoom: 1, cx: 0.5, cy: 0.5, flicker: false, swapped: false, timer: null, busy: false, drag: null };
+  const active = () => S.cfg && S.cfg.design === "active";
   const sides = ["left", "gt", "right"];
   const img = { left: $("img-left"), gt: $("img-gt"), right: $("img-right") };
   const cv = { left: $("c-left"), gt: $("c-gt"), right: $("c-right") };
@@ -46,9 +50,10 @@
     });
   }
 
-  async function showTrial(i) {
-    S.idx = i;
-    const t = S.trials[i];
+  async function showTrial(i) {  // balanced: the index into S.trials; active: the trial itself ({id, shown_left})
+    const t = active() ? i : S.trials[i];
+    if (!active()) { S.idx = i; S.nAnswered = S.answered.size; S.nTrials = S.trials.length; }
+    S.cur = t;
     const q = "?annotator=" + encodeURIComponent(S.annotator);
     S.busy = true;
     setFlicker(false);  // flicker belongs to one trial
@@ -62,7 +67,7 @@
     }
     message("");
     draw();
-    $("progress").textContent = `${S.answered.size + 1} / ${S.trials.length}`;
+    $("progress").textContent = `${S.nAnswered + 1} / ${S.nTrials}`;
     document.body.dataset.trial = t.id;
     S.shownAt = performance.now();
     S.busy = false;
@@ -116,6 +121,15 @@
     try {
       const sess = await api("GET", "api/session?annotator=" + encodeURIComponent(name));
       S.annotator = sess.annotator; S.trials = sess.trials; S.answered = new Set(sess.answered);
+      S.nAnswered = sess.answered.length; S.nTrials = sess.n_trials;
+      if (active()) {
+        const res = await api("POST", "api/next", { annotator: S.annotator });
+        S.nAnswered = res.n_answered;
+        if (!res.next) { finish(); return; }
+        show("trial");
+        await showTrial(res.next);
+        return;
+      }
     } catch (e) { message(e.message); return; }
     const i = nextUnanswered(0);
     if (i < 0) { finish(); return; }
@@ -126,23 +140,25 @@
   function finish() {
     setFlicker(false);
     show("done");
-    $("done-msg").textContent = `${S.answered.size} of ${S.trials.length} trials answered as ${S.annotator}.`;
+    if (!active()) { S.nAnswered = S.answered.size; S.nTrials = S.trials.length; }
+    $("done-msg").textContent = `${S.nAnswered} of ${S.nTrials} trials answered as ${S.annotator}.`;
   }
 
   // `key` is the slot the key names ("left", "right") or "tie". The recorded choice is the candidate displayed in
   // that slot at the moment of the key press: while flicker has the candidates swapped, "left" is the one the
   // server placed on the right. The response time is taken at the key press too, so a retry does not add to it.
   async function answer(key) {
-    if (S.busy || S.idx < 0) return;
-    const t = S.trials[S.idx];
+    if (S.busy || !S.cur) return;
+    const t = S.cur;
     const swapped = S.swapped && key !== "tie";
     const choice = swapped ? (key === "left" ? "right" : "left") : key;
     const rt = Math.round(performance.now() - S.shownAt);
     S.busy = true;
+    let res;
     for (let attempt = 1; ; attempt++) {
       try {
-        await api("POST", "api/answer", { annotator: S.annotator, trial: t.id, shown_left: t.shown_left, choice,
-                                          rt_ms: rt });
+        res = await api("POST", "api/answer", { annotator: S.annotator, trial: t.id, shown_left: t.shown_left, choice,
+                                                rt_ms: rt });
         break;
       } catch (e) {
         if (!e.network) { message(e.message); S.busy = false; return; }
@@ -154,8 +170,14 @@
     }
     delete document.body.dataset.unsaved;
     S.answered.add(t.id);
-    const i = nextUnanswered(S.idx + 1);
-    if (i < 0) { S.busy = false; finish(); return; }
+    let i;
+    if (active()) {
+      S.nAnswered = res.n_answered; i = res.next;
+      if (!i) { S.busy = false; S.cur = null; finish(); return; }
+    } else {
+      i = nextUnanswered(S.idx + 1);
+      if (i < 0) { S.busy = false; finish(); return; }
+    }
     await showTrial(i);
     if (swapped) message(`saved: the one that was shown on the ${key} when you pressed the key`);
   }
@@ -165,12 +187,20 @@
     S.busy = true;
     let res;
     try { res = await api("POST", "api/undo", { annotator: S.annotator }); } catch (e) { message(e.message); S.busy = false; return; }
-    S.busy = false;
-    if (!res.undone) { message("nothing to undo"); return; }
+    if (!res.undone) { S.busy = false; message("nothing to undo"); return; }
     S.answered.delete(res.undone);
-    const i = S.trials.findIndex((t) => t.id === res.undone);
+    let i;
+    if (active()) {  // the server gives the annotator's earliest unanswered trial back: the one just undone
+      try { res = await api("POST", "api/next", { annotator: S.annotator }); } catch (e) { message(e.message); S.busy = false; return; }
+      S.busy = false;
+      S.nAnswered = res.n_answered; i = res.next;
+      if (!i) { message("nothing to undo"); return; }
+    } else {
+      S.busy = false;
+      i = S.trials.findIndex((t) => t.id === res.undone);
+    }
     show("trial");
-    message(`undid your answer to trial ${S.answered.size + 1}; answer it again`);
+    message(`undid your answer to trial ${(active() ? S.nAnswered : S.answered.size) + 1}; answer it again`);
     await showTrial(i);
   }
 

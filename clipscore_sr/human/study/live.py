@@ -1,0 +1,323 @@
+"""The active design, served: the server chooses each annotator's next trial between answers.
+
+* One :class:`~.active.ActiveSampler` for the study, fed every real answer in ``judgements.csv`` (all annotators,
+  pooled, in file order): the posterior of the method scores, the spread over scenes and the balance of sides are
+  the study's, kept by the sampler.
+* Per annotator: the slot schedule of ``study.json`` (the balanced design's: where the sentinels go, and which
+  earlier real slot each repeat shows again, sides swapped), and the cells (scene, method pair) already shown to
+  them, which are not chosen for them again.
+* A real slot is the sampler's choice among the cells the annotator has not seen, leaving out the cells of
+  trials given to other annotators and not answered yet (else everybody asking at once gets the same best cell);
+  when that leaves nothing, those are allowed again; when the sampler's own constraints leave nothing, a seeded
+  random unseen cell is taken and the log says so. Each choice is seeded by (study seed, log line), so it depends
+  only on the answers and the log: after a restart the server rebuilds the state it had (the log for what was
+  given, the answers for the posterior) and chooses what it would have chosen; :func:`replay_log` re-derives
+  every logged choice the same way.
+* Every trial given is appended to the audit log (:mod:`.auditlog`) before it is shown; an annotator who asks
+  again (a reload, a restart, an undo) gets their earliest unanswered trial back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .active import ActiveSampler, Choice
+from .auditlog import AuditLog, trial_of
+from .manifest import Study, StudyError, Trial
+from .store import JudgementStore
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """A sampler record as JSON can hold it (NaN -> null); the sampler's own counter ``trial`` is left out (the
+    log line's ``n`` names the choice)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items() if k != "trial"}
+
+
+@dataclass
+class _Cells:
+    """Scene and method-pair indices of the sampler's candidate grid ``[n_scenes, n_pairs]`` (pairs in
+    ``np.triu_indices`` order, the order of :class:`~.active.ActiveSampler`'s ``allowed`` mask)."""
+
+    scenes: list[str]
+    methods: list[str]
+    scene_index: dict[str, int] = field(init=False)
+    pair_index: dict[tuple[str, str], int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scene_index = {s: i for i, s in enumerate(self.scenes)}
+        iu, ju = np.triu_indices(len(self.methods), 1)
+        self.pair_index = {}
+        for p, (k, j) in enumerate(zip(iu, ju)):
+            a, b = self.methods[k], self.methods[j]
+            self.pair_index[(a, b)] = self.pair_index[(b, a)] = p
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.scenes), len(self.methods) * (len(self.methods) - 1) // 2
+
+    def of(self, t: Trial) -> tuple[int, int]:
+        return self.scene_index[t.scene], self.pair_index[(t.a_method, t.b_method)]
+
+
+class GivenTrials:
+    """What the log says was given: every trial by id (the manifest's sentinels too), each annotator's trials in
+    slot order, the cells each annotator has seen, and the real trials with their annotator and cell."""
+
+    def __init__(self, study: Study, cells: _Cells, where: str) -> None:
+        self.schedule: list[dict[str, Any]] = study.active["schedule"]
+        self.cells, self.where = cells, where
+        self.trials: dict[str, Trial] = study.by_id
+        self.slots: dict[str, list[str]] = {}
+        self.mine: dict[str, set[str]] = {}
+        self.seen: dict[str, np.ndarray] = {}
+        self.real: dict[str, tuple[str, tuple[int, int]]] = {}
+        self.n = 0  # log lines taken in
+
+    def seen_by(self, annotator: str) -> np.ndarray:
+        """``[n_scenes, n_pairs]``: the cells of the real trials given to ``annotator``."""
+        if annotator not in self.seen:
+            self.seen[annotator] = np.zeros(self.cells.shape, bool)
+        return self.seen[annotator]
+
+    def apply(self, e: dict[str, Any]) -> Trial:
+        """Take one log line in; a line that does not fit this study is an error naming it."""
+        where = f"{self.where}:{e.get('n')}"
+        try:
+            t = trial_of(e)
+            ann, slot = str(e["annotator"]), int(e["slot"])
+            mine = self.slots.setdefault(ann, [])
+            spec = self.schedule[slot] if 0 <= slot < len(self.schedule) else {}
+            if slot != len(mine) or spec.get("kind") != t.kind or t.id != e["id"] or \
+                    (t.kind == "sentinel" and t.id != spec["trial"]):
+                raise StudyError(f"{where}: slot {slot} of '{ann}' is out of order or not a {t.kind} slot")
+            cell = self.cells.of(t) if t.kind != "sentinel" else None
+        except (KeyError, TypeError, ValueError):
+            raise StudyError(f"{where}: the trial does not belong to this study") from None
+        mine.append(t.id)
+        self.mine.setdefault(ann, set()).add(t.id)
+        if t.kind != "sentinel":
+            self.trials[t.id] = t
+        if t.kind == "real" and cell is not None:
+            self.seen_by(ann)[cell] = True
+            self.real[t.id] = (ann, cell)
+        self.n += 1
+        return t
+
+
+def choose(sampler: ActiveSampler, unseen: np.ndarray, busy: list[tuple[int, int]], seed: list[int]
+           ) -> tuple[Choice | None, str]:
+    """The sampler's next real trial among the ``unseen`` cells without the ``busy`` ones (then with them);
+    ``(None, why)`` when its constraints leave none. Seeded by ``seed`` (the tie-break of equal gains)."""
+    first = unseen.copy()
+    for sc, p in busy:
+        first[sc, p] = False
+    tries = [(first, "")]
+    if busy:
+        tries.append((unseen, "every cell left was given to another annotator and not answered yet"))
+    for allowed, why in tries:
+        sampler.allowed = allowed
+        sampler.rng = np.random.default_rng(seed)
+        try:
+            ch = sampler.next_trial()
+        except ValueError:
+            continue
+        if ch.kind != "real":
+            raise StudyError(f"the active sampler returned a {ch.kind} trial; the server places checks itself")
+        return ch, why
+    return None, "the sampler's spread over scenes leaves no cell this annotator has not seen"
+
+
+class LiveDesign:
+    """An active study being served: :meth:`next_trial` gives an annotator their next trial (see the module
+    docstring). Safe across threads and processes (everything happens under the judgement store's lock)."""
+
+    def __init__(self, study: Study, store: JudgementStore) -> None:
+        if study.active is None:
+            raise StudyError(f"{study.root}: not an active study")
+        self.study, self.store = study, store
+        self.schedule: list[dict[str, Any]] = study.active["schedule"]
+        self.scenes: dict[str, dict[str, Any]] = study.active["scenes"]
+        self.cells = _Cells(list(self.scenes), list(study.methods))
+        self.log = AuditLog(study.root)
+        self._reset_log_state()
+        self._sampler: ActiveSampler | None = None
+        self._fed: list[tuple[str, str]] = []  # (annotator, trial) of each real answer recorded, in order
+        self._feed_at = 0  # rows of the store (this generation) already looked at for the sampler
+        self._gen = -1
+        self._seen_rows = 0
+        self.rebuild_s = 0.0  # seconds the last rebuild of the posterior took (replaying the answers)
+        with store.locked() as rows:
+            self._sync(rows)
+            self._posterior(rows)
+
+    # state from the log and the answers -------------------------------------------------------------
+    def _reset_log_state(self) -> None:
+        self.given = GivenTrials(self.study, self.cells, str(self.log.path))
+        self.trials = self.given.trials
+        self._open: dict[str, tuple[str, tuple[int, int]]] = {}  # real trials given and not answered yet
+
+    def _apply(self, e: dict[str, Any]) -> None:
+        t = self.given.apply(e)
+        if t.kind == "real" and not self.store.has_answer(str(e["annotator"]), t.id):
+            self._open[t.id] = self.given.real[t.id]
+
+    def _sync(self, rows: list[dict[str, str]]) -> None:
+        """Read the log lines and answer rows that are new since the last call (under the store's lock)."""
+        new = self.log.sync()
+        if len(self.log.entries) < self.given.n:  # the log was replaced: read it again from the start
+            self._reset_log_state()
+            new = self.log.entries
+        for e in new:
+            self._apply(e)
+        if self.store.generation != self._gen:  # rows read afresh (an undo): what is open, what the sampler saw
+            self._gen = self.store.generation
+            self._open = {k: v for k, v in self.given.real.items() if not self.store.has_answer(v[0], k)}
+            real = [(r["annotator"], r["pair_id"]) for r in rows if r["trial_kind"] == "real"]
+            if real[:len(self._fed)] == self._fed:
+                self._feed_at = self._row_after(rows, len(self._fed))
+            else:  # an answer the posterior holds was taken back: it is rebuilt from the answers left
+                self._sampler, self._fed, self._feed_at = None, [], 0
+            self._seen_rows = len(rows)
+        for r in rows[self._seen_rows:]:
+            if r["trial_kind"] == "real" and self._open.get(r["pair_id"], ("",))[0] == r["annotator"]:
+                del self._open[r["pair_id"]]
+        self._seen_rows = len(rows)
+
+    @staticmethod
+    def _row_after(rows: list[dict[str, str]], n_real: int) -> int:
+        """Index of the row after the ``n_real``-th real answer (0 for none)."""
+        if n_real == 0:
+            return 0
+        seen = 0
+        for i, r in enumerate(rows):
+            seen += r["trial_kind"] == "real"
+            if seen == n_real:
+                return i + 1
+        return len(rows)
+
+    # the posterior ----------------------------------------------------------------------------------
+    def _posterior(self, rows: list[dict[str, str]]) -> ActiveSampler:
+        """The sampler with every real answer recorded (a fresh one replays them all, in file order)."""
+        t0 = time.perf_counter()
+        fresh = self._sampler is None
+        if fresh:
+            self._sampler = ActiveSampler(self.cells.methods, self.cells.scenes, model=self.study.active["model"],
+                                          seed=self.study.seed)
+        for r in rows[self._feed_at:]:
+            t = self.trials.get(r["pair_id"])
+            if r["trial_kind"] != "real" or t is None or t.kind != "real":
+                continue
+            self._sampler.record(Choice(trial=-1, kind="real", scene=t.scene, a=t.a_method, b=t.b_method), r["choice"])
+            self._fed.append((r["annotator"], r["pair_id"]))
+        self._feed_at = len(rows)
+        if fresh:
+            self.rebuild_s = time.perf_counter() - t0
+        return self._sampler
+
+    # serving ----------------------------------------------------------------------------------------
+    def next_trial(self, annotator: str) -> Trial | None:
+        """The annotator's earliest unanswered trial, else a new one (chosen, logged, then returned); None when
+        every slot of their schedule is answered."""
+        with self.store.locked() as rows:
+            self._sync(rows)
+            mine = self.given.slots.get(annotator, [])
+            for tid in mine:
+                if not self.store.has_answer(annotator, tid):
+                    return self.trials[tid]
+            if len(mine) >= len(self.schedule):
+                return None
+            slot, n = len(mine), len(self.log.entries) + 1
+            spec = self.schedule[slot]
+            extra: dict[str, Any] = {}
+            if spec["kind"] == "sentinel":
+                trial = self.trials[spec["trial"]]
+            elif spec["kind"] == "repeat":
+                orig = self.trials[mine[spec["of_slot"]]]
+                trial = replace(orig, id=f"at{n:06d}", kind="repeat", repeat_of=orig.id)
+            else:
+                trial, extra = self._choose_real(annotator, n, rows)
+            entry = {"n": n, "id": trial.id, "annotator": annotator, "slot": slot, "kind": trial.kind,
+                     "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "trial": asdict(trial),
+                     **extra}
+            self.log.append(entry)
+            self._apply(entry)
+            return trial
+
+    def _choose_real(self, annotator: str, n: int, rows: list[dict[str, str]]) -> tuple[Trial, dict[str, Any]]:
+        sampler = self._posterior(rows)
+        unseen = ~self.given.seen_by(annotator)
+        busy = {k: v[1] for k, v in self._open.items() if v[0] != annotator and unseen[v[1]]}
+        ch, why = choose(sampler, unseen, list(busy.values()), [self.study.seed, n])
+        record: dict[str, Any] = {}
+        if ch is None:  # a seeded random cell the annotator has not seen
+            cells = np.flatnonzero(unseen)
+            sc, p = divmod(int(cells[np.random.default_rng([self.study.seed, n]).integers(len(cells))]),
+                           self.cells.shape[1])
+            iu, ju = np.triu_indices(len(self.cells.methods), 1)
+            scene, a, b = self.cells.scenes[sc], self.cells.methods[iu[p]], self.cells.methods[ju[p]]
+        else:
+            scene, a, b = ch.scene, ch.a, ch.b
+            record = _clean(asdict(ch))
+        sc = self.scenes[scene]
+        trial = Trial(f"at{n:06d}", "real", scene, a, b, sc["gt"], sc["files"][a], sc["files"][b], sc["gt_render"],
+                      sc["renders"][a], sc["renders"][b])
+        return trial, {"choice": record, "answers": len(self._fed), "rows": len(rows), "excluded": sorted(busy),
+                       "fallback": why}
+
+    def trial(self, trial_id: str) -> Trial | None:
+        """A trial of the study (the manifest's or one given), or None."""
+        if trial_id not in self.trials:
+            with self.store.locked() as rows:  # another server process may have given it
+                self._sync(rows)
+        return self.trials.get(trial_id)
+
+    @property
+    def n_answers(self) -> int:
+        """Real answers in the posterior."""
+        return len(self._fed)
+
+    def given_to(self, annotator: str, trial_id: str) -> bool:
+        return trial_id in self.given.mine.get(annotator, ())
+
+
+def replay_log(study: Study) -> tuple[int, list[str]]:
+    """Re-derive every real choice in the audit log from the answers in ``judgements.csv`` and the log lines
+    before it, the way the server chose it; returns ``(choices checked, mismatches)``. An answer taken back
+    (undo) after a choice was made from it shows as a mismatch from there on."""
+    if study.active is None:
+        raise StudyError(f"{study.root}: not an active study (no audit log)")
+    log = AuditLog(study.root)
+    log.sync()
+    cells = _Cells(list(study.active["scenes"]), list(study.methods))
+    given = GivenTrials(study, cells, str(log.path))
+    real_rows = [r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"]
+    sampler = ActiveSampler(cells.methods, cells.scenes, model=study.active["model"], seed=study.seed)
+    fed, checked, problems = 0, 0, []
+    for e in log.entries:
+        if e["kind"] == "real" and e.get("choice"):
+            while fed < int(e["answers"]) and fed < len(real_rows):
+                t = given.trials.get(real_rows[fed]["pair_id"])
+                if t is None:
+                    break
+                sampler.record(Choice(trial=-1, kind="real", scene=t.scene, a=t.a_method, b=t.b_method), real_rows[fed]["choice"])
+                fed += 1
+            busy = [given.real[k][1] for k in e["excluded"] if k in given.real]
+            ch, _ = choose(sampler, ~given.seen_by(str(e["annotator"])), busy, [study.seed, int(e["n"])])
+            got = (ch.scene, ch.a, ch.b) if ch is not None else None
+            want = (e["trial"]["scene"], e["trial"]["a_method"], e["trial"]["b_method"])
+            checked += 1
+            if fed != int(e["answers"]):
+                problems.append(f"line {e['n']}: chosen after {e['answers']} real answers; the file gives {fed}")
+            elif got != want:
+                problems.append(f"line {e['n']}: the log has {want}, the answers before it give {got}")
+        given.apply(e)
+    return checked, problems
+
+
+__all__ = ["LiveDesign", "choose", "replay_log"]

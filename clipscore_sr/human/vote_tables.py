@@ -1,0 +1,77 @@
+"""Per-pair vote counts from validated judgement rows: one row per pair, one row per (pair, annotator), and the
+unique (gt, image) combinations a vote table needs scored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .judgements import CHOICES
+
+
+def vote_table(judgements: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate validated judgements to one row per pair (first-appearance order).
+
+    Columns: ``pair_id, dataset, gt, a, b, gt_path, a_path, b_path, n_a, n_b, n_tie`` where the counts
+    use the pair's canonical orientation (the ``vote`` column from validation, else ``choice``).
+    """
+    vote_col = "vote" if "vote" in judgements.columns else "choice"
+    votes = judgements[vote_col].astype(str).str.lower()
+    path_cols = [c for c in ("gt_path", "a_path", "b_path") if c in judgements.columns]
+    firsts = judgements.drop_duplicates("pair_id", keep="first")
+    keep = ["pair_id", "dataset", "gt", "a", "b", *path_cols]
+    pairs = firsts[keep].reset_index(drop=True)
+    counts = pd.crosstab(judgements["pair_id"], votes).reindex(columns=list(CHOICES), fill_value=0)
+    counts = counts.reindex(pairs["pair_id"]).fillna(0).astype(np.int64)
+    pairs["n_a"] = counts["a"].to_numpy()
+    pairs["n_b"] = counts["b"].to_numpy()
+    pairs["n_tie"] = counts["tie"].to_numpy()
+    return pairs
+
+
+def annotator_vote_table(judgements: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per (pair, annotator): ``pair`` (row of ``pairs``, as :func:`vote_table` makes it),
+    ``annotator``, ``n_a``, ``n_b``, ``n_tie`` in the pair's canonical orientation; None without annotators."""
+    if "annotator" not in judgements.columns:
+        return None
+    ann = judgements["annotator"].fillna("").astype(str).str.strip()
+    if (ann == "").all():
+        return None
+    vote = judgements["vote" if "vote" in judgements.columns else "choice"].astype(str).str.lower()
+    pos = pd.Series(np.arange(len(pairs)), index=pairs["pair_id"].to_numpy())
+    df = pd.DataFrame({"pair": pos.reindex(judgements["pair_id"].to_numpy()).to_numpy(), "annotator": ann.to_numpy(),
+                       "n_a": (vote == "a").to_numpy(int), "n_b": (vote == "b").to_numpy(int),
+                       "n_tie": (vote == "tie").to_numpy(int)})
+    df = df.dropna(subset=["pair"])
+    out = df.groupby(["pair", "annotator"], sort=True, as_index=False)[["n_a", "n_b", "n_tie"]].sum()
+    out["pair"] = out["pair"].astype(np.int64)
+    return out
+
+
+def unique_image_pairs(pairs: pd.DataFrame) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The unique (gt, image) combinations of a vote table, as :class:`clipscore_sr.io.Pair` objects.
+
+    Returns ``(unique_pairs, index_a, index_b)``: ``unique_pairs[index_a[i]]`` is (gt, a) of pair ``i``.
+    Keys are ``u000000``, ``u000001``... in first-appearance order.
+    """
+    from ..io import Pair
+
+    lookup: dict[tuple[str, str], int] = {}
+    uniq: list[Pair] = []
+    ia = np.empty(len(pairs), np.int64)
+    ib = np.empty(len(pairs), np.int64)
+    gts = pairs["gt_path"].tolist()
+    for target, col in ((ia, "a_path"), (ib, "b_path")):
+        for i, (gt, img) in enumerate(zip(gts, pairs[col].tolist())):
+            k = (gt, img)
+            j = lookup.get(k)
+            if j is None:
+                j = lookup[k] = len(uniq)
+                uniq.append(Pair(f"u{j:06d}", gt, img))
+            target[i] = j
+    return uniq, ia, ib
+
+
+__all__ = ["annotator_vote_table", "unique_image_pairs", "vote_table"]

@@ -1,0 +1,345 @@
+"""`srmetrics study make --design active` and its server: the next trial chosen between answers from all answers
+so far (pooled), per-annotator schedules (sentinels, repeats, no cell twice), the audit log, a restart that rebuilds
+the same state, undo, and `rank` / `status` on the answers.
+
+Annotators here are SIMULATED (a fixed rule: the output with less added noise is closer to the GT), never human.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from clipscore_sr.cli import main
+from clipscore_sr.human.study.auditlog import LOG
+from clipscore_sr.human.study.manifest import StudyError, load_study
+
+from .test_study import METHODS, make_folders
+
+QUALITY = {m: -k for k, m in enumerate(METHODS)}  # make_folders adds noise 5 + 10 k to method k: bicubic is best
+
+
+def make_active(root: Path, *args: str, n: int = 6) -> Path:
+    gt_dir, dirs = make_folders(root, n=n)
+    out = root / "study"
+    res = CliRunner().invoke(main, ["study", "make", str(gt_dir), *[f"--method={m}={d}" for m, d in dirs.items()],
+                                    "--out", str(out), "--design", "active", *args])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def client(study_dir: Path):
+    from starlette.testclient import TestClient
+
+    from clipscore_sr.human.study.app import create_app
+
+    return TestClient(create_app(study_dir), base_url="http://127.0.0.1")
+
+
+def log_of(study_dir: Path) -> list[dict]:
+    p = study_dir / LOG
+    text = p.read_text() if p.exists() else ""
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]  # complete lines only
+
+
+def rows_of(study_dir: Path) -> list[dict[str, str]]:
+    p = study_dir / "judgements.csv"
+    return list(csv.DictReader(open(p, newline=""))) if p.exists() else []
+
+
+def pick(study_dir: Path, nxt: dict) -> str:
+    """The simulated annotator's key: the candidate with less noise (the GT copy in a sentinel), as left/right."""
+    e = next(e for e in reversed(log_of(study_dir)) if e["id"] == nxt["id"])
+    t = e["trial"]
+    if t["kind"] == "sentinel":
+        side = t["expected"]
+    else:
+        side = "a" if QUALITY[t["a_method"]] > QUALITY[t["b_method"]] else "b"
+    return "left" if side == nxt["shown_left"] else "right"
+
+
+def answer(c, study_dir: Path, who: str, nxt: dict) -> dict:
+    r = c.post("/api/answer", json={"annotator": who, "trial": nxt["id"], "shown_left": nxt["shown_left"],
+                                    "choice": pick(study_dir, nxt), "rt_ms": 700})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def first(c, who: str) -> dict | None:
+    r = c.post("/api/next", json={"annotator": who})
+    assert r.status_code == 200, r.text
+    return r.json()["next"]
+
+
+def test_make_active_keeps_the_schedule_and_renders_every_scene(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "14", "--sentinels", "0.15", "--repeats", "0.15", "--seed", "3")
+    raw = json.loads((out / "study.json").read_text())
+    assert raw["version"] == 2 and raw["options"]["design"] == "active" and raw["active"]["model"] == "thurstone"
+    study = load_study(out)
+    sched = study.active["schedule"]
+    assert study.design == "active" and study.n_trials == 14
+    assert Counter(s["kind"] for s in sched) == {"real": 10, "sentinel": 2, "repeat": 2}  # as the balanced split
+    assert [t.kind for t in study.trials] == ["sentinel", "sentinel"]
+    for k, s in enumerate(sched):
+        if s["kind"] == "repeat":
+            assert sched[s["of_slot"]] == {"kind": "real"} and s["of_slot"] < k
+    assert len(study.active["scenes"]) == 6  # any scene may be chosen: all rendered
+    for sc in study.active["scenes"].values():
+        assert all((out / r).is_file() for r in [sc["gt_render"], *sc["renders"].values()])
+    # the same schedule as a balanced study of the same seed: only the real trials differ
+    bal = tmp_path / "bal"
+    res = CliRunner().invoke(main, ["study", "make", str(tmp_path / "gt"), *[f"--method={m}={tmp_path / m}" for m in METHODS],
+                                    "--trials", "14", "--sentinels", "0.15", "--repeats", "0.15", "--seed", "3", "-o",
+                                    str(bal), "-q"])
+    assert res.exit_code == 0
+    assert [t.kind for t in load_study(bal).trials] == [s["kind"] for s in sched]
+    # an older reader's version, a broken schedule, AMT export: one-line errors
+    for edit, msg in [(lambda d: d.update(version=1), "active study"),
+                      (lambda d: d["active"]["schedule"].append({"kind": "real"}), "15 slot"),
+                      (lambda d: next(x for x in d["active"]["schedule"] if x["kind"] == "repeat").update(of_slot=99),
+                       r"schedule\[\d+\] is not"),
+                      (lambda d: d["active"]["scenes"]["sub/img0"]["renders"].pop("sr3"), "files/renders")]:
+        data = json.loads(json.dumps(raw))
+        edit(data)
+        (out / "study.json").write_text(json.dumps(data))
+        with pytest.raises(StudyError, match=msg):
+            load_study(out)
+    (out / "study.json").write_text(json.dumps(raw))
+    r = CliRunner().invoke(main, ["study", "export-amt", str(out), "--trials-per-hit", "2", "--image-base-url",
+                                  "https://x/", "-o", str(tmp_path / "h.csv"), "--template", str(tmp_path / "h.html")])
+    assert r.exit_code == 2 and "--design balanced" in r.output
+
+
+def test_two_annotators_pooled_posterior_audit_log_and_rank(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "14", "--sentinels", "0.15", "--repeats", "0.15", "-q")
+    c = client(out)
+    assert c.get("/api/config").json()["design"] == "active"
+    assert c.get("/api/session", params={"annotator": "ann"}).json()["trials"] == []
+    nxt = {"alice": first(c, "alice"), "bob": first(c, "bob")}
+    assert nxt["alice"]["id"] != nxt["bob"]["id"]
+    # a trial given to alice is not bob's to answer; asking again gives the same trial, nothing new is logged
+    r = c.post("/api/answer", json={"annotator": "bob", "trial": nxt["alice"]["id"], "choice": "left",
+                                    "shown_left": nxt["alice"]["shown_left"], "rt_ms": 5})
+    assert r.status_code == 400 and "not given to bob" in r.json()["error"]
+    assert first(c, "alice") == nxt["alice"] and len(log_of(out)) == 2
+    for i in range(28):  # interleaved: each answer's reply carries the next trial, chosen from every answer so far
+        who = ("alice", "bob")[i % 2]
+        got = answer(c, out, who, nxt[who])
+        nxt[who] = got["next"]
+        assert got["n_answered"] == i // 2 + 1
+    assert nxt == {"alice": None, "bob": None}
+    log, rows = log_of(out), rows_of(out)
+    assert len(log) == len(rows) == 28 and [e["n"] for e in log] == list(range(1, 29))
+    assert {(r["annotator"], r["pair_id"]) for r in rows} == {(e["annotator"], e["id"]) for e in log}
+    sched = load_study(out).active["schedule"]
+    seen_rows = 0
+    for who in ("alice", "bob"):
+        mine = [e for e in log if e["annotator"] == who]
+        assert [e["slot"] for e in mine] == list(range(14)) and [e["kind"] for e in mine] == [s["kind"] for s in sched]
+        cells = [(e["trial"]["scene"], frozenset((e["trial"]["a_method"], e["trial"]["b_method"])))
+                 for e in mine if e["kind"] == "real"]
+        assert len(set(cells)) == len(cells) == 10  # no cell twice for one annotator
+        for e in mine:
+            if e["kind"] == "repeat":  # their own earlier real trial, same images
+                orig = next(o for o in mine if o["id"] == e["trial"]["repeat_of"])
+                assert orig["kind"] == "real" and orig["slot"] == sched[e["slot"]]["of_slot"]
+                assert {k: e["trial"][k] for k in ("gt", "a", "b")} == {k: orig["trial"][k] for k in ("gt", "a", "b")}
+    for e in log:  # the audit record of every chosen real trial
+        if e["kind"] != "real":
+            continue
+        ch = e["choice"]
+        assert ch["kind"] == "real" and ch["scene"] == e["trial"]["scene"] and ch["n_candidates"] > 0
+        assert np.isfinite(ch["gain"]) and (ch["runner_up_gain"] is None or ch["gain"] >= ch["runner_up_gain"] - 1e-9)
+        assert e["fallback"] == ""
+        assert e["answers"] <= e["rows"] and e["answers"] >= seen_rows // 2 - 2  # pooled: both annotators' answers
+        seen_rows = e["rows"]
+    assert log[-1]["kind"] != "real" or log[-1]["answers"] > 10
+    by_id = {(r["annotator"], r["pair_id"]): r for r in rows}
+    for e in log:  # repeats on the opposite sides of their original, sentinels answered with the GT copy
+        r = by_id[(e["annotator"], e["id"])]
+        if e["kind"] == "repeat":
+            assert r["shown_left"] != by_id[(e["annotator"], e["trial"]["repeat_of"])]["shown_left"]
+        if e["kind"] == "sentinel":
+            assert r["choice"] == e["trial"]["expected"]
+    # the answers are ordinary judgements: rank reads them unchanged and finds the rule's order
+    res = CliRunner().invoke(main, ["rank", str(out / "judgements.csv"), "--model", "thurstone", "--bootstrap", "50",
+                                    "-o", str(tmp_path / "rank.csv")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "rank.csv")
+    pooled = table[table["dataset"] == "all"].sort_values("rank")
+    assert list(pooled["method"]) == list(METHODS) and pooled["n_votes"].sum() == 2 * 20
+    res = CliRunner().invoke(main, ["study", "status", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    st = {a["annotator"]: a for a in json.loads(res.output)["annotators"]}
+    assert st["alice"]["answers"] == 14 and st["alice"]["sentinel_accuracy"] == 1.0
+    assert st["bob"]["repeat_consistency"] == 1.0 and st["bob"]["repeats"] == 2
+    from clipscore_sr.human.study.live import replay_log
+
+    checked, problems = replay_log(load_study(out))
+    assert checked == 20 and problems == []
+
+
+def test_busy_cells_are_left_to_their_annotator_and_every_cell_once(tmp_path: Path) -> None:
+    """Two scenes x three pairs = six cells and six real slots: an annotator must get each cell once (the
+    sampler's candidate mask is in its own order), and a cell given to alice is left out for bob while open."""
+    out = make_active(tmp_path, "--trials", "6", "-q", n=2)
+    c = client(out)
+    a1 = first(c, "alice")
+    b1 = first(c, "bob")
+    log = log_of(out)
+    assert log[1]["excluded"] == [a1["id"]]
+    cell = lambda e: (e["trial"]["scene"], frozenset((e["trial"]["a_method"], e["trial"]["b_method"])))  # noqa: E731
+    assert cell(log[0]) != cell(log[1])
+    nxt = {"alice": a1, "bob": b1}
+    while any(nxt.values()):
+        for who in ("alice", "bob"):
+            if nxt[who]:
+                nxt[who] = answer(c, out, who, nxt[who])["next"]
+    for who in ("alice", "bob"):
+        cells = [cell(e) for e in log_of(out) if e["annotator"] == who]
+        assert len(cells) == 6 and len(set(cells)) == 6
+
+
+def _script(study_dir: Path, restarts: set[int], torn: int = -1) -> None:
+    """Alice and bob answer 3:1 (SIMULATED); the server is rebuilt from the folder after the steps in
+    ``restarts`` (and a half-written log line is left at step ``torn``, as a crash mid-append would)."""
+    c = client(study_dir)
+    nxt: dict[str, dict | None] = {}
+    for step in range(32):
+        who = "bob" if step % 4 == 3 else "alice"
+        if step in restarts:
+            c = client(study_dir)  # a new server on the same folder: its state comes from the files only
+            nxt = {}
+        if step == torn:
+            with open(study_dir / LOG, "ab") as fh:
+                fh.write(b'{"n": 999, "id": "at0009')
+        if who not in nxt:
+            nxt[who] = first(c, who)
+        if nxt[who] is None:
+            continue
+        nxt[who] = answer(c, study_dir, who, nxt[who])["next"]
+
+
+def test_a_restart_rebuilds_the_same_state(tmp_path: Path) -> None:
+    dirs = []
+    for name in ("straight", "restarted"):
+        (tmp_path / name).mkdir()
+        dirs.append(make_active(tmp_path / name, "--trials", "16", "--sentinels", "0.1", "--repeats", "0.1", "-q"))
+    _script(dirs[0], restarts=set())
+    _script(dirs[1], restarts={3, 9, 10, 21}, torn=15)
+
+    def strip(d: Path) -> tuple[list, list]:
+        log = [{k: v for k, v in e.items() if k != "time"} for e in log_of(d)]
+        rows = [{k: v for k, v in r.items() if k != "timestamp"} for r in rows_of(d)]
+        return log, rows
+    straight, restarted = strip(dirs[0]), strip(dirs[1])
+    assert len(straight[0]) == 25 and len(straight[1]) == 24  # alice done (16), bob 8 answers and one open
+    assert restarted == straight  # same choices, same gains, same answers
+    assert (dirs[1] / LOG).read_bytes().count(b"\n") == 25 and b"999" not in (dirs[1] / LOG).read_bytes()
+
+
+def test_undo_gives_the_trial_back_and_the_posterior_forgets_the_answer(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "12", "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(4):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    open_id = nxt["id"]
+    undone = c.post("/api/undo", json={"annotator": "alice"}).json()["undone"]
+    again = first(c, "alice")
+    assert again["id"] == undone != open_id and len(rows_of(out)) == 3
+    flipped = "right" if pick(out, again) == "left" else "left"
+    r = c.post("/api/answer", json={"annotator": "alice", "trial": again["id"], "shown_left": again["shown_left"],
+                                    "choice": flipped, "rt_ms": 9}).json()
+    assert r["next"]["id"] == open_id  # the open trial comes back before anything new is chosen
+    nxt = answer(c, out, "alice", r["next"])["next"]
+    e = log_of(out)[-1]
+    assert e["id"] == nxt["id"] and e["answers"] == 5  # rebuilt from the 5 answers in the file, the flip included
+    live = c.app.state.live
+    assert live.n_answers == 5 and live._sampler.wins.sum() == 5
+    flipped_row = next(r for r in rows_of(out) if r["pair_id"] == undone)
+    t = next(x for x in log_of(out) if x["id"] == undone)["trial"]
+    k, j = live.cells.methods.index(t["a_method"]), live.cells.methods.index(t["b_method"])
+    winner = (k, j) if flipped_row["choice"] == "a" else (j, k)
+    assert live._sampler.wins[winner] >= 1  # the flipped answer is in the posterior
+
+
+def test_a_foreign_log_line_is_one_error_naming_it(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "6", "-q")
+    c = client(out)
+    answer(c, out, "alice", first(c, "alice"))
+    lines = (out / LOG).read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["trial"]["scene"] = "elsewhere"
+    (out / LOG).write_text(lines[0] + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(StudyError, match=rf"{LOG}:2: the trial does not belong to this study"):
+        client(out)
+    (out / LOG).write_text(lines[0] + "\nnot json\n")
+    with pytest.raises(StudyError, match=rf"{LOG}:2: not a JSON line"):
+        client(out)
+
+
+@pytest.mark.slow  # a real server process, killed with SIGKILL
+def test_kill_and_restart_a_real_server(tmp_path: Path) -> None:
+    import httpx
+
+    from .study_support import free_port, start_server
+
+    out = make_active(tmp_path, "--trials", "10", "--sentinels", "0.1", "-q")
+    port = free_port()
+    server = start_server(out, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as h:
+            nxt = h.post("/api/next", json={"annotator": "alice"}).json()["next"]
+            for _ in range(5):
+                nxt = h.post("/api/answer", json={"annotator": "alice", "trial": nxt["id"], "rt_ms": 1,
+                                                  "shown_left": nxt["shown_left"], "choice": pick(out, nxt)}).json()["next"]
+        server.kill()
+        server.wait(10)
+        port = free_port()
+        server = start_server(out, port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as h:
+            again = h.post("/api/next", json={"annotator": "alice"}).json()["next"]
+            assert again == nxt  # the open trial survives the kill, sides and all
+            while again:
+                again = h.post("/api/answer", json={"annotator": "alice", "trial": again["id"], "rt_ms": 1,
+                                                    "shown_left": again["shown_left"],
+                                                    "choice": pick(out, again)}).json()["next"]
+    finally:
+        server.kill()
+        server.wait(10)
+    assert len(rows_of(out)) == len(log_of(out)) == 10
+    from clipscore_sr.human.study.live import replay_log
+
+    assert replay_log(load_study(out)) == (9, [])
+    shutil.rmtree(out / "renders")
+
+
+def test_when_busy_cells_are_all_that_is_left_and_when_the_sampler_finds_none(tmp_path: Path, monkeypatch) -> None:
+    out = make_active(tmp_path, "--trials", "3", "-q", n=1)  # one scene, three pairs: three cells
+    c = client(out)
+    for who in ("alice", "bob", "carol", "dave"):
+        first(c, who)
+    log = log_of(out)
+    cells = [frozenset((e["trial"]["a_method"], e["trial"]["b_method"])) for e in log]
+    assert len(set(cells[:3])) == 3 and [e["fallback"] for e in log[:3]] == ["", "", ""]
+    assert log[3]["fallback"].startswith("every cell left was given to another annotator")
+    assert log[3]["choice"]["gain"] > 0 and len(log[3]["excluded"]) == 3
+    from clipscore_sr.human.study.active import ActiveSampler
+
+    def none_left(self):
+        raise ValueError("no candidate trial left")
+    monkeypatch.setattr(ActiveSampler, "next_trial", none_left)
+    got = answer(c, out, "alice", first(c, "alice"))["next"]  # her second trial: a seeded cell she has not seen
+    e = log_of(out)[-1]
+    assert e["id"] == got["id"] and e["choice"] == {} and "spread over scenes" in e["fallback"]
+    assert frozenset((e["trial"]["a_method"], e["trial"]["b_method"])) != cells[0]
