@@ -29,10 +29,10 @@ def stretch_limits(ref: np.ndarray, *, dtype: str, stretch: str = "auto",
     c = ref.shape[0]
     if stretch == "none" or (stretch == "auto" and dtype == "uint8"):
         return np.zeros(c), np.ones(c)
-    p_lo, p_hi = percentiles
     flat = ref.reshape(c, -1).astype(np.float64)
-    lo = np.array([np.nanpercentile(b[np.isfinite(b)], p_lo) if np.isfinite(b).any() else 0.0 for b in flat])
-    hi = np.array([np.nanpercentile(b[np.isfinite(b)], p_hi) if np.isfinite(b).any() else 1.0 for b in flat])
+    finite = [b[np.isfinite(b)] for b in flat]
+    lims = np.array([np.percentile(b, tuple(percentiles)) if b.size else (0.0, 1.0) for b in finite]).reshape(c, 2)
+    lo, hi = lims[:, 0], lims[:, 1]
     hi = np.where(hi > lo, hi, lo + 1e-6)
     return lo, hi
 

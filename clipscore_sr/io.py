@@ -17,14 +17,26 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import ImageReadError, PairingError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _is_tensor(x: object) -> bool:
+    """``x`` is a torch tensor. torch is imported by whoever made one: reading images never needs it (the
+    report's thumbnail workers read thousands of files without paying torch's import)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -48,6 +60,17 @@ def max_pixels() -> int | None:
     return value if value > 0 else None
 
 
+def _tiff_shape(tif) -> tuple[int, int, int, int]:
+    """:func:`image_header_shape` of an open ``tifffile.TiffFile``."""
+    series = tif.series[0]
+    dims = dict(zip(series.axes, tuple(series.shape)))
+    h, w = dims.get("Y", 1), dims.get("X", 1)
+    chans = next((n for a, n in dims.items() if a in "SC"), 1)
+    planes = int(np.prod([n for a, n in dims.items() if a not in "YXSC"] or [1]))
+    alpha = chans in (2, 4) and series.dtype == np.uint8  # as read_array treats 8-bit gray+alpha / RGBA
+    return int(h), int(w), int(chans) - alpha, planes
+
+
 def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
     """``(height, width, bands, planes)`` from the file header alone, nothing decoded. ``bands`` is what
     :func:`read_image` returns without ``bands=`` (alpha dropped, palette as RGB); ``planes`` > 1 for
@@ -58,14 +81,7 @@ def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
-            dims = dict(zip(axes, shape))
-            h, w = dims.get("Y", 1), dims.get("X", 1)
-            chans = next((n for a, n in dims.items() if a in "SC"), 1)
-            planes = int(np.prod([n for a, n in dims.items() if a not in "YXSC"] or [1]))
-            alpha = chans in (2, 4) and dtype == np.uint8  # as read_array treats 8-bit gray+alpha / RGBA
-            return int(h), int(w), int(chans) - alpha, planes
+                return _tiff_shape(tif)
         with open(path, "rb") as fh:
             head = fh.read(33)
         if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
@@ -85,9 +101,10 @@ def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
         raise ImageReadError(f"{path}: cannot decode image ({msg})") from None
 
 
-def check_pixel_cap(path: str | os.PathLike) -> tuple[int, int, int, int]:
-    """Header shape of ``path``; an image over :func:`max_pixels` raises before any decoding."""
-    h, w, c, planes = image_header_shape(path)
+def check_pixel_cap(path: str | os.PathLike, shape: tuple[int, int, int, int] | None = None) -> tuple[int, int, int, int]:
+    """Header shape of ``path`` (or ``shape``, already read from it); an image over :func:`max_pixels` raises
+    before any decoding."""
+    h, w, c, planes = shape if shape is not None else image_header_shape(path)
     cap = max_pixels()
     if cap is not None and h * w * planes > cap:
         raise ImageReadError(
@@ -109,6 +126,8 @@ class LoadedImage:
     max_value: float = float("nan")
 
     def tensor(self) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(self.data)
 
 
@@ -128,14 +147,11 @@ def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     return bands
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """Decode a TIFF to ``[H, W, C]`` (or ``[H, W]``), whatever its planar configuration."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        arr = series.asarray()
-        axes = series.axes
+def _read_tiff(tif, path: Path) -> np.ndarray:
+    """Decode an open ``tifffile.TiffFile`` to ``[H, W, C]`` (or ``[H, W]``), whatever its planar configuration."""
+    series = tif.series[0]
+    arr = series.asarray()
+    axes = series.axes
     if arr.ndim == 2:
         return arr
     if arr.ndim == 3:
@@ -207,14 +223,18 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
-    check_pixel_cap(path)  # before any decoder allocates anything
     try:
-        if path.suffix.lower() in _TIFF_EXTENSIONS:
-            arr = _read_tiff(path)
+        if path.suffix.lower() in _TIFF_EXTENSIONS:  # one parse of the tags for the cap and the pixels
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                check_pixel_cap(path, _tiff_shape(tif))  # before any decoder allocates anything
+                arr = _read_tiff(tif, path)
             alpha = False
             if arr.ndim == 3 and arr.shape[-1] in (2, 4) and arr.dtype == np.uint8:
                 alpha = True  # 8-bit gray+alpha / RGBA TIFFs
             return arr, alpha
+        check_pixel_cap(path)  # before any decoder allocates anything
         if path.suffix.lower() == ".png":
             header = _png_header(path)
             if header is not None and header[0] == 16:
@@ -355,7 +375,7 @@ def decode_s2_strip(strip: np.ndarray | torch.Tensor, frame_size: int = 32):
     Frames are cut along the height axis; channels are never mixed (a plain ``reshape(T, C, S, S)`` of
     the HWC array would interleave rows and channels).
     """
-    is_tensor = isinstance(strip, torch.Tensor)
+    is_tensor = _is_tensor(strip)
     arr = strip if is_tensor else np.asarray(strip)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -594,7 +614,7 @@ def read_pairs_csv(path: str | os.PathLike, *, strict: bool = True) -> Pairing:
 
 def write_image(path: str | os.PathLike, chw: np.ndarray | torch.Tensor, *, dtype: str = "uint8") -> None:
     """Write ``[C,H,W]`` values in [0,1] as an 8- or 16-bit PNG/TIFF (rounded, clipped)."""
-    if isinstance(chw, torch.Tensor):
+    if _is_tensor(chw):
         chw = chw.detach().float().cpu().numpy()
     scale = 255.0 if dtype == "uint8" else 65535.0
     arr = np.clip(np.rint(np.asarray(chw, dtype=np.float64) * scale), 0, scale).astype(dtype)

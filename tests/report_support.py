@@ -68,3 +68,64 @@ def make_rank(path: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
     write_table(df, path)
     return df
+
+
+def make_study(root: Path, *, answered: bool = True) -> Path:
+    """A study made as a user makes one, ``srmetrics study make`` on the bundled demo tiles (3 methods, 24
+    trials with sentinels and repeats), answered through the study's store (what ``study serve`` writes) by
+    three scripted test annotators (not people: a fixed preference with some slips; one stops early)."""
+    from click.testing import CliRunner
+
+    from clipscore_sr.cli import main
+    from clipscore_sr.demo import DATA_DIR, METHODS
+
+    scene = DATA_DIR / "scene"
+    out = root / "study"
+    args = ["study", "make", str(scene / "gt"), *[a for m in METHODS for a in ("--method", f"{m}={scene / 'sr' / m}")],
+            "--trials", "24", "--sentinels", "0.125", "--repeats", "0.125", "--allow-tie", "--seed", "0",
+            "--out", str(out), "-q"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    if answered:
+        answer_study(out)
+    return out
+
+
+def answer_study(folder: Path) -> None:
+    """Scripted answers written with the store API the server uses (``answer_row`` + ``JudgementStore``)."""
+    from clipscore_sr.human.study.manifest import load_study
+    from clipscore_sr.human.study.store import JudgementStore, answer_row, shown_left
+
+    study = load_study(folder)
+    store = JudgementStore(study.root)
+    rank = {"srcnn-tiny": 3, "bicubic": 2, "nearest": 1, "gt": 9, "degraded": 0}
+    for k, who in enumerate(("ann-a", "ann-b", "ann-c")):
+        for i, t in enumerate(study.trials[:len(study.trials) - 6 * k]):  # ann-b and ann-c stop early
+            pick = "a" if rank[t.a_method] > rank[t.b_method] else "b"
+            if k == 2 and i % 3 == 0:  # ann-c slips on every third trial
+                pick = "b" if pick == "a" else "a"
+            if k == 1 and i % 7 == 0:
+                pick = "tie"
+            store.append(answer_row(study, t, who, pick, shown_left(study, who, t), 400 + 37 * i + 100 * k,
+                                    "2026-01-01T00:00:00"))
+
+
+def make_scene(root: Path, shared: Path) -> Path:
+    """``srmetrics scene`` on the Landsat 8 sample (LR) and its x2 bicubic SR with two planted faults: a 15%
+    brighter block (a colour cast) and a hole of no-data where the LR is valid; tiles of 96 LR px."""
+    from click.testing import CliRunner
+
+    from clipscore_sr.cli import main
+
+    from .scene_support import bicubic_sr, read_landsat, write_sr
+
+    lr, prof = read_landsat(shared)
+    sr = bicubic_sr(lr, 2)
+    sr[:, 192:384, 384:576] *= 1.15
+    sr[:, 450:500, 150:230] = np.nan
+    write_sr(root / "sr.tif", sr, prof, 2)
+    out = root / "eval"
+    res = CliRunner().invoke(main, ["scene", str(shared / "samples" / "landsat" / "rmnp-rgb.tif"), str(root / "sr.tif"),
+                                    "-o", str(out), "--tile", "96", "-q"])
+    assert res.exit_code == 0, res.output
+    return out

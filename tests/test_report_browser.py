@@ -1,10 +1,13 @@
 """The report in a real browser (Chromium via playwright, the system's /usr/bin/chromium), opened from file://:
 no console errors and no request leaves the disk; the numbers in the DOM equal the input tables; sorting and
 filtering change the visible rows correctly; the viewer's panels share zoom and centre after wheel and drag;
-flicker toggles; a 12-bit 4-band input is not drawn black; a 40,000-row table sorts and scrolls quickly."""
+flicker toggles; a 12-bit 4-band input is not drawn black; a 40,000-row table sorts and scrolls quickly; a study
+folder's progress and ranking and a scene folder's summary and worst tiles are in the DOM as the commands wrote
+or print them, the worst tiles sort, the quick-look shows."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +19,8 @@ import pytest
 from clipscore_sr.report.build import write_report
 from clipscore_sr.results import read_table, summarize_by_method, write_table
 
-from .report_support import make_agreement, make_rank, make_scored
+from .conftest import SHARED
+from .report_support import make_agreement, make_rank, make_scene, make_scored, make_study
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -188,3 +192,73 @@ def test_forty_thousand_rows_stay_interactive(browser, tmp_path: Path) -> None:
     page.close()
     assert problems == []
     assert max(ms) < 1000, ms  # 200 ms is the target (benchmarks/bench_report.py); generous on a shared CI box
+
+
+def test_study_and_scene_sections_in_chromium(browser, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from clipscore_sr.cli import main
+
+    if not (SHARED / "samples" / "landsat").is_dir():
+        pytest.skip("../shared sample data not present")
+    scores = make_scored(tmp_path / "scored", n=3)
+    study, scene = make_study(tmp_path), make_scene(tmp_path, SHARED)
+    status = json.loads(CliRunner().invoke(main, ["study", "status", str(study), "--json"]).output)
+    assert CliRunner().invoke(main, ["rank", str(study / "judgements.csv"), "-o", str(tmp_path / "ranking.csv"),
+                                     "-q"]).exit_code == 0
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(main, ["report", str(scores), str(study), str(scene), "-o", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    page, problems = open_page(browser, out)
+    assert page.is_visible("#tab-study") and page.is_visible("#tab-scene") and page.is_visible("#tab-images")
+    # study: progress, every cell of the per-annotator table (what `study status --json` prints), the ranking
+    page.click("#tab-study")
+    progress = page.eval_on_selector_all(".study .progress b[data-k]", "els => els.map(e => [e.dataset.k, e.textContent])")
+    assert dict(progress) == {"answers": "54", "annotators": "3", "finished": "1", "trials": "24"}
+    cells = page.eval_on_selector_all("table.status tbody tr", "rows => rows.map(r => [...r.cells].map(c => [c.dataset.col, c.dataset.v]))")
+    assert len(cells) == len(status["annotators"]) == 3
+    for row, rec in zip(cells, status["annotators"]):
+        for col, v in row:
+            want = rec[col]
+            if isinstance(want, bool):
+                assert v == str(want).lower(), col
+            elif isinstance(want, float):
+                assert float(v) == pytest.approx(want, rel=1e-9), col  # the JSON has 10 significant digits
+            else:
+                assert v == ("" if want is None else str(want)), col
+    ranking = read_table(tmp_path / "ranking.csv")
+    for cls, col in (("score", "score"), ("lo", "ci_low"), ("hi", "ci_high"), ("votes", "n_votes")):
+        dom = page.eval_on_selector_all(f"table.study-rank td.{cls}", "els => els.map(e => Number(e.dataset.v))")
+        assert dom == ranking[col].tolist(), col
+    assert page.eval_on_selector_all("table.study-rank td.method", "els => els.map(e => e.textContent)") == \
+        ranking["method"].tolist()
+    # scene: the aggregates of summary.json, the worst tiles' cells of tiles.parquet, sorting, the quick-look
+    page.click("#tab-scene")
+    summary = json.loads((scene / "summary.json").read_text())["scenes"]["sr"]
+    agg = dict(page.eval_on_selector_all("table.aggregate td[data-k]", "els => els.map(e => [e.dataset.k, e.dataset.v])"))
+    assert agg.keys() == summary["aggregate"].keys()
+    for k, v in summary["aggregate"].items():
+        assert (agg[k] == "") if v is None else float(agg[k]) == v, k
+    tiles = read_table(scene / "tiles.parquet").set_index("key")
+    rows = page.eval_on_selector_all("table.worst tbody tr", "rows => rows.map(r => Object.fromEntries([...r.cells].map(c => [c.dataset.col, c.dataset.v])))")
+    assert {r["key"] for r in rows} >= set(summary["outlined"]) and len(rows) >= 5
+    for r in rows:
+        for col in ("x_min", "y_min", "x_max", "y_max", "row_off", "lr-l1", "cast", "nodata-new-frac", "detail-gain"):
+            want = tiles.loc[r["key"], col]
+            assert (r[col] == "") if pd.isna(want) else float(r[col]) == want, (r["key"], col)
+        assert r["flags"] == tiles.loc[r["key"], "flags"]
+    page.click("table.worst th[data-col='lr-l1']")
+    up = page.eval_on_selector_all("table.worst td[data-col='lr-l1']", "els => els.map(e => Number(e.dataset.v))")
+    assert up == sorted(up) and len(up) == len(rows)
+    page.click("table.worst th[data-col='lr-l1']")
+    down = page.eval_on_selector_all("table.worst td[data-col='lr-l1']", "els => els.map(e => Number(e.dataset.v))")
+    assert down == sorted(up, reverse=True)
+    page.click("table.worst th[data-col='flags']")  # text: the flagged tiles first, blanks last
+    flags = page.eval_on_selector_all("table.worst td[data-col='flags']", "els => els.map(e => e.dataset.v)")
+    assert flags[:3] == sorted(f for f in flags if f) and set(flags[3:]) == {""}
+    wait_for(page, "() => document.querySelector('img.quicklook').complete")
+    w = page.eval_on_selector("img.quicklook", "e => [e.naturalWidth, e.naturalHeight]")
+    assert w == list(Image.open(scene / "quicklook" / "sr.png").size)
+    page.close()
+    assert problems == []

@@ -48,9 +48,8 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
       srmetrics rank judgements.csv --out ranking.csv --pairs-out ranking-pairs.csv \\
         --plot ranking.png
     """
-    from ..human.ranking import format_ranking, rank_methods
-    from ..human.reliability import annotator_reliability, drop_annotators
-    from ..human.votes import load_method_judgements, votes_from_frame
+    from ..human.rank_run import rank_judgements
+    from ..human.ranking import format_ranking
     from ..results import output_format, write_table
 
     for path in (out, pairs_out, annotators_out):
@@ -60,26 +59,10 @@ def rank_command(judgements_csv, out, pairs_out, plot, model, ties, by, bootstra
         from ..figures.style import figure_format
 
         figure_format(plot)
-    df, info = load_method_judgements(judgements_csv, skip_invalid=skip_invalid,
-                                      allow_outside_root=True)  # rank opens no image
-    rel = annotator_reliability(df, min_agreement=min_agreement, min_sentinel_accuracy=min_sentinel_accuracy)
-    if rel.dropped:
-        df = drop_annotators(df, list(rel.dropped))
-    votes = votes_from_frame(df, info)
-    ranking = rank_methods(votes, model=model, ties=ties, by_dataset=by == "dataset", bootstrap=bootstrap,
-                           seed=seed, confidence=confidence, prior_sd=prior_sd)
-    notes = []
-    if info["n_invalid"]:
-        notes.append(f"skipped {info['n_invalid']} of {info['n_rows']} row(s) (--skip-invalid; first: "
-                     f"{info['problems'][0]})")
-    if votes.info.get("excluded_kinds"):
-        kinds = ", ".join(f"{v} {k}" for k, v in votes.info["excluded_kinds"].items())
-        notes.append(f"excluded {kinds} trial(s) from the ranking (used for reliability)")
-    if rel.dropped:
-        notes.append(f"dropped {rel.n_dropped_votes} vote(s) of {len(rel.dropped)} annotator(s): "
-                     + "; ".join(f"{k}: {v}" for k, v in rel.dropped.items()))
-    if ties == "drop" and ranking.info.get("n_dropped_ties"):
-        notes.append(f"dropped {ranking.info['n_dropped_ties']} tie vote(s) (--ties drop)")
+    run = rank_judgements(judgements_csv, model=model, ties=ties, by_dataset=by == "dataset", bootstrap=bootstrap,
+                          seed=seed, confidence=confidence, prior_sd=prior_sd, skip_invalid=skip_invalid,
+                          min_agreement=min_agreement, min_sentinel_accuracy=min_sentinel_accuracy)
+    ranking, rel, notes = run.ranking, run.reliability, run.notes
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     if out:

@@ -6,7 +6,7 @@ import click
 
 
 @click.command("report")
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="The report, an .html file.")
 @click.option("--lr", "lr_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of LR inputs, paired with the rows by image key (shown as the LR panel).")
@@ -26,17 +26,23 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
 def report_command(results, out, lr_dir, maps_dir, title, stretch, thumb_size, embed_full, embed_limit, workers,
                    quiet) -> None:
-    """Write one HTML page from the tables the toolkit wrote: per-image score tables (with their OUT.meta.json;
-    'score --methods' tables, or one table per method), agreement and rank tables. It opens offline from disk:
-    an overview (means with CIs, best method per metric, agreement with people, the human ranking, provenance),
-    a sortable, filterable per-image table and a viewer (GT | LR | each method, synchronised zoom and pan,
-    flicker, correctness-map overlay). Thumbnails are embedded; full-resolution 8-bit PNG/JPEG files are
-    loaded from paths relative to the report (keep it beside the data), or embedded with --embed-full.
+    """Write one HTML page from what the toolkit wrote. RESULTS are per-image score tables (with their
+    OUT.meta.json; 'score --methods' tables, or one table per method), agreement and rank tables, study folders
+    ('study make'; with the answers in their judgements.csv) and scene evaluation folders ('scene'), told apart
+    by their content. It opens offline from disk: an overview (means with CIs, best method per metric,
+    agreement with people, the human ranking, provenance), a sortable, filterable per-image table and a viewer
+    (GT | LR | each method, synchronised zoom and pan, flicker, correctness-map overlay); for a study, its
+    progress as 'study status' computes it and its ranking as 'rank' does; for a scene evaluation, its summary,
+    the worst tiles (sortable, with map coordinates) and the quick-look. Thumbnails are embedded; full-resolution
+    8-bit PNG/JPEG files are loaded from paths relative to the report (keep it beside the data), or embedded
+    with --embed-full.
 
     \b
     Examples:
       srmetrics report srmetrics-demo/scores.csv srmetrics-demo/agreement.csv -o srmetrics-demo/report.html
       srmetrics report results/methods.csv ranking.csv --lr data/lr --maps maps/ -o report.html
+      srmetrics report results/methods.csv my-study/ -o report.html      # a study folder
+      srmetrics report eval/ -o eval/report.html                        # a 'srmetrics scene' folder
       srmetrics report s2/scores.csv --embed-full --embed-limit 100 -o s2-report.html
     """
     from ..report.build import write_report

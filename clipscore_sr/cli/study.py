@@ -241,26 +241,15 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, 
     """
     from ..human.judgements import write_judgements
     from ..human.study.manifest import StudyError, load_study
-    from ..human.study.status import annotator_status, filter_flagged, format_status, study_judgements
+    from ..human.study.status import filter_flagged, format_status, status_json, study_status
 
     if exclude_failed and not out:
         raise StudyError("--exclude-failed needs -o/--out FILE for the filtered judgements")
     study = load_study(study_dir, check_files=False)
-    df = study_judgements(study, judgements)
-    import numpy as np
-
-    from ..human.reliability import annotator_reliability
-
-    rel = annotator_reliability(df) if len(df) else None  # once: the table and the alpha line share it
-    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy, min_agreement=min_agreement,
-                             reliability=rel)
+    df, table, rel = study_status(study, judgements, min_sentinel_accuracy=min_sentinel_accuracy,
+                                  min_agreement=min_agreement)
     if as_json:
-        records = json.loads(table.to_json(orient="records"))
-        alpha = None if rel is None or np.isnan(rel.alpha) else rel.alpha
-        ci = None if rel is None or np.isnan(rel.alpha_ci[0]) else list(rel.alpha_ci)
-        click.echo(json.dumps({"annotators": records, "krippendorff_alpha": alpha, "krippendorff_alpha_ci": ci,
-                               "alpha_resampled": "none" if rel is None else rel.alpha_resampled,
-                               "alpha_units": 0 if rel is None else rel.n_alpha_units}, indent=1))
+        click.echo(json.dumps(status_json(table, rel), indent=1))
     else:
         click.echo(format_status(study, table))
         if rel is not None:

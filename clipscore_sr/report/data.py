@@ -1,5 +1,6 @@
 """The report's data model: the tables the toolkit writes (per-image scores with their ``.meta.json``,
-agreement and rank tables) read back and assembled into one JSON-able dict, plus the thumbnail sheets.
+agreement and rank tables), study folders (:mod:`.study`) and scene evaluations (:mod:`.scene`) read back and
+assembled into one JSON-able dict, plus the thumbnail sheets.
 
 * A per-image table (``key``, ``gt``/``sr`` columns) gives the rows. The method of a row is its ``method``
   column, else the first component of ``METHOD/KEY`` keys (``score --methods``, the demo), else the file's stem
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import urllib.parse
 from collections.abc import Sequence
@@ -33,6 +33,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import ReportError, SRMetricsError
 from . import thumbs as T
+from .values import json_numbers, jv, table_json
 
 BOOKKEEPING = ("key", "gt", "sr", "lr", "mask", "method", "dataset", "error", "scene", "image")
 KINDS = ("scores", "agreement", "rank", "ranking-agreement", "summary", "agreement-pairs")
@@ -60,17 +61,30 @@ def kind_of(df: pd.DataFrame) -> str | None:
 class Inputs:
     scores: list[tuple[Path, pd.DataFrame, dict | None]] = field(default_factory=list)
     tables: dict[str, list[tuple[Path, pd.DataFrame]]] = field(default_factory=dict)
+    studies: list[Path] = field(default_factory=list)
+    scenes: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
 def load_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
-    """Read every table, classify it by its columns and read a per-image table's ``OUT.meta.json``."""
+    """Read every table, classify it by its columns and read a per-image table's ``OUT.meta.json``; a folder is
+    a study (``study.json``) or a scene evaluation (``summary.json``), told by what it holds."""
     from ..results import read_table
+    from .scene import is_scene
+    from .study import is_study
 
     inputs = Inputs()
     for p in map(Path, paths):
         if p.is_dir():
-            raise ReportError(f"{p}: a folder; pass the tables it holds (scores.csv, agreement.csv, ranking.csv)")
+            if is_study(p):
+                inputs.studies.append(p)
+            elif is_scene(p):
+                inputs.scenes.append(p)
+            else:
+                raise ReportError(f"{p}: a folder that is neither a study (no study.json: 'srmetrics study make' "
+                                  "writes one) nor a scene evaluation (no summary.json: 'srmetrics scene' writes "
+                                  "one); pass the tables it holds (scores.csv, agreement.csv, ranking.csv)")
+            continue
         if not p.is_file():
             raise ReportError(f"{p}: no such file")
         if p.name.endswith(".meta.json"):
@@ -81,8 +95,11 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
             raise ReportError(str(exc)) from None
         kind = kind_of(df)
         if kind is None:
+            hint = (f"; a judgement file: pass its study folder ({p.parent}) or rank it with 'srmetrics rank'"
+                    if {"pair_id", "choice"} <= set(df.columns) else "")
             raise ReportError(f"{p}: not a table the report knows (expected a per-image score table, an agreement "
-                              f"or a rank table); columns: {', '.join(map(str, df.columns[:8]))}")
+                              f"or a rank table, or a study or scene folder); columns: "
+                              f"{', '.join(map(str, df.columns[:8]))}{hint}")
         if kind in ("summary", "agreement-pairs"):
             inputs.notes.append(f"{p.name}: a {kind} table, not used (the report recomputes it from the rows)")
             continue
@@ -99,8 +116,9 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
             inputs.scores.append((p, df, meta))
         else:
             inputs.tables.setdefault(kind, []).append((p, df))
-    if not inputs.scores and not inputs.tables:
-        raise ReportError("no tables given: pass a per-image score table (with its .meta.json), agreement or rank tables")
+    if not (inputs.scores or inputs.tables or inputs.studies or inputs.scenes):
+        raise ReportError("no tables given: pass a per-image score table (with its .meta.json), agreement or rank "
+                          "tables, a study folder or a scene evaluation folder")
     return inputs
 
 
@@ -135,23 +153,7 @@ def column_direction(col: str, meta_metrics: Sequence[dict] = ()) -> bool | None
         return True
 
 
-def jv(v: Any) -> Any:
-    """A JSON value: NaN -> None, +-inf -> "inf"/"-inf" (as ``score`` writes JSON)."""
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if math.isnan(v):
-            return None
-        return ("inf" if v > 0 else "-inf") if math.isinf(v) else v
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v) if not isinstance(v, str) else v
-
-
-def _resolve(p: Any, table_dir: Path) -> str | None:
+def _resolve(p: Any, table_dir: str) -> str | None:
     """Absolute path of a file a table names: as written (relative to where the command ran), else relative
     to the table's folder (string operations and one stat: 100,000 paths take well under a second)."""
     if not isinstance(p, str) or not p:
@@ -161,34 +163,57 @@ def _resolve(p: Any, table_dir: Path) -> str | None:
     return os.path.abspath(os.path.join(table_dir, p))
 
 
-def _rows(inputs: Inputs, lr_dir: str | None, maps_dir: str | None) -> pd.DataFrame:
-    from .. import io
+def _resolve_all(values: Sequence[Any], table_dir: str) -> list[str | None]:
+    """:func:`_resolve` of each value, once per distinct value (every method's row names the same GT)."""
+    done: dict[str, str | None] = {}
+    out = []
+    for v in values:
+        if isinstance(v, str) and v:
+            if v not in done:
+                done[v] = _resolve(v, table_dir)
+            out.append(done[v])
+        else:
+            out.append(None)
+    return out
 
-    lr_index = {k: os.path.abspath(v) for k, v in io.index_images(lr_dir).items()} if lr_dir else {}
+
+def _strings(values: Sequence[Any]) -> pd.Series:
+    """Python strings as an object column: iterating pandas' Arrow strings costs a microsecond a cell."""
+    return pd.Series(values, dtype=object)
+
+
+def _rows(inputs: Inputs, lr_dir: str | None, maps_dir: str | None) -> pd.DataFrame:
+    lr_index: dict[str, str] = {}
+    if lr_dir:
+        from .. import io
+
+        lr_index = {k: os.path.abspath(v) for k, v in io.index_images(lr_dir).items()}
     parts = []
     for t, (path, df, _meta) in enumerate(inputs.scores):
-        df = df.reset_index(drop=True).copy()
-        keys = df["key"].astype(str)
+        df = df.reset_index(drop=True)
+        keys = df["key"].astype(str).tolist()
         if "method" in df:
-            method = df["method"].astype(str)
-            prefixed = pd.Series([k.startswith(m + "/") for k, m in zip(keys, method)], index=keys.index)
-            image = keys.where(~prefixed, keys.str.split("/", n=1).str[-1])
-        elif len(keys) and keys.str.contains("/").all() and keys.str.split("/", n=1).str[0].nunique() > 1:
-            method, image = keys.str.split("/", n=1).str[0], keys.str.split("/", n=1).str[1]
+            method = df["method"].astype(str).tolist()
+            image = [k[len(m) + 1:] if k.startswith(m + "/") else k for k, m in zip(keys, method)]
+        elif keys and all("/" in k for k in keys) and len({k.split("/", 1)[0] for k in keys}) > 1:
+            method, image = map(list, zip(*(k.split("/", 1) for k in keys)))
         else:
-            method, image = pd.Series([path.stem] * len(df)), keys
-        d = pd.DataFrame({"table": t, "key": keys, "image": image, "method": method,
-                          "dataset": df["dataset"].astype(str) if "dataset" in df else ""})
-        for col in ("gt", "sr", "lr"):
-            d[col] = [_resolve(v, path.parent) for v in (df[col] if col in df else [None] * len(df))]
+            method, image = [path.stem] * len(keys), keys
+        table_dir = str(path.parent)
+        files = {c: _resolve_all(df[c].tolist() if c in df else [None] * len(keys), table_dir)
+                 for c in ("gt", "sr", "lr")}
         if lr_index:
-            d["lr"] = [lr if lr else lr_index.get(k) for lr, k in zip(d["lr"], image)]
-        d["map"] = None
+            files["lr"] = [lr if lr else lr_index.get(k) for lr, k in zip(files["lr"], image)]
+        maps: list[str | None] = [None] * len(keys)
         if maps_dir:
-            md = Path(maps_dir)
-            d["map"] = [next((os.path.abspath(c) for c in (md / f"{k}.correctness.png", md / f"{i}.correctness.png")
-                              if c.is_file()), None) for k, i in zip(keys, image)]
-        d["error"] = df["error"].fillna("").astype(str) if "error" in df else ""
+            md = os.path.abspath(maps_dir)
+            maps = [next((c for c in (os.path.join(md, f"{k}.correctness.png"), os.path.join(md, f"{i}.correctness.png"))
+                          if os.path.isfile(c)), None) for k, i in zip(keys, image)]
+        d = pd.DataFrame({"table": t, "key": _strings(keys), "image": _strings(image), "method": _strings(method),
+                          "dataset": _strings(df["dataset"].astype(str).tolist() if "dataset" in df else [""] * len(keys)),
+                          **{c: _strings(v) for c, v in files.items()}, "map": _strings(maps),
+                          "error": _strings(df["error"].fillna("").astype(str).tolist() if "error" in df
+                                            else [""] * len(keys))})
         for col in df.columns:
             if col not in BOOKKEEPING and col not in d and pd.api.types.is_numeric_dtype(df[col]):
                 d[col] = df[col].astype(float)
@@ -207,11 +232,6 @@ def disagreement(rows: pd.DataFrame, metrics: Sequence[str], higher: dict[str, b
     return out.to_numpy(dtype=float)
 
 
-def _table(df: pd.DataFrame, path: Path) -> dict:
-    return {"file": path.name, "columns": [str(c) for c in df.columns],
-            "rows": [[jv(v) for v in r] for r in df.itertuples(index=False, name=None)]}
-
-
 def _provenance(path: Path, meta: dict | None, stretch: str) -> dict:
     from ..display import describe_stretch
 
@@ -227,20 +247,56 @@ def _provenance(path: Path, meta: dict | None, stretch: str) -> dict:
             "display": describe_stretch(stretch, "uint8" if dtypes == {"uint8"} else "other")}
 
 
-def build_model(inputs: Inputs, report_path: str | os.PathLike, *, lr_dir: str | None = None,
-                maps_dir: str | None = None, title: str = "SR evaluation report", stretch: str = "auto",
-                cap: int = T.THUMB_CAP, embed_full: bool = False, embed_limit_mb: float = 200.0,
-                workers: int | None = None) -> tuple[dict, list[str]]:
-    """The JSON-able model of the page and its thumbnail sheets (base64 JPEG), see the module docstring."""
-    from ..results import best_per_metric, summarize_by_method
+def _images(rows: pd.DataFrame) -> tuple[dict[str, int], list[str], dict[int, dict[tuple, T.Group]], dict[str, list[int]]]:
+    """One id per image file: ``(ids by path, kind by id, groups by table, the rows' id columns)``. A group
+    (the GT, LR, each method's SR and maps of one image) shares its reference's (the GT's) stretch."""
+    ids: dict[str, int] = {}
+    kinds: list[str] = []
+    groups: dict[int, dict[tuple, T.Group]] = {}
+    cols: dict[str, list[int]] = {c: [] for c in ("gt", "sr", "lr", "map")}
+    if rows.empty:
+        return ids, kinds, groups, cols
+    columns = [rows[c].tolist() for c in ("table", "dataset", "image", "gt", "sr", "lr", "map")]
+    for table, dataset, image, *files in zip(*columns):
+        gt, lr = files[0], files[2]
+        ref, gkey = gt or lr, (dataset, gt or image)
+        for c, p in zip(cols, files):
+            if p is None:
+                cols[c].append(-1)
+                continue
+            if p not in ids:
+                ids[p] = len(kinds)
+                kinds.append(c)
+                groups.setdefault(table, {}).setdefault(gkey, T.Group(ref)).images.append((ids[p], p, c))
+            cols[c].append(ids[p])
+    return ids, kinds, groups, cols
 
-    report_dir = os.path.dirname(os.path.abspath(report_path))  # no symlink resolution: as opened
-    rows = _rows(inputs, lr_dir, maps_dir)
+
+def _start_rendering(groups: dict[int, dict[tuple, T.Group]], inputs: Inputs, stretch: str, cap: int,
+                     embed_full: bool, workers: int | None) -> T.Rendering:
+    """The thumbnail sheets of every table's groups (its bands and data range), started in worker processes."""
+    from ..io import parse_bands
+
+    jobs = []
+    for table, gs in groups.items():
+        s = (inputs.scores[table][2] or {}).get("settings", {})
+        bands = parse_bands(s.get("bands")) if s.get("bands") else None
+        jobs += [(task, bands, s.get("data_range")) for task in T.plan_tasks(list(gs.values()))]
+    return T.Rendering(jobs, stretch=stretch, cap=cap, full=embed_full, workers=workers)
+
+
+def _assemble(inputs: Inputs, rows: pd.DataFrame, cols: dict[str, list[int]], *, title: str, cap: int, stretch: str,
+              report_dir: str) -> dict[str, Any]:
+    """The model without its images: metrics, summaries, the tables, studies and scenes, the rows."""
+    from ..results import best_per_metric, summarize_by_method
+    from .scene import scene_section
+    from .study import study_section
+
     meta_metrics = [m for _p, _d, meta in inputs.scores for m in ((meta or {}).get("metrics") or [])]
     fixed = {"table", "key", "image", "method", "dataset", "gt", "sr", "lr", "map", "error"}
     metrics = [c for c in rows.columns if c not in fixed]
     higher = {m: column_direction(m, meta_metrics) for m in metrics}
-    methods = list(dict.fromkeys(rows["method"])) if len(rows) else []
+    methods = list(dict.fromkeys(rows["method"].tolist())) if len(rows) else []
     model: dict[str, Any] = {"title": title, "version": __version__, "thumb_cap": cap, "notes": list(inputs.notes),
                              "metrics": [{"id": m, "higher": higher[m]} for m in metrics], "methods": methods}
     if len(rows):
@@ -250,38 +306,44 @@ def build_model(inputs: Inputs, report_path: str | os.PathLike, *, lr_dir: str |
         model["summary"] = {"columns": [str(c) for c in summary.columns],
                             "rows": [[jv(v) for v in r] for r in summary.itertuples(index=False, name=None)]}
         model["best"] = best
-    datasets = list(dict.fromkeys(rows["dataset"])) if len(rows) else []
+    datasets = list(dict.fromkeys(rows["dataset"].tolist())) if len(rows) else []
     model["datasets"] = datasets
     model["provenance"] = [_provenance(p, meta, stretch) for p, _d, meta in inputs.scores]
     for kind, tables in inputs.tables.items():
-        model[kind] = [_table(df, p) for p, df in tables]
+        model[kind] = [table_json(df, p.name) for p, df in tables]
+    model["studies"] = [study_section(p) for p in inputs.studies]
+    model["scenes"] = [scene_section(p, report_dir) for p in inputs.scenes]
+    method_ix, dataset_ix = {m: i for i, m in enumerate(methods)}, {d: i for i, d in enumerate(datasets)}
+    model["rows"] = {
+        "key": rows["image"].tolist() if len(rows) else [],
+        "method": [method_ix[m] for m in rows["method"].tolist()] if len(rows) else [],
+        "dataset": [dataset_ix[d] for d in rows["dataset"].tolist()] if len(rows) else [],
+        "values": {m: json_numbers(rows[m].to_numpy()) for m in metrics},
+        "disagree": json_numbers(disagreement(rows, metrics, higher)) if len(rows) else [],
+        "error": rows["error"].tolist() if len(rows) else [],
+        **cols,
+    }
+    return model
 
-    # images: one id per file; groups (GT + LR + each method + maps of one image) share the GT's stretch
-    ids: dict[str, int] = {}
-    kinds: list[str] = []
-    groups: dict[int, dict[tuple, T.Group]] = {}
 
-    def image_id(p: str | None, kind: str, table: int, gkey: tuple, ref: str | None) -> int:
-        if p is None:
-            return -1
-        if p not in ids:
-            ids[p] = len(kinds)
-            kinds.append(kind)
-            groups.setdefault(table, {}).setdefault(gkey, T.Group(ref)).images.append((ids[p], p, kind))
-        return ids[p]
-
-    cols = {c: [] for c in ("gt", "sr", "lr", "map")}
-    for r in rows.itertuples(index=False):
-        ref = r.gt or r.lr
-        gkey = (r.dataset, r.gt or r.image)
-        for c in cols:
-            cols[c].append(image_id(getattr(r, c), c, r.table, gkey, ref))
-    sheets, images = _render(groups, inputs, kinds, stretch, cap, embed_full, workers)
+def build_model(inputs: Inputs, report_path: str | os.PathLike, *, lr_dir: str | None = None,
+                maps_dir: str | None = None, title: str = "SR evaluation report", stretch: str = "auto",
+                cap: int = T.THUMB_CAP, embed_full: bool = False, embed_limit_mb: float = 200.0,
+                workers: int | None = None) -> tuple[dict, list[str]]:
+    """The JSON-able model of the page and its thumbnail sheets (base64 JPEG), see the module docstring. The
+    thumbnails render in worker processes while this process assembles the rest of the model."""
+    report_dir = os.path.dirname(os.path.abspath(report_path))  # no symlink resolution: as opened
+    rows = _rows(inputs, lr_dir, maps_dir)
+    ids, kinds, groups, cols = _images(rows)
+    with _start_rendering(groups, inputs, stretch, cap, embed_full, workers) as rendering:
+        model = _assemble(inputs, rows, cols, title=title, cap=cap, stretch=stretch, report_dir=report_dir)
+        rendered = rendering.sheets()
+    sheets, images = _collect(rendered, len(kinds), cap, embed_full)
     paths = list(ids)
     full, total, rel_dirs = [], 0, {}
     for i, p in enumerate(paths):
         info = images[i]
-        if info is None:
+        if info is None or "error" in info:
             full.append(None)
         elif embed_full:
             uri = "data:image/png;base64," + base64.b64encode(info.pop("png")).decode()
@@ -308,43 +370,26 @@ def build_model(inputs: Inputs, report_path: str | os.PathLike, *, lr_dir: str |
         "thumb": [info["thumb"] if info and "thumb" in info else None for info in images],
         "size": [info["size"] if info and "size" in info else None for info in images],
         "dtype": [info.get("dtype") if info else None for info in images],
-        "name": [Path(p).name for p in paths],
-    }
-    model["rows"] = {
-        "key": [str(k) for k in rows["image"]] if len(rows) else [],
-        "method": [methods.index(m) for m in rows["method"]] if len(rows) else [],
-        "dataset": [datasets.index(d) for d in rows["dataset"]] if len(rows) else [],
-        "values": {m: [jv(v) for v in rows[m]] for m in metrics},
-        "disagree": [jv(v) for v in disagreement(rows, metrics, higher)] if len(rows) else [],
-        "error": [str(e) for e in rows["error"]] if len(rows) else [],
-        **cols,
+        "name": [os.path.basename(p) for p in paths],
     }
     return model, sheets
 
 
-def _render(groups: dict[int, dict[tuple, T.Group]], inputs: Inputs, kinds: list[str], stretch: str, cap: int,
-            embed_full: bool, workers: int | None) -> tuple[list[str], list[dict | None]]:
-    from ..io import parse_bands
-
-    images: list[dict | None] = [None] * len(kinds)
+def _collect(rendered: Sequence[T.Sheet], n_images: int, cap: int, embed_full: bool) -> tuple[list[str], list[dict | None]]:
+    """The sheets as base64 text and each image's thumbnail cell, size and flags (by image id)."""
+    images: list[dict | None] = [None] * n_images
     sheets: list[str] = []
-    for table, gs in groups.items():
-        meta = inputs.scores[table][2] or {}
-        s = meta.get("settings", {})
-        bands = parse_bands(s.get("bands")) if s.get("bands") else None
-        tasks = T.plan_tasks(list(gs.values()))
-        for sheet in T.render_all(tasks, bands, s.get("data_range"), stretch=stretch, cap=cap, full=embed_full,
-                                  workers=workers):
-            n = len(sheets)
-            sheets.append(base64.b64encode(sheet.jpeg).decode())
-            for img_id, (cell, tw, th, w, h, native, dtype, note) in sheet.cells.items():
-                x, y = (cell % T.SHEET_COLUMNS) * cap, (cell // T.SHEET_COLUMNS) * cap
-                images[img_id] = {"thumb": [n, x, y, tw, th], "size": [w, h], "native": native, "dtype": dtype,
-                                  "note": note}
-                if embed_full:
-                    images[img_id]["png"] = sheet.full[img_id]
-            for img_id, err in sheet.errors.items():
-                images[img_id] = {"error": err, "native": False}
+    for sheet in rendered:
+        n = len(sheets)
+        sheets.append(base64.b64encode(sheet.jpeg).decode())
+        for img_id, (cell, tw, th, w, h, native, dtype, note) in sheet.cells.items():
+            x, y = (cell % T.SHEET_COLUMNS) * cap, (cell // T.SHEET_COLUMNS) * cap
+            images[img_id] = {"thumb": [n, x, y, tw, th], "size": [w, h], "native": native, "dtype": dtype,
+                              "note": note}
+            if embed_full:
+                images[img_id]["png"] = sheet.full[img_id]
+        for img_id, err in sheet.errors.items():
+            images[img_id] = {"error": err, "native": False}
     return sheets, images
 
 

@@ -104,6 +104,31 @@ def annotator_status(study: Study, judgements: pd.DataFrame, *, min_sentinel_acc
     return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
 
 
+def study_status(study: Study, path: str | os.PathLike | None = None, *, min_sentinel_accuracy: float = 0.8,
+                 min_agreement: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    """What ``srmetrics study status`` computes: the judgement rows (:func:`study_judgements`), the per-annotator
+    table (:func:`annotator_status`) and the annotators' reliability (Krippendorff's alpha; None without rows)."""
+    from ..reliability import annotator_reliability
+
+    df = study_judgements(study, path)
+    rel = annotator_reliability(df) if len(df) else None  # once: the table and the alpha line share it
+    table = annotator_status(study, df, min_sentinel_accuracy=min_sentinel_accuracy, min_agreement=min_agreement,
+                             reliability=rel)
+    return df, table, rel
+
+
+def status_json(table: pd.DataFrame, reliability: Any) -> dict[str, Any]:
+    """``study status --json``: the per-annotator records and Krippendorff's alpha with its interval."""
+    import json
+
+    rel = reliability
+    return {"annotators": json.loads(table.to_json(orient="records")),
+            "krippendorff_alpha": None if rel is None or np.isnan(rel.alpha) else rel.alpha,
+            "krippendorff_alpha_ci": None if rel is None or np.isnan(rel.alpha_ci[0]) else list(rel.alpha_ci),
+            "alpha_resampled": "none" if rel is None else rel.alpha_resampled,
+            "alpha_units": 0 if rel is None else rel.n_alpha_units}
+
+
 def filter_flagged(judgements: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
     """The judgement rows of annotators who are not flagged."""
     bad = set(status.loc[status["flagged"], "annotator"])

@@ -21,6 +21,107 @@
     return "<table>" + head + rows.map((r) => "<tr>" + cols.map((c) => c.td(pick(r))).join("") + "</tr>").join("") + "</table>";
   }
   const tdv = (v, d, cls) => `<td data-v="${esc(dv(v))}"${cls ? ` class="${cls}"` : ""}>${typeof v === "string" && Number.isNaN(num(v)) ? esc(v) : fmt(v, d)}</td>`;
+  function rankTable(t, cls) {
+    const c = t.columns, ix = (n) => c.indexOf(n);
+    return tableHtml([{ label: "dataset", td: (r) => `<td>${esc(r[ix("dataset")])}</td>` },
+      { label: "rank", td: (r) => tdv(r[ix("rank")], 0) }, { label: "method", td: (r) => `<td class="method">${esc(r[ix("method")])}</td>` },
+      { label: "score", td: (r) => tdv(r[ix("score")], 3, "score") }, { label: "CI low", td: (r) => tdv(r[ix("ci_low")], 3, "lo") },
+      { label: "CI high", td: (r) => tdv(r[ix("ci_high")], 3, "hi") }, { label: "wins", td: (r) => tdv(r[ix("wins")], 1) },
+      { label: "losses", td: (r) => tdv(r[ix("losses")], 1) }, { label: "ties", td: (r) => tdv(r[ix("ties")], 1) },
+      { label: "votes", td: (r) => tdv(r[ix("n_votes")], 0, "votes") },
+      { label: "note", td: (r) => `<td>${esc(r[ix("ci_note")] || "")}</td>` }], t.rows, (r) => r)
+      .replace("<table>", `<table class="${cls}" data-file="${esc(t.file)}">`);
+  }
+  const fmtAuto = (v) => (typeof v === "number" && Number.isInteger(v) ? String(v) : fmt(v));
+  const isText = (v) => typeof v === "string" && (v === "" || Number.isNaN(num(v)));  // "inf"/"-inf" are numbers
+  const fmtCoord = (v) => (v === null ? "–" : String(Number(num(v).toPrecision(10))));  // map coordinates: 10 digits
+  // a table whose header sorts it (click again: reverse; missing values last); every cell carries its value
+  function sortableHtml(t, cls, attrs, fmtCell) {
+    return `<div class="wide"><table class="sortable ${cls}" ${attrs}><thead><tr>` + t.columns.map((c, i) => `<th data-i="${i}" data-col="${esc(c)}">${esc(c)}</th>`).join("") +
+      "</tr></thead><tbody>" + t.rows.map((r) => "<tr>" + r.map((v, i) => `<td data-col="${esc(t.columns[i])}" data-v="${esc(dv(v))}"` +
+      `${isText(v) ? " class='txt'" : ""}>${fmtCell ? fmtCell(t.columns[i], v) : isText(v) ? esc(v) : fmtAuto(v)}</td>`).join("") + "</tr>").join("") +
+      "</tbody></table></div>";
+  }
+  document.addEventListener("click", (ev) => {
+    const th = ev.target.closest && ev.target.closest("table.sortable th"); if (!th) return;
+    const table = th.closest("table"), i = +th.dataset.i, body = table.tBodies[0], rows = [...body.rows];
+    const desc = th.classList.contains("sorted") && !th.classList.contains("desc"), s = desc ? -1 : 1;
+    const val = (tr) => tr.cells[i].dataset.v, missing = (v) => v === "" || v === undefined;
+    const numeric = rows.every((tr) => missing(val(tr)) || !Number.isNaN(num(val(tr))));
+    const pos = new Map(rows.map((tr, k) => [tr, k]));
+    rows.sort((a, b) => { const x = val(a), y = val(b);
+      if (missing(x) || missing(y)) return missing(x) && missing(y) ? pos.get(a) - pos.get(b) : missing(x) ? 1 : -1;
+      const d = numeric ? num(x) - num(y) : x < y ? -1 : x > y ? 1 : 0; return d ? s * d : pos.get(a) - pos.get(b); });
+    for (const c of th.parentNode.cells) c.classList.remove("sorted", "desc");
+    th.classList.add("sorted"); th.classList.toggle("desc", desc);
+    body.append(...rows);
+  });
+
+  // ---------- study ----------
+  function progressHtml(s) {
+    const k = s.kinds;
+    return `<b data-k="answers">${s.answers}</b> answer(s) from <b data-k="annotators">${s.annotators}</b> annotator(s), ` +
+      `<b data-k="finished">${s.finished}</b> finished; <b data-k="trials">${s.trials}</b> trials per annotator ` +
+      `(${k.real} real, ${k.sentinel} sentinel, ${k.repeat} repeat${s.allow_tie ? "; ties allowed" : ""}); methods ${esc(s.methods.join(", "))}.`;
+  }
+  const STATUS = { answers: "answers", real: "real", sentinels: "sentinels", sentinel_correct: "sentinels ok", sentinel_accuracy: "sentinel accuracy",
+    repeats: "repeats", repeat_consistent: "repeats same", repeat_consistency: "repeat consistency", median_rt_s: "median RT s",
+    time_spent_min: "time min", loo_agreement: "agrees w/ others", flagged: "flagged", reason: "reason" };
+  function statusCell(col, v) {
+    if (v === null) return "–";
+    if (/accuracy|consistency|agreement/.test(col)) return fmt(100 * num(v), 1) + "%";
+    if (col === "median_rt_s" || col === "time_spent_min") return fmt(v, 2);
+    if (col === "flagged") return v ? "<b class='flag'>FLAGGED</b>" : "";
+    return typeof v === "number" ? fmtAuto(v) : esc(v);
+  }
+  function studyHtml(s, n) {
+    let h = `<div class="study" data-n="${n}"><h2>Study ${esc(s.dataset)} <span class="hint">${esc(s.folder)}</span></h2><p class="progress">${progressHtml(s)}</p>`;
+    if (s.status) {
+      const t = { columns: s.status.columns, rows: s.status.rows };
+      h += "<h3>Per annotator (as <code>srmetrics study status</code> computes it)</h3>" + sortableHtml(t, "status", "", statusCell)
+        .replace(/<th data-i="(\d+)" data-col="([^"]*)">[^<]*<\/th>/g, (m, i, c) => `<th data-i="${i}" data-col="${c}">${esc(STATUS[c] || c)}</th>`);
+      h += `<p class="hint">Sentinels: the GT shown against a degraded copy (a wrong answer or a tie fails); flagged: sentinel accuracy below 80%; ` +
+        `repeats: a trial shown again with the sides swapped. RT: response time.</p>`;
+    }
+    if (s.reliability) {
+      const r = s.reliability;
+      h += `<p class="reliability" data-alpha="${esc(dv(r.krippendorff_alpha))}" data-lo="${esc(dv(r.krippendorff_alpha_ci && r.krippendorff_alpha_ci[0]))}"` +
+        ` data-hi="${esc(dv(r.krippendorff_alpha_ci && r.krippendorff_alpha_ci[1]))}">${esc(r.text)}</p>`;
+    }
+    if (s.ranking) h += "<h3>Ranking from its answers (as <code>srmetrics rank judgements.csv</code> computes it: Bradley-Terry, ties split, " +
+      "95% CIs from 1000 bootstrap resamples of scenes &times; annotators, seed 0)</h3>" + rankTable(s.ranking, "rank study-rank");
+    if (s.notes.length) h += "<ul>" + s.notes.map((x) => `<li class="note">${esc(x)}</li>`).join("") + "</ul>";
+    return h + "</div>";
+  }
+
+  // ---------- scene ----------
+  const flaggedText = (c) => Object.entries(c.flagged).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  function sceneHtml(e, n) {
+    const st = e.settings || {}, th = st.thresholds || {};
+    let h = `<div class="scene-eval" data-n="${n}"><h2>Scene evaluation <span class="hint">${esc(e.folder)}</span></h2>` +
+      `<p>Tiles of <b>${esc(dv(st.tile))}</b> LR px; bands ${esc(st.bands ? st.bands.join(",") : "all")}; data range ${esc(dv(st.data_range) || "from the LR type")}; ` +
+      `offset ${esc(dv(st.offset))}; flags: seam &gt; ${esc(dv(th.seam))}, cast &gt; ${esc(dv(th.cast))}, shift &gt; ${esc(dv(th.shift))} LR px. ` +
+      `${esc(dv(e.n_tiles))} tiles in <code>${esc(e.table)}</code>.</p>`;
+    for (const c of e.scenes) {
+      const m = c.map;
+      h += `<section class="one-scene" data-scene="${esc(c.name)}"><h3>${esc(c.name)}</h3><p>LR <code>${esc(c.lr)}</code> &rarr; SR <code>${esc(c.sr)}</code>, ` +
+        `&times;${esc(dv(c.scale))}. ` + (m ? `Map: <a href="${esc(encodeURI(m.file))}">${esc(m.file)}</a> ` + (m.error ? `(cannot describe it: ${esc(m.error)}).</p>` :
+        `(COG, ${m.size[0]}&times;${m.size[1]} px, ${m.crs ? "CRS " + esc(m.crs) : "pixel coordinates: not georeferenced"}).</p>` +
+        `<details class="bands"><summary>its ${m.bands.length} bands, one per score</summary>${esc(m.bands.join(", "))}</details>`) : "no map.</p>");
+      h += `<div class="scene-row">`;
+      if (c.quicklook) h += `<figure><img class="quicklook" alt="quick-look of ${esc(c.name)}" src="${c.quicklook}"><figcaption>Quick-look: the LR with one display stretch; ` +
+        `flagged tiles outlined in red, else the worst by lr-l1 in yellow.</figcaption></figure>`;
+      h += `<table class="aggregate" data-scene="${esc(c.name)}"><tr><th>scene aggregate</th><th>value</th></tr>` + Object.entries(c.aggregate).map(([k, v]) =>
+        `<tr><td>${esc(k)}</td><td data-k="${esc(k)}" data-v="${esc(dv(v))}">${fmtAuto(v)}</td></tr>`).join("") + "</table></div>";
+      h += `<p>Flagged tiles: <span class="flagged">${esc(flaggedText(c))}</span>.` + (c.errors.length ? ` <span class="note">Errors: ${esc(c.errors.join("; "))}</span>` : "") + "</p>";
+      h += `<h4>Worst tiles (the 5 worst per ${esc(c.rankings.join(", "))}, and the flagged ones)</h4>` +
+        sortableHtml(c.worst, "worst", `data-scene="${esc(c.name)}"`, (col, v) => (/^[xy]_(min|max)$/.test(col) ? fmtCoord(v) : isText(v) ? esc(v) : fmtAuto(v))) +
+        `<p class="hint">x/y: map coordinates (${m && m.crs ? esc(m.crs) : "pixels"}) of the tile's bounds; row/col offsets, height and width in LR pixels. ` +
+        `Click a header to sort.</p></section>`;
+    }
+    return h + "</div>";
+  }
+
   function overview() {
     let h = "";
     if (D.summary) {
@@ -56,15 +157,14 @@
         { label: "p vs best", td: (r) => tdv(r[ix("p_vs_best")], 3) }, { label: "pairs", td: (r) => tdv(r[ix("n_pairs")], 0) }],
       rows, (r) => r).replace("<table>", `<table class="agreement" data-file="${esc(t.file)}">`);
     }
-    for (const t of D.rank || []) {
-      const c = t.columns, ix = (n) => c.indexOf(n);
-      h += `<h2>Ranking from the judgements (${esc(t.file)})</h2>` + tableHtml([{ label: "dataset", td: (r) => `<td>${esc(r[ix("dataset")])}</td>` },
-        { label: "rank", td: (r) => tdv(r[ix("rank")], 0) }, { label: "method", td: (r) => `<td class="method">${esc(r[ix("method")])}</td>` },
-        { label: "score", td: (r) => tdv(r[ix("score")], 3, "score") }, { label: "CI low", td: (r) => tdv(r[ix("ci_low")], 3) },
-        { label: "CI high", td: (r) => tdv(r[ix("ci_high")], 3) }, { label: "wins", td: (r) => tdv(r[ix("wins")], 1) },
-        { label: "losses", td: (r) => tdv(r[ix("losses")], 1) }, { label: "ties", td: (r) => tdv(r[ix("ties")], 1) },
-        { label: "note", td: (r) => `<td>${esc(r[ix("ci_note")] || "")}</td>` }], t.rows, (r) => r)
-        .replace("<table>", `<table class="rank" data-file="${esc(t.file)}">`);
+    for (const t of D.rank || []) h += `<h2>Ranking from the judgements (${esc(t.file)})</h2>` + rankTable(t, "rank");
+    for (const s of D.studies || []) {
+      h += `<h2>Study ${esc(s.dataset)}</h2><p>${progressHtml(s)} See the Study tab.</p>`;
+      if (s.ranking) h += `<h3>Ranking from its answers</h3>` + rankTable(s.ranking, "rank study-rank-overview");
+    }
+    for (const e of D.scenes || []) {
+      h += `<h2>Scene evaluation (${esc(e.folder)})</h2><p>` + e.scenes.map((c) => `<b>${esc(c.name)}</b>: ${esc(dv(c.aggregate.tiles))} tiles, ` +
+        `lr-psnr ${fmt(c.aggregate["lr-psnr"])}, flagged: ${esc(flaggedText(c))}`).join("; ") + ". See the Scene tab.</p>";
     }
     for (const t of D["ranking-agreement"] || []) {
       h += `<h2>Metric rankings vs the judgements' (${esc(t.file)})</h2>` + tableHtml(t.columns.map((n, i) => ({ label: n,
@@ -293,10 +393,15 @@
   $("v-close").onclick = () => { setFlicker(false); $("viewer").hidden = true; };
   $("v-flicker").onclick = () => setFlicker(!S.flick);
   for (const id of ["v-a", "v-b", "v-map", "v-opacity"]) $(id).addEventListener("input", draw);
-  for (const t of ["overview", "images"]) $("tab-" + t).onclick = () => {
-    for (const u of ["overview", "images"]) { $(u).hidden = u !== t; $("tab-" + u).classList.toggle("on", u === t); }
+  const TABS = ["overview", "images", "study", "scene"].filter((t) => t === "overview" || (t === "images" ? N > 0 :
+    t === "study" ? (D.studies || []).length > 0 : (D.scenes || []).length > 0));
+  for (const t of ["images", "study", "scene"]) $("tab-" + t).hidden = !TABS.includes(t);
+  for (const t of TABS) $("tab-" + t).onclick = () => {
+    for (const u of TABS) { $(u).hidden = u !== t; $("tab-" + u).classList.toggle("on", u === t); }
     if (t === "images") render(true);
   };
+  $("study").innerHTML = (D.studies || []).map(studyHtml).join("");
+  $("scene").innerHTML = (D.scenes || []).map(sceneHtml).join("");
 
   overview(); setupTable();
   window.__report = { applyFilters, render, openViewer, setZoom, state: S, table: T };
