@@ -1,13 +1,26 @@
-"""Benchmark active pair sampling against the balanced-random design on SIMULATED studies (never human).
+"""Benchmark active pair sampling against random designs on SIMULATED studies (never human).
 
 For 8, 12 and 20 methods (true Thurstone scores ``gap`` JOD apart, scene and annotator effects sd 0.3 JOD, 50
-scenes, 20 annotators): the random design's accuracy with N votes (RMSE of the centred scores, mean over
-``--reps`` studies), then the votes the active design needs to reach it (first checkpoint at or below), as a
-ratio in one run. Target: <= 0.5. Then a replay on a recorded full design (every (scene, pair) cell voted
-``--per-cell`` times): the active sampler may pick only cells with recorded votes left and takes the recorded vote;
-its RMSE is compared with the random order of the same recorded votes at every budget (target: never worse).
+scenes, 20 annotators), every design is simulated on the same ``--reps`` worlds (same truth, noise model, fit and
+seeds): ``random`` (uniform pairs, the baseline), ``balanced`` (what ``study make`` writes: pair and scene counts
+within one), the active sampler with ``objective="variance"`` (default) and ``"eig"``, and the ``oracle`` (knows the
+true scores; greedy A-optimal). For each accuracy measure (rmse, ci_width, tau, p_neighbours) and each reference
+budget N0 (10, 20, 40 x methods) the target is random's mean accuracy at N0; a design's ratio is the votes it needs
+to reach that target (linear between checkpoints) over N0, with a 90% bootstrap interval over the worlds for the
+active designs. Targets where random is saturated (p_neighbours < 0.1 or tau > 0.985) are skipped. The
+large-sample bound (``design_bound``) is the votes ratio of the best design that knew the scores for the score
+variance (rmse, ci_width) and for the variance of the neighbours' differences (tau, p_neighbours). Target of
+issue 23: active <= 0.5x.
 
-    python benchmarks/bench_active.py [--reps 8] [--gap 0.5]
+Then a replay on a recorded full design (every (scene, pair) cell of 8 methods x 10 scenes voted ``--per-cell``
+times): the sampler may pick only cells with recorded votes left and takes the recorded vote; its rmse and tau
+are compared with a random order of the same recorded votes at every budget (target: never worse), mean over
+``--replay-reps`` recordings with a 90% bootstrap interval of the ratio.
+
+The default seeds (``--seed 7``) differ from those the sampler's settings were chosen on (simulations: ``100 +
+methods``; replay: seed 3).
+
+    python benchmarks/bench_active.py [--reps 40] [--gap 0.5] [--methods 8,12,20]
 """
 
 from __future__ import annotations
@@ -17,66 +30,144 @@ import time
 
 import numpy as np
 
+MEASURES = ("rmse", "ci_width", "tau", "p_neighbours")
+
+
+def _ratio(r: float, most: float) -> str:
+    """A votes ratio, or '>most' where the design did not get there within the simulated votes."""
+    return f"{r:.2f}" if np.isfinite(r) else f">{most:.1f}"
+
 
 def main() -> None:
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import pandas as pd
+
     from clipscore_sr.human.study.active import ActiveSampler, replay
-    from clipscore_sr.human.study.plan import _metrics, make_world, plan_study
+    from clipscore_sr.human.study.plan import (
+        LOWER_IS_BETTER,
+        _metrics,
+        design_bound,
+        first_reach,
+        make_world,
+        plan_study,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=40)
     ap.add_argument("--gap", type=float, default=0.5)
     ap.add_argument("--scenes", type=int, default=50)
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--per-cell", type=int, default=2)
+    ap.add_argument("--replay-reps", type=int, default=100, help="recorded designs replayed")
     ap.add_argument("--methods", default="8,12,20", help="comma list of method counts to simulate")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--boot", type=int, default=200, help="bootstrap resamples of the worlds for the intervals")
     args = ap.parse_args()
     t0 = time.time()
-    print(f"{'methods':>7} {'N random':>8} {'rmse random':>11} {'active votes':>12} {'ratio':>6}")
+    brng = np.random.default_rng(0)
+    designs = [("random", "random", "variance"), ("balanced", "balanced", "variance"), ("active", "active", "variance"),
+               ("active-eig", "active", "eig"), ("oracle", "oracle", "variance")]  # objective: active only
+    summary: dict[tuple[int, str, int, str], float] = {}
+    vs_bal: dict[tuple[int, str, str], float] = {}
+    bounds = {}
     for m in [int(x) for x in args.methods.split(",")]:
-        n_rand = 40 * m
-        grid = sorted({int(n_rand * f) for f in np.linspace(0.1, 1.5, 29)} | {n_rand})
-        tab = plan_study(np.arange(m) * args.gap, args.scenes, args.annotators, grid, reps=args.reps, seed=m)
-        target = float(tab[(tab.design == "random") & (tab.votes == n_rand)]["rmse"].iat[0])
-        act = tab[tab.design == "active"]
-        ok = act[act["rmse"] <= target]
-        need = int(ok["votes"].iat[0]) if len(ok) else float("nan")
-        print(f"{m:>7} {n_rand:>8} {target:>11.3f} {need:>12} {need / n_rand:>6.2f}", flush=True)
+        refs = [10 * m, 20 * m, 40 * m]
+        grid = sorted({max(2, int(m * f)) for f in np.geomspace(2.5, 60, 24)} | set(refs))
+        truth = np.arange(m) * args.gap
+        t1 = time.time()
+        tabs = []
+        for name, design, objective in designs:
+            t = plan_study(truth, args.scenes, args.annotators, grid, reps=args.reps, seed=args.seed * 1000 + m,
+                           designs=(design,), objective=objective, per_rep=True)
+            tabs.append(t.assign(design=name))
+        tab = pd.concat(tabs)
+        cube = {name: g.pivot(index="rep", columns="votes", values=list(MEASURES))
+                for name, g in tab.groupby("design", sort=False)}
+        bounds[m] = {c: design_bound(truth, kind="scores" if c in LOWER_IS_BETTER else "neighbours") for c in MEASURES}
+        print(f"\n{m} methods ({args.reps} simulated studies per design, {time.time() - t1:.0f} s); large-sample "
+              f"bound (best design knowing the scores, x balanced): score variance {bounds[m]['rmse']:.2f}, "
+              f"neighbour-difference variance {bounds[m]['tau']:.2f}")
+        print(f"  {'measure':<12} {'N0':>5} {'random@N0':>9} " + " ".join(f"{n:>22}" for n, _, _ in designs[1:]))
+        for col in MEASURES:
+            lower = col in LOWER_IS_BETTER
+            for n0 in refs:
+                target = cube["random"][col][n0].mean()
+                if (col == "p_neighbours" and target < 0.1) or (col == "tau" and target > 0.985):
+                    continue
+                cells = []
+                for name, _, _ in designs[1:]:
+                    y = cube[name][col].to_numpy()
+                    r = first_reach(grid, y.mean(0), target, lower, interpolate=True) / n0
+                    txt = _ratio(r, grid[-1] / n0)
+                    summary[m, col, n0, name] = r
+                    if n0 == refs[-1]:  # the same against the balanced design's accuracy at N0
+                        tb = cube["balanced"][col][n0].mean()
+                        vs_bal[m, col, name] = first_reach(grid, y.mean(0), tb, lower, interpolate=True) / n0
+                    if name.startswith("active"):
+                        yr = cube["random"][col].to_numpy()
+                        bs = []
+                        for _ in range(args.boot):
+                            i = brng.integers(args.reps, size=args.reps)
+                            tb = yr[i, grid.index(n0)].mean()
+                            bs.append(first_reach(grid, y[i].mean(0), tb, lower, interpolate=True) / n0)
+                        lo, hi = np.nanpercentile(bs, [5, 95]) if np.isfinite(bs).mean() > 0.9 else (np.nan,) * 2
+                        txt += f" [{lo:.2f},{hi:.2f}]" if np.isfinite(lo) else " [n/a]"
+                    cells.append(txt)
+                print(f"  {col:<12} {n0:>5} {target:>9.3f} " + " ".join(f"{c:>22}" for c in cells), flush=True)
+    print("\nsummary: votes to reach random's accuracy at N0 = 40 x methods, over N0 (issue 23 target: active <= 0.5)")
+    print(f"  {'methods':>7} {'measure':<12} " + " ".join(f"{n:>15}" for n, _, _ in designs[1:]) + f" {'bound':>6}")
+    for m in bounds:
+        for col in MEASURES:
+            if (m, col, 40 * m, "active") in summary:
+                print(f"  {m:>7} {col:<12} " + " ".join(f"{_ratio(summary[m, col, 40 * m, n], 1.5):>15}" for n, _, _ in designs[1:])
+                      + f" {bounds[m][col]:>6.2f}")
+    print("the same against balanced's accuracy at N0 = 40 x methods (what study make writes), over N0")
+    for m in bounds:
+        for col in MEASURES:
+            if (m, col, "active") in vs_bal:
+                print(f"  {m:>7} {col:<12} {'1.00':>15} " + " ".join(f"{_ratio(vs_bal[m, col, n], 1.5):>15}"
+                                                                 for n, _, _ in designs[2:]))
+
     # replay on a recorded full design
     m, n_s = 8, 10
-    rng = np.random.default_rng(0)
-    world = make_world(np.arange(m) * args.gap, n_s, args.annotators, rng)
+    world = make_world(np.arange(m) * args.gap, n_s, args.annotators, np.random.default_rng(0))
     iu, ju = np.triu_indices(m, 1)
     budgets = [40, 80, 160, 320, 480]
-    # the sampler continues between budgets; its wins after b votes are its state then
-    res = {b: [] for b in budgets}
-    for rep in range(args.reps):
-        rr = np.random.default_rng([rep, 7])
-        recorded = {(sc, int(k), int(j)): [world.vote(rr, sc, int(k), int(j)) for _ in range(args.per_cell)]
-                    for sc in range(n_s) for k, j in zip(iu, ju)}
-        flat = [(sc, k, j, o) for (sc, k, j), v in recorded.items() for o in v]
-        order = rr.permutation(len(flat))
-        sampler = ActiveSampler([str(k) for k in range(m)], [str(s) for s in range(n_s)], seed=rep)
-        left = {k: list(v) for k, v in recorded.items()}
-        done = 0
-        for b in budgets:
-            replay(sampler, left, b - done)
-            done = b
-            w_r = np.zeros((m, m))
-            for i in order[:b]:
-                sc, k, j, o = flat[i]
-                w_r[k, j] += o
-                w_r[j, k] += 1 - o
-            res[b].append((_metrics(w_r, world.truth, "thurstone")[3], _metrics(sampler.wins, world.truth,
-                                                                                  "thurstone")[3]))
-    print("replay on a recorded full design (8 methods, 10 scenes, "
-          f"{args.per_cell} votes per cell): rmse random order vs active")
-    for b in budgets:
-        r, a = np.mean(res[b], axis=0)
-        print(f"  {b:>4} votes: random {r:.3f}  active {a:.3f}  ratio {a / r:.2f}")
+    for objective in ("variance", "eig"):
+        res = np.zeros((args.replay_reps, len(budgets), 2, 2))  # rep, budget, (random, active), (rmse, tau)
+        for rep in range(args.replay_reps):
+            rr = np.random.default_rng([args.seed, rep, 7])
+            recorded = {(sc, int(k), int(j)): [world.vote(rr, sc, int(k), int(j)) for _ in range(args.per_cell)]
+                        for sc in range(n_s) for k, j in zip(iu, ju)}
+            flat = [(k, j, o) for (_, k, j), v in recorded.items() for o in v]
+            order = rr.permutation(len(flat))
+            sampler = ActiveSampler([str(k) for k in range(m)], [str(s) for s in range(n_s)], seed=rep,
+                                    objective=objective)
+            left = {k: list(v) for k, v in recorded.items()}
+            done = 0
+            for bi, b in enumerate(budgets):
+                replay(sampler, left, b - done)  # the sampler continues between budgets
+                done = b
+                w_r = np.zeros((m, m))
+                for i in order[:b]:
+                    k, j, o = flat[i]
+                    w_r[k, j] += o
+                    w_r[j, k] += 1 - o
+                for di, w in enumerate((w_r, sampler.wins)):
+                    ci, _, tau, rmse = _metrics(w, world.truth, "thurstone")
+                    res[rep, bi, di] = rmse, tau
+        print(f"replay on a recorded full design (8 methods, 10 scenes, {args.per_cell} votes per cell, "
+              f"objective {objective}): random order vs active, mean over {args.replay_reps} recordings")
+        for bi, b in enumerate(budgets):
+            r, a = res[:, bi].mean(0)
+            i = brng.integers(args.replay_reps, size=(args.boot, args.replay_reps))
+            ratio = res[i, bi, 1, 0].mean(1) / res[i, bi, 0, 0].mean(1)
+            lo, hi = np.percentile(ratio, [5, 95])
+            print(f"  {b:>4} votes: rmse random {r[0]:.3f} active {a[0]:.3f} ratio {a[0] / r[0]:.2f} "
+                  f"[{lo:.2f},{hi:.2f}]  tau random {r[1]:.3f} active {a[1]:.3f}", flush=True)
     print(f"({time.time() - t0:.0f} s)")
 
 

@@ -166,21 +166,29 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
 @click.option("--value", type=float, default=0.9, show_default=True, help="Target value of --target.")
 @click.option("--reps", type=click.IntRange(min=1), default=10, show_default=True, help="Simulated studies per design.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--designs", default="random,balanced,active", show_default=True,
+              help="Designs to simulate: random (uniform pairs), balanced (what study make writes), active, oracle "
+                   "(knows the true scores: a reference).")
+@click.option("--objective", type=click.Choice(["variance", "eig"]), default="variance", show_default=True,
+              help="Active design: variance (score errors and intervals) or eig (information gain: neighbours' "
+                   "order sooner with 12+ methods, scores worse early).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Table (.csv/.json/.parquet).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Figure of accuracy vs votes (.png/.pdf).")
 def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_sd, model, budgets, target, value,
-                 reps, seed, out, plot) -> None:
-    """Simulate the balanced-random and the active design: votes needed to reach a target accuracy.
+                 reps, seed, designs, objective, out, plot) -> None:
+    """Simulate the random, balanced and active designs: votes needed to reach a target accuracy.
 
     \b
     Example:
       srmetrics study plan --methods 8 --gap 0.5 --scenes 50 --annotators 10 \\
         --budgets 100,200,400,800 --target tau --value 0.9 --reps 5
+      srmetrics study plan --methods 20 --gap 0.5 --target rmse --value 0.45 \\
+        --objective variance --designs balanced,active,oracle
     """
     import numpy as np
 
     from ..human.study.manifest import StudyError
-    from ..human.study.plan import format_plan, plan_study, truth_from_pilot
+    from ..human.study.plan import DESIGNS, design_bound, format_plan, plan_study, truth_from_pilot
 
     if (n_methods is None) == (pilot is None):
         raise StudyError("give either --methods N (with --gap) or --pilot JUDGEMENTS_CSV")
@@ -190,11 +198,18 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
         checkpoints = []
     if not checkpoints or checkpoints[0] < 1:
         raise StudyError(f"--budgets '{budgets}': positive vote counts separated by commas expected")
+    chosen = [d.strip() for d in designs.split(",") if d.strip()]
+    bad = [d for d in chosen if d not in DESIGNS]
+    if bad or not chosen:
+        raise StudyError(f"--designs '{designs}': names from {', '.join(DESIGNS)} separated by commas expected")
     truth = truth_from_pilot(pilot, model)[1] if pilot else np.arange(n_methods) * gap
     table = plan_study(truth, scenes, annotators, checkpoints, reps=reps, seed=seed, scene_sd=scene_sd,
-                       annotator_sd=annotator_sd, model=model)
+                       annotator_sd=annotator_sd, model=model, designs=chosen, objective=objective)
     click.echo(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies per design")
     click.echo(format_plan(table, target, value))
+    click.echo(f"large-sample bound: a design that knew the scores would need {design_bound(truth, model):.2f}x the "
+               f"votes of the balanced design for the same score variance (rmse, ci_width), "
+               f"{design_bound(truth, model, kind='neighbours'):.2f}x for the neighbours' order (tau, p_neighbours)")
     if out:
         from ..results import write_table
 
@@ -208,11 +223,15 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for design, g in table.groupby("design", sort=False):
             ax.plot(g["votes"], g[target], marker="o", label=design)
-        ax.axhline(value, color="grey", lw=0.8, ls="--")
+        ax.axhline(value, color="grey", lw=0.8, ls="--", label=f"target {value:g}")
         ax.set_xscale("log")
+        ax.set_xticks(checkpoints, [f"{c:,}" for c in checkpoints])  # the budgets, not 2x10^2 labels
+        ax.minorticks_off()
         ax.set_xlabel("votes")
         ax.set_ylabel(target)
-        ax.legend()
+        ax.set_title(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies each",
+                     fontsize=8)
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(plot)
         plt.close(fig)

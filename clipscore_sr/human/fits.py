@@ -47,10 +47,11 @@ def _link(d: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def fit_scores(wins: np.ndarray, *, model: str = "bt", prior_sd: float = DEFAULT_PRIOR_SD, tol: float = 1e-10,
-               max_iter: int = 200) -> np.ndarray:
+               max_iter: int = 200, init: np.ndarray | None = None) -> np.ndarray:
     """Penalised-ML scores from (fractional) win counts ``wins[..., k, l]`` (k beat l), batched over
     leading axes: ``[m, m] -> [m]``, ``[B, m, m] -> [B, m]``. Newton's method with steps capped at 2 units
-    (the objective is concave); scores are centred to mean 0."""
+    (the objective is concave), from ``init`` (a warm start, same shape as the scores) or 0; scores are
+    centred to mean 0."""
     if model not in MODELS:
         raise SRMetricsError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     w = np.asarray(wins, dtype=np.float64)
@@ -59,7 +60,7 @@ def fit_scores(wins: np.ndarray, *, model: str = "bt", prior_sd: float = DEFAULT
         w = w[None]
     bsz, m, _ = w.shape
     lam = 0.0 if not np.isfinite(prior_sd) else 1.0 / prior_sd ** 2
-    s = np.zeros((bsz, m))
+    s = np.zeros((bsz, m)) if init is None else np.array(np.broadcast_to(init, (bsz, m)), dtype=np.float64)
     eye = np.eye(m)
     active = np.ones(bsz, bool)
     for _ in range(max_iter):

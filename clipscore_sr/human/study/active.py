@@ -2,28 +2,41 @@
 scores (the model ``rank`` fits: Thurstone Case V in JOD, or Bradley-Terry), pooled and per scene.
 
 Posterior (Laplace): the scores' penalised-ML estimate ``s`` (the fit ``rank`` makes, with a design prior
-``N(0, sd^2)``, default sd 2 model units, so that early all-win pairs do not look settled) with
-precision ``H = sum_votes f(d) x x^T + I / sd^2``, ``x = e_k - e_l``, ``f`` the Fisher information of one vote at
-the score difference ``d`` (BT ``p(1-p)``; Thurstone ``phi(z)^2 / (Phi(z)(1-Phi(z))) / c^2``, ``z = d / c``). One
-more vote on pair (k, l) raises ``H`` by ``f x x^T``; its expected gain (nats) is ``0.5 log(1 + f x^T H^-1 x)``,
-with ``f`` averaged over the posterior of the pair's difference.
-Per scene the same with the scene's own votes (a scene-specific deviation with prior sd ``scene_sd`` around the
-pooled scores); a candidate (scene, pair) scores ``gain_pooled + scene_weight * gain_scene``.
+``N(0, sd^2)``, default sd 2 model units, so that early all-win pairs do not look settled; warm-started from the
+previous estimate after each vote) with precision ``H = sum_votes f(d) x x^T + I / sd^2``, ``x = e_k - e_l``, ``f``
+the Fisher information of one vote at the score difference ``d`` (BT ``p(1-p)``; Thurstone
+``phi(z)^2 / (Phi(z)(1-Phi(z))) / c^2``, ``z = d / c``), averaged over the posterior of the pair's difference.
+One more vote on pair (k, l) raises ``H`` by ``f x x^T``. Its pooled gain (``objective``):
+
+- ``"variance"`` (default): the expected fall of the summed posterior variance of the centred scores,
+  ``f |C H^-1 x|^2 / (1 + f x^T H^-1 x)`` (model units squared; the greedy A-optimal choice: the information
+  that lowers the score errors and interval widths ``rank`` reports);
+- ``"eig"``: the expected information gain (entropy fall), ``0.5 log(1 + f x^T H^-1 x)`` nats (the greedy
+  D-optimal choice, as in ASAP). It favours close pairs more: with 12+ methods it orders neighbours with fewer
+  votes, but leaves the ends of the scale loosely tied, so its scores are worse early (``bench_active.py``).
+
+Per scene the same EIG with the scene's own votes (a scene-specific deviation with prior sd ``scene_sd`` around the
+pooled scores). A candidate (scene, pair) scores ``gain_pooled + scene_weight * gain_scene``; with the default
+``scene_weight = 0`` the pair is chosen on the pooled gain alone and the scene gain only chooses its scene (the
+eligible scene where that pair is least known). A positive weight lets per-scene information compete with the
+pooled ranking: per-scene gains do not shrink as the study grows (each scene gets few votes), so they soon
+dominate and pull the design back towards uniform pairs, which costs pooled accuracy (see ``bench_active.py``).
 
 Constraints kept while maximising: only scenes with at most ``min(count) + spread`` trials so far (a minimum
-spread over scenes); the side shown as ``a`` is the method that has been ``a`` less often (sides stay balanced);
-sentinels and repeats are placed at the same rate as in the balanced design (a deterministic schedule: trial ``t``
-is the check kind that is a whole trial behind its share ``(t+1) f``; a repeat shows a real trial at least ``gap``
-trials back, sides swapped).
+spread over scenes; the minimum over scenes that still have a candidate); the side shown as ``a`` is the method
+that has been ``a`` less often (sides stay balanced); sentinels and repeats are placed at the same rate as in the
+balanced design (a deterministic schedule: trial ``t`` is the check kind that is a whole trial behind its share
+``(t+1) f``; a repeat shows a real trial at least ``gap`` trials back, sides swapped).
 
-Every choice is written to :attr:`ActiveSampler.log` (trial, scene, a, b, its expected gain, the pooled and scene
-parts, the number of candidates and the runner-up's gain), so a study can be audited and replayed
-(:func:`replay`).
+Every choice is written to :attr:`ActiveSampler.log` (trial, scene, a, b, its gain, the pooled and scene parts,
+the number of candidate cells and the best gain of any other pair, ``runner_up_gain``), so a study can be audited
+and replayed (:func:`replay`).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +44,11 @@ from typing import Any
 import numpy as np
 
 from ..fits import JOD_SCALE, fit_scores
+from .manifest import StudyError
+
+OBJECTIVES = ("eig", "variance")
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(7)  # nodes/weights for averages over a normal posterior
+_GH_W = _GH_W / _GH_W.sum()
 
 
 def fisher_information(d: np.ndarray, model: str) -> np.ndarray:
@@ -67,15 +85,18 @@ class ActiveSampler:
     """Chooses trials one at a time from the votes so far (see the module docstring)."""
 
     def __init__(self, methods: Sequence[str], scenes: Sequence[str], *, model: str = "thurstone",
-                 prior_sd: float = 2.0, scene_sd: float = 0.5, scene_weight: float = 0.25,
+                 prior_sd: float = 2.0, scene_sd: float = 0.5, scene_weight: float = 0.0,
                  spread: int = 1, sentinels: float = 0.0, repeats: float = 0.0, gap: int = 5, seed: int = 0,
-                 allowed: np.ndarray | None = None) -> None:
+                 allowed: np.ndarray | None = None, objective: str = "variance") -> None:
         self.methods, self.scenes = list(methods), list(scenes)
         m, n_s = len(self.methods), len(self.scenes)
         if m < 2 or n_s < 1:
             raise ValueError("need two methods and one scene")
+        if objective not in OBJECTIVES:
+            raise StudyError(f"objective {objective!r}: one of {', '.join(OBJECTIVES)}")
         self.model, self.prior_sd, self.scene_sd, self.scene_weight = model, prior_sd, scene_sd, scene_weight
         self.spread, self.sentinels, self.repeats, self.gap = spread, sentinels, repeats, gap
+        self.objective = objective
         self.rng = np.random.default_rng(seed)
         self.iu, self.ju = np.triu_indices(m, 1)
         self.wins = np.zeros((m, m))  # pooled (k beat l)
@@ -85,7 +106,8 @@ class ActiveSampler:
         self.s = np.zeros(m)
         self.allowed = allowed  # optional [n_scenes, n_pairs] mask (replay: only recorded cells)
         self.log: list[Choice] = []
-        self._real: list[int] = []
+        self._real: list[int] = []  # trial numbers of the real trials, ascending
+        self._n_kind = {"sentinel": 0, "repeat": 0}
         self._refresh()
 
     # posterior ------------------------------------------------------------------------------------
@@ -97,7 +119,6 @@ class ActiveSampler:
         hs[:, np.arange(m), np.arange(m)] = diag
         cs = np.linalg.inv(hs)
         self.var_scene = cs[:, self.iu, self.iu] + cs[:, self.ju, self.ju] - 2 * cs[:, self.iu, self.ju]
-        self._hs, self._cs = hs, cs
 
     def _refresh_scene(self, sc: int) -> None:
         m = len(self.methods)
@@ -107,25 +128,42 @@ class ActiveSampler:
         c = np.linalg.inv(h)
         self.var_scene[sc] = c[self.iu, self.iu] + c[self.ju, self.ju] - 2 * c[self.iu, self.ju]
 
+    def _refresh_pooled_only(self) -> None:
+        m = len(self.methods)
+        d = self.s[:, None] - self.s[None, :]
+        self._f = fisher_information(d, self.model)
+        n = self.wins + self.wins.T
+        h = -(n * self._f)
+        h[np.diag_indices(m)] = (n * self._f).sum(1) + 1.0 / self.prior_sd ** 2
+        self.cov = np.linalg.inv(h)
+        c = self.cov
+        self.var_pooled = c[self.iu, self.iu] + c[self.ju, self.ju] - 2 * c[self.iu, self.ju]
+        self._fpair = self._expected_f()
+
     def _expected_f(self) -> np.ndarray:
         """Fisher information of a vote on each pair averaged over the posterior of its difference (Gauss-Hermite,
         7 points): a plug-in at the estimate would call a pair with two lucky early wins 'known' for good."""
-        x, w = np.polynomial.hermite_e.hermegauss(7)
-        d = (self.s[self.iu] - self.s[self.ju])[:, None] + np.sqrt(np.maximum(self.var_pooled, 0))[:, None] * x
-        return (fisher_information(d, self.model) * w).sum(1) / w.sum()
+        d = (self.s[self.iu] - self.s[self.ju])[:, None] + np.sqrt(np.maximum(self.var_pooled, 0))[:, None] * _GH_X
+        return fisher_information(d, self.model) @ _GH_W
 
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
-        """Expected gains ``(pooled [n_pairs], per scene [n_scenes, n_pairs])`` of one more vote."""
-        gp = 0.5 * np.log1p(self._fpair * self.var_pooled)
+        """Expected gains ``(pooled [n_pairs], per scene [n_scenes, n_pairs])`` of one more vote (the pooled one
+        in the units of :attr:`objective`, the per-scene one in nats)."""
+        fv = self._fpair * self.var_pooled
+        if self.objective == "variance":
+            cx = self.cov[self.iu] - self.cov[self.ju]  # rows H^-1 x, one per pair
+            cx -= cx.mean(1, keepdims=True)  # C H^-1 x: the centred scores
+            gp = self._fpair * (cx * cx).sum(1) / (1 + fv)
+        else:
+            gp = 0.5 * np.log1p(fv)
         gs = 0.5 * np.log1p(self._fpair[None, :] * self.var_scene)
         return gp, gs
 
     # choosing -------------------------------------------------------------------------------------
     def _kind(self, t: int) -> str:
-        n_sent = sum(c.kind == "sentinel" for c in self.log)
-        n_rep = sum(c.kind == "repeat" for c in self.log)
-        deficit = {"sentinel": (t + 1) * self.sentinels - n_sent, "repeat": (t + 1) * self.repeats - n_rep}
-        if not [i for i in self._real if i <= t - self.gap]:
+        deficit = {k: (t + 1) * f - self._n_kind[k] for k, f in (("sentinel", self.sentinels),
+                                                                 ("repeat", self.repeats))}
+        if not bisect_right(self._real, t - self.gap):
             deficit["repeat"] = 0.0  # nothing old enough to repeat yet
         kind = max(deficit, key=deficit.get)
         return kind if deficit[kind] >= 1.0 else "real"
@@ -139,33 +177,38 @@ class ActiveSampler:
             ch = Choice(t, "sentinel", self.scenes[sc], "gt", "degraded") if self.rng.random() < 0.5 else \
                 Choice(t, "sentinel", self.scenes[sc], "degraded", "gt")
         elif kind == "repeat":
-            src = self.log[int(self.rng.choice([i for i in self._real if i <= t - self.gap]))]
+            src = self.log[self._real[int(self.rng.integers(bisect_right(self._real, t - self.gap)))]]
             ch = Choice(t, "repeat", src.scene, src.b, src.a, repeat_of=src.trial)
         else:
             ch = self._best(t)
             self._real.append(t)
+        if kind != "real":
+            self._n_kind[kind] += 1
         self.log.append(ch)
         return ch
 
     def _best(self, t: int) -> Choice:
         gp, gs = self.gains()
-        ok_scene = self.scene_count <= self.scene_count.min() + self.spread
-        total = gp[None, :] + self.scene_weight * gs
-        total = np.where(ok_scene[:, None], total, -np.inf)
-        if self.allowed is not None:
-            total = np.where(self.allowed, total, -np.inf)
-        total = total + self.rng.random(total.shape) * 1e-12  # seeded tie-break
-        flat = int(np.argmax(total))
-        if not np.isfinite(total.flat[flat]):
+        ok = np.ones(gs.shape, bool) if self.allowed is None else np.array(self.allowed, bool)  # a copy
+        has = ok.any(1)
+        if not has.any():
             raise ValueError("no candidate trial left")
-        sc, p = divmod(flat, len(self.iu))
-        finite = np.isfinite(total)
-        runner = np.partition(total[finite], -2)[-2] if finite.sum() > 1 else float("nan")
+        ok &= (self.scene_count <= self.scene_count[has].min() + self.spread)[:, None]
+        total = np.where(ok, gp[None, :] + self.scene_weight * gs, -np.inf)
+        jitter = self.rng.random(total.shape) * 1e-12  # seeded tie-break
+        by_pair = (total + jitter).max(0)
+        p = int(np.argmax(by_pair))
+        # its scene: the best total, ties (all of them when scene_weight = 0) broken by the scene gain
+        col = total[:, p]
+        tie = col >= col.max() - 1e-12
+        sc = int(np.argmax(np.where(tie, gs[:, p] + jitter[:, p], -np.inf)))
+        others = np.delete(by_pair, p)
+        runner = float(others.max()) if others.size and np.isfinite(others.max()) else float("nan")
         k, j = int(self.iu[p]), int(self.ju[p])
         a, b = (k, j) if self.a_count[k] <= self.a_count[j] else (j, k)
-        return Choice(t, "real", self.scenes[sc], self.methods[a], self.methods[b], gain=float(total.flat[flat]),
-                      gain_pooled=float(gp[p]), gain_scene=float(gs[sc, p]), n_candidates=int(finite.sum()),
-                      runner_up_gain=float(runner))
+        return Choice(t, "real", self.scenes[sc], self.methods[a], self.methods[b], gain=float(total[sc, p]),
+                      gain_pooled=float(gp[p]), gain_scene=float(gs[sc, p]), n_candidates=int(ok.sum()),
+                      runner_up_gain=runner)
 
     def record(self, choice: Choice, outcome: str) -> None:
         """The answer to a real trial (``a``, ``b`` or ``tie``) updates the posterior (other kinds are ignored)."""
@@ -180,21 +223,9 @@ class ActiveSampler:
         self.scene_votes[sc, j, k] += 1
         self.scene_count[sc] += 1
         self.a_count[k] += 1
-        self.s = fit_scores(self.wins, model=self.model, prior_sd=self.prior_sd, tol=1e-8)
+        self.s = fit_scores(self.wins, model=self.model, prior_sd=self.prior_sd, tol=1e-8, init=self.s)
         self._refresh_pooled_only()
         self._refresh_scene(sc)
-
-    def _refresh_pooled_only(self) -> None:
-        m = len(self.methods)
-        d = self.s[:, None] - self.s[None, :]
-        self._f = fisher_information(d, self.model)
-        n = self.wins + self.wins.T
-        h = -(n * self._f)
-        h[np.diag_indices(m)] = (n * self._f).sum(1) + 1.0 / self.prior_sd ** 2
-        self.cov = np.linalg.inv(h)
-        c = self.cov
-        self.var_pooled = c[self.iu, self.iu] + c[self.ju, self.ju] - 2 * c[self.iu, self.ju]
-        self._fpair = self._expected_f()
 
     def log_records(self) -> list[dict[str, Any]]:
         return [asdict(c) for c in self.log]
@@ -203,12 +234,12 @@ class ActiveSampler:
 def replay(sampler: ActiveSampler, recorded: dict[tuple[int, int, int], list[float]], n: int) -> list[float]:
     """Replay an active study on a recorded full design: the sampler may pick only (scene, k, l) cells with
     recorded votes left (``recorded[(scene, k, l)]``: outcomes for k, consumed in order); returns the outcomes."""
+    pair_index = {(int(k), int(j)): p for p, (k, j) in enumerate(zip(sampler.iu, sampler.ju))}
+    left = np.zeros((len(sampler.scenes), len(sampler.iu)), bool)
+    for (sc, k, j), v in recorded.items():
+        left[sc, pair_index[min(k, j), max(k, j)]] |= bool(v)
     got = []
     for _ in range(n):
-        left = np.zeros((len(sampler.scenes), len(sampler.iu)), bool)
-        for (sc, k, j), v in recorded.items():
-            if v:
-                left[sc, np.flatnonzero((sampler.iu == min(k, j)) & (sampler.ju == max(k, j)))[0]] = True
         if not left.any():
             break
         sampler.allowed = left
@@ -217,10 +248,12 @@ def replay(sampler: ActiveSampler, recorded: dict[tuple[int, int, int], list[flo
         k, j, sc = sampler.methods.index(ch.a), sampler.methods.index(ch.b), sampler.scenes.index(ch.scene)
         key = (sc, min(k, j), max(k, j))
         o = recorded[key].pop(0)
+        if not recorded[key]:
+            left[sc, pair_index[key[1:]]] = False
         o = o if k == key[1] else 1 - o
         sampler.record(ch, "a" if o == 1 else "b" if o == 0 else "tie")
         got.append(o)
     return got
 
 
-__all__ = ["ActiveSampler", "Choice", "fisher_information", "replay"]
+__all__ = ["OBJECTIVES", "ActiveSampler", "Choice", "fisher_information", "replay"]
