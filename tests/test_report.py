@@ -269,6 +269,44 @@ def test_study_without_answers_shows_its_progress(tmp_path: Path) -> None:
     assert model["rows"]["key"] == [] and sheets == []
 
 
+def test_active_study_counts_its_schedule_and_ranks_with_its_model(tmp_path: Path) -> None:
+    """An active study's study.json lists only its sentinels: the page must count the schedule (as `study status`
+    does) and rank with the model the study was made for (as `rank --model thurstone`)."""
+    from starlette.testclient import TestClient
+
+    from clipscore_sr.demo import DATA_DIR, METHODS as DEMO_METHODS
+    from clipscore_sr.human.study.app import create_app
+
+    scene, out = DATA_DIR / "scene", tmp_path / "active"
+    res = CliRunner().invoke(main, ["study", "make", str(scene / "gt"),
+                                    *[a for m in DEMO_METHODS for a in ("--method", f"{m}={scene / 'sr' / m}")],
+                                    "--trials", "12", "--sentinels", "0.1", "--repeats", "0.1", "--design", "active",
+                                    "--seed", "0", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    c = TestClient(create_app(out), base_url="http://127.0.0.1")
+    for who, n in (("ann-a", 12), ("ann-b", 2)):  # scripted test annotators (not people): the left one, always
+        nxt = c.post("/api/next", json={"annotator": who}).json()["next"]
+        for _ in range(n):
+            r = c.post("/api/answer", json={"annotator": who, "trial": nxt["id"], "shown_left": nxt["shown_left"],
+                                            "choice": "left", "rt_ms": 500})
+            assert r.status_code == 200, r.text
+            nxt = r.json()["next"]
+    status = json.loads(CliRunner().invoke(main, ["study", "status", str(out), "--json"]).output)
+    res = CliRunner().invoke(main, ["rank", str(out / "judgements.csv"), "--model", "thurstone",
+                                    "-o", str(tmp_path / "ranking.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    model, _ = build_model(load_inputs([out]), tmp_path / "r.html", workers=1)
+    s = model["studies"][0]
+    sched = json.loads((out / "study.json").read_text())["active"]["schedule"]
+    assert (s["design"], s["model"], s["trials"]) == ("active", "thurstone", len(sched)) == ("active", "thurstone", 12)
+    assert s["kinds"] == dict(Counter(x["kind"] for x in sched)) and sum(s["kinds"].values()) == 12
+    assert (s["answers"], s["annotators"], s["finished"]) == (14, 2, 1)
+    assert [r["answers"] for r in status["annotators"]] == [12, 2]
+    want = read_table(tmp_path / "ranking.csv")
+    got = pd.DataFrame(s["ranking"]["rows"], columns=s["ranking"]["columns"])
+    np.testing.assert_allclose(got["score"].astype(float), want["score"], atol=1e-12)  # JOD, as rank --model thurstone
+
+
 def test_scene_folder_summary_worst_tiles_and_quicklook(scene: Path, tmp_path: Path) -> None:
     rasterio = pytest.importorskip("rasterio")
     res = CliRunner().invoke(main, ["report", str(scene), "-o", str(tmp_path / "r.html"), "--workers", "1"])

@@ -288,6 +288,39 @@ def test_a_foreign_log_line_is_one_error_naming_it(tmp_path: Path) -> None:
         client(out)
 
 
+def test_objective_eig_is_kept_in_the_study_and_used_by_the_server(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "6", "--objective", "eig", "-q")
+    assert load_study(out).active["objective"] == "eig"
+    c = client(out)
+    assert c.app.state.live._posterior([]).objective == "eig"
+    nxt = first(c, "alice")
+    for _ in range(3):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    gains = [e["choice"]["gain"] for e in log_of(out) if e.get("choice")]
+    assert gains and all(0 < g < 5 for g in gains)  # nats of one vote: 0.5 log(1 + f x'H^-1 x)
+    bad = json.loads((out / "study.json").read_text())
+    bad["active"]["objective"] = "luck"
+    (out / "study.json").write_text(json.dumps(bad))
+    with pytest.raises(StudyError, match="active.objective must be 'variance' or 'eig'"):
+        load_study(out)
+
+
+def test_a_deleted_audit_log_with_answers_is_refused_not_served(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "6", "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(3):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    rows = (out / "judgements.csv").read_bytes()
+    (out / LOG).unlink()  # a user tidying the folder
+    with pytest.raises(StudyError, match=rf"{LOG}: missing, but judgements.csv answers \d+ trial\(s\) it does not "
+                                         r"list .*restore the audit log"):
+        client(out)
+    res = CliRunner().invoke(main, ["study", "serve", str(out), "--port", "1"])
+    assert res.exit_code == 2 and "restore the audit log" in res.output and res.output.count("\n") <= 2
+    assert (out / "judgements.csv").read_bytes() == rows and not (out / LOG).exists()  # nothing written
+
+
 @pytest.mark.slow  # a real server process, killed with SIGKILL
 def test_kill_and_restart_a_real_server(tmp_path: Path) -> None:
     import httpx

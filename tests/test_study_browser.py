@@ -96,6 +96,7 @@ def test_study_in_chromium(tmp_path: Path) -> None:
             page.wait_for_function(f"document.body.dataset.trial && document.body.dataset.trial !== {first!r}")
             page.keyboard.press("Backspace")
             page.wait_for_function(f"document.body.dataset.trial === {first!r}")
+            assert "undid your answer to trial 1" in page.text_content("#msg")  # said, not cleared by the redraw
 
             for i in range(n // 2):
                 answer_one(i)

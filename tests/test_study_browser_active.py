@@ -93,6 +93,7 @@ def test_active_study_in_chromium(tmp_path: Path) -> None:
             expected.pop()
             page.keyboard.press("Backspace")
             page.wait_for_function(f"document.body.dataset.trial === {first!r}")
+            assert "undid your answer to trial 1" in page.text_content("#msg")  # said, not cleared by the redraw
             for _ in range(n // 2):
                 answer_one()
             open_trial = page.evaluate("document.body.dataset.trial")

@@ -46,14 +46,18 @@ def study_group() -> None:
 @click.option("--dataset", default=None, help="Dataset name in the judgements (default: GT_DIR's name).")
 @click.option("--design", type=click.Choice(["balanced", "active"]), default="balanced", show_default=True,
               help="balanced: every trial sampled now, balanced over method pairs and scenes. active: the server "
-                   "chooses each real trial while the study is answered, where it is most informative (expected "
-                   "information gain on the method scores, all answers pooled); every choice is logged in "
+                   "chooses each real trial while the study is answered, where it is most informative about the "
+                   "method scores (see --objective; all answers pooled); every choice is logged in "
                    "STUDY_DIR/active-log.jsonl.")
 @click.option("--model", type=click.Choice(["thurstone", "bt"]), default="thurstone", show_default=True,
               help="With --design active: the model of the scores the sampler learns about (as 'rank --model').")
+@click.option("--objective", type=click.Choice(["variance", "eig"]), default="variance", show_default=True,
+              help="With --design active: variance (the largest expected fall of the scores' posterior variance: "
+                   "score errors and intervals) or eig (the largest expected information gain, as ASAP: "
+                   "neighbours' order with 12+ methods).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; only warnings and errors.")
 def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow_tie, bands, data_range, stretch,
-                 percentiles, dataset, design, model, quiet) -> None:
+                 percentiles, dataset, design, model, objective, quiet) -> None:
     """Sample trials (GT, output X, output Y) and render them for display.
 
     \b
@@ -76,7 +80,7 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
     study = make_study(gt_dir, parse_methods(methods), n_trials, out, seed=seed, sentinels=sentinels,
                        repeats=repeats, allow_tie=allow_tie, bands=parse_bands(bands), data_range=data_range,
                        stretch=stretch, percentiles=pct, dataset=dataset, progress=not quiet,
-                       echo=lambda s: click.echo(s, err=True), design=design, model=model)
+                       echo=lambda s: click.echo(s, err=True), design=design, model=model, objective=objective)
     if quiet:
         return
     if study.active is not None:
@@ -203,13 +207,16 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
     if bad or not chosen:
         raise StudyError(f"--designs '{designs}': names from {', '.join(DESIGNS)} separated by commas expected")
     truth = truth_from_pilot(pilot, model)[1] if pilot else np.arange(n_methods) * gap
+    given = [int(x) for x in budgets.split(",")]
+    if given != checkpoints:
+        click.echo(f"Note: --budgets taken in increasing order without repeats: {','.join(map(str, checkpoints))}",
+                   err=True)
+    if checkpoints[0] < len(truth) - 1:
+        click.echo(f"Warning: {checkpoints[0]} votes cannot connect {len(truth)} methods (at least {len(truth) - 1} "
+                   f"needed): the first budgets' scores rest on the prior alone", err=True)
     table = plan_study(truth, scenes, annotators, checkpoints, reps=reps, seed=seed, scene_sd=scene_sd,
                        annotator_sd=annotator_sd, model=model, designs=chosen, objective=objective)
-    click.echo(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies per design")
-    click.echo(format_plan(table, target, value))
-    click.echo(f"large-sample bound: a design that knew the scores would need {design_bound(truth, model):.2f}x the "
-               f"votes of the balanced design for the same score variance (rmse, ci_width), "
-               f"{design_bound(truth, model, kind='neighbours'):.2f}x for the neighbours' order (tau, p_neighbours)")
+    # the files first: a reader that stops early (| head) must not cost them
     if out:
         from ..results import write_table
 
@@ -235,6 +242,11 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
         fig.tight_layout()
         fig.savefig(plot)
         plt.close(fig)
+    click.echo(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies per design")
+    click.echo(format_plan(table, target, value))
+    click.echo(f"large-sample bound: a design that knew the scores would need {design_bound(truth, model):.2f}x the "
+               f"votes of the balanced design for the same score variance (rmse, ci_width), "
+               f"{design_bound(truth, model, kind='neighbours'):.2f}x for the neighbours' order (tau, p_neighbours)")
 
 
 @study_group.command("status")

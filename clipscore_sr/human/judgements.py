@@ -116,6 +116,11 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]
     from ..csvcells import unescape
 
     if not path.is_file():
+        from .study.manifest import MANIFEST
+
+        study = path.parent
+        if (study / MANIFEST).is_file():  # a study nobody has answered yet
+            raise JudgementError(f"{path}: no answers yet (serve the study with 'srmetrics study serve {study}')")
         raise JudgementError(f"{path}: judgements file not found")
     rows: list[tuple[int, dict[str, str]]] = []
     try:

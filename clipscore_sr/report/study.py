@@ -5,8 +5,9 @@ study's own code, never reparsed here:
   answers, annotators, per annotator the answers, sentinel accuracy, repeat consistency, agreement with the
   others, response times and flags (sentinel accuracy below 0.8), Krippendorff's alpha with its interval;
 * the human ranking as ``srmetrics rank STUDY/judgements.csv`` computes it with its defaults
-  (:func:`clipscore_sr.human.rank_run.rank_judgements`: Bradley-Terry, ties split, 1000 bootstrap resamples of
-  scenes x annotators, seed 0, 95% intervals), or why there is none yet.
+  (:func:`clipscore_sr.human.rank_run.rank_judgements`: Bradley-Terry, or for an active study the model it was
+  designed with (``rank --model thurstone``: JOD), ties split, 1000 bootstrap resamples of scenes x annotators,
+  seed 0, 95% intervals), or why there is none yet.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ def study_section(folder: Path) -> dict[str, Any]:
     from ..human.study.status import STATUS_COLUMNS, status_json, study_status
 
     study = load_study(folder, check_files=False)
+    # per annotator: an active study's study.json lists only its sentinels; its schedule holds every slot
+    kinds = ([slot["kind"] for slot in study.active["schedule"]] if study.active is not None
+             else [t.kind for t in study.trials])
+    model = study.active["model"] if study.active is not None else "bt"  # what the study was designed for
     sec: dict[str, Any] = {
         "folder": os.fspath(folder), "dataset": study.dataset, "methods": list(study.methods),
-        "trials": len(study.trials), "kinds": {k: sum(t.kind == k for t in study.trials) for k in KINDS},
+        "design": study.design, "model": model,
+        "trials": study.n_trials, "kinds": {k: kinds.count(k) for k in KINDS},
         "allow_tie": study.allow_tie, "answers": 0, "annotators": 0, "finished": 0, "status": None,
         "reliability": None, "ranking": None, "notes": []}
     if not (folder / JUDGEMENTS).is_file():
@@ -43,12 +49,12 @@ def study_section(folder: Path) -> dict[str, Any]:
         return sec
     df, status, rel = study_status(study)
     sec.update(answers=len(df), annotators=len(status),
-               finished=int((status["answers"] >= len(study.trials)).sum()) if len(status) else 0,
+               finished=int((status["answers"] >= study.n_trials).sum()) if len(status) else 0,
                status=table_json(status[list(STATUS_COLUMNS)], JUDGEMENTS))
     sec["reliability"] = {**{k: v for k, v in status_json(status, rel).items() if k != "annotators"},
                           "text": rel.summary() if rel is not None else ""}
     try:
-        run = rank_judgements(folder / JUDGEMENTS)
+        run = rank_judgements(folder / JUDGEMENTS, model=model)
     except SRMetricsError as exc:  # no real votes yet, one method, disconnected comparisons...
         sec["notes"].append(f"no ranking yet: {str(exc).splitlines()[0]}")
         return sec

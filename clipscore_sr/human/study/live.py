@@ -133,6 +133,13 @@ def choose(sampler: ActiveSampler, unseen: np.ndarray, busy: list[tuple[int, int
     return None, "the sampler's spread over scenes leaves no cell this annotator has not seen"
 
 
+def new_sampler(study: Study, cells: _Cells) -> ActiveSampler:
+    """The study's sampler with no answers yet: its model and objective (``variance`` for studies made before
+    the objective was an option), seeded by the study."""
+    return ActiveSampler(cells.methods, cells.scenes, model=study.active["model"],
+                         objective=study.active.get("objective", "variance"), seed=study.seed)
+
+
 class LiveDesign:
     """An active study being served: :meth:`next_trial` gives an annotator their next trial (see the module
     docstring). Safe across threads and processes (everything happens under the judgement store's lock)."""
@@ -154,6 +161,12 @@ class LiveDesign:
         self.rebuild_s = 0.0  # seconds the last rebuild of the posterior took (replaying the answers)
         with store.locked() as rows:
             self._sync(rows)
+            orphans = sorted({r["pair_id"] for r in rows if r["pair_id"] not in self.trials})
+            if orphans:  # serving on would give those ids again and forget what was shown
+                raise StudyError(
+                    f"{self.log.path}: {'missing' if not self.log.entries else 'incomplete'}, but judgements.csv "
+                    f"answers {len(orphans)} trial(s) it does not list (e.g. {orphans[0]}); restore the audit log "
+                    f"from a backup (it records every trial the server chose) before serving this study again")
             self._posterior(rows)
 
     # state from the log and the answers -------------------------------------------------------------
@@ -207,8 +220,7 @@ class LiveDesign:
         t0 = time.perf_counter()
         fresh = self._sampler is None
         if fresh:
-            self._sampler = ActiveSampler(self.cells.methods, self.cells.scenes, model=self.study.active["model"],
-                                          seed=self.study.seed)
+            self._sampler = new_sampler(self.study, self.cells)
         for r in rows[self._feed_at:]:
             t = self.trials.get(r["pair_id"])
             if r["trial_kind"] != "real" or t is None or t.kind != "real":
@@ -297,7 +309,7 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
     cells = _Cells(list(study.active["scenes"]), list(study.methods))
     given = GivenTrials(study, cells, str(log.path))
     real_rows = [r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"]
-    sampler = ActiveSampler(cells.methods, cells.scenes, model=study.active["model"], seed=study.seed)
+    sampler = new_sampler(study, cells)
     fed, checked, problems = 0, 0, []
     for e in log.entries:
         if e["kind"] == "real" and e.get("choice"):

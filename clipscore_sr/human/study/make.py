@@ -99,9 +99,12 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
                allow_tie: bool = False, bands: Sequence[int] | None = None, data_range: float | None = None,
                stretch: str = "auto", percentiles: Sequence[float] = (2.0, 98.0), dataset: str | None = None,
                workers: int = 4, progress: bool = False, echo: Callable[[str], None] | None = None,
-               design: str = "balanced", model: str = "thurstone") -> Study:
+               design: str = "balanced", model: str = "thurstone", objective: str = "variance") -> Study:
     """Make a study in ``out`` (a new or empty folder): see ``srmetrics study make --help``. ``design``:
-    ``balanced`` or ``active`` (``model``: the active sampler's, ``thurstone`` or ``bt``)."""
+    ``balanced`` or ``active`` (``model``: the active sampler's, ``thurstone`` or ``bt``; ``objective``: its
+    ``variance`` or ``eig``)."""
+    if objective not in ("variance", "eig"):
+        raise StudyError(f"objective {objective!r}: 'variance' or 'eig' expected")
     if seed < 0:
         raise StudyError(f"--seed {seed}: a seed is >= 0")
     if design not in DESIGNS:
@@ -175,7 +178,7 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
         scenes = {key: {"gt": _rel(pairing.scenes[key]["gt"], out), "gt_render": renders[key]["gt"],
                         "files": {m: _rel(pairing.scenes[key][m], out) for m in methods},
                         "renders": {m: renders[key][m] for m in methods}} for key in used}
-        active = {"model": model, "schedule": schedule, "scenes": scenes}
+        active = {"model": model, "objective": objective, "schedule": schedule, "scenes": scenes}
     study = Study(root=out, seed=seed, dataset=name, methods=list(methods), options=options, trials=trials,
                   unmatched=pairing.unmatched, active=active)
     write_study(study)

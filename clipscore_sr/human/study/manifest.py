@@ -211,6 +211,8 @@ def _validate_active(study: Study, trials: dict[str, Trial], check_files: bool) 
     act = study.active or {}
     if act.get("model") not in ("thurstone", "bt"):
         raise StudyError(f"{where}: active.model must be 'thurstone' or 'bt'")
+    if act.get("objective", "variance") not in ("variance", "eig"):  # studies made before it was an option: variance
+        raise StudyError(f"{where}: active.objective must be 'variance' or 'eig'")
     sched, scenes = act.get("schedule"), act.get("scenes")
     if not isinstance(sched, list) or not sched or not isinstance(scenes, dict) or not scenes:
         raise StudyError(f"{where}: active.schedule and active.scenes must be a non-empty list and object")

@@ -7,7 +7,8 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const num = (v) => (v === null || v === undefined ? NaN : v === "inf" ? Infinity : v === "-inf" ? -Infinity : Number(v));
   const fmt = (v, d) => { v = num(v); if (Number.isNaN(v)) return "–"; if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
-    return d !== undefined ? v.toFixed(d) : Math.abs(v) >= 100 ? v.toFixed(2) : v.toFixed(4); };
+    return d !== undefined ? v.toFixed(d) : Math.abs(v) >= 100 ? v.toFixed(2)
+      : v !== 0 && Math.abs(v) < 1e-3 ? v.toPrecision(3) : v.toFixed(4); };  // 7.37e-6, never a flagged 0.0000
   const dv = (v) => (v === null || v === undefined ? "" : String(v));  // the exact value, for readers of the DOM
   const R = D.rows, N = R.key.length, CAP = D.thumb_cap, RH = 36, TS = 32 / CAP;
   const M = D.metrics.map((m) => m.id), HIGH = Object.fromEntries(D.metrics.map((m) => [m.id, m.higher]));
@@ -62,7 +63,8 @@
     const k = s.kinds;
     return `<b data-k="answers">${s.answers}</b> answer(s) from <b data-k="annotators">${s.annotators}</b> annotator(s), ` +
       `<b data-k="finished">${s.finished}</b> finished; <b data-k="trials">${s.trials}</b> trials per annotator ` +
-      `(${k.real} real, ${k.sentinel} sentinel, ${k.repeat} repeat${s.allow_tie ? "; ties allowed" : ""}); methods ${esc(s.methods.join(", "))}.`;
+      `(${k.real} real, ${k.sentinel} sentinel, ${k.repeat} repeat${s.allow_tie ? "; ties allowed" : ""}` +
+      `${s.design === "active" ? "; active design: the server chose each real trial" : ""}); methods ${esc(s.methods.join(", "))}.`;
   }
   const STATUS = { answers: "answers", real: "real", sentinels: "sentinels", sentinel_correct: "sentinels ok", sentinel_accuracy: "sentinel accuracy",
     repeats: "repeats", repeat_consistent: "repeats same", repeat_consistency: "repeat consistency", median_rt_s: "median RT s",
@@ -88,7 +90,9 @@
       h += `<p class="reliability" data-alpha="${esc(dv(r.krippendorff_alpha))}" data-lo="${esc(dv(r.krippendorff_alpha_ci && r.krippendorff_alpha_ci[0]))}"` +
         ` data-hi="${esc(dv(r.krippendorff_alpha_ci && r.krippendorff_alpha_ci[1]))}">${esc(r.text)}</p>`;
     }
-    if (s.ranking) h += "<h3>Ranking from its answers (as <code>srmetrics rank judgements.csv</code> computes it: Bradley-Terry, ties split, " +
+    const model = s.model === "thurstone" ? "Thurstone (JOD)" : "Bradley-Terry (logits)";
+    const cmd = s.model === "thurstone" ? "srmetrics rank judgements.csv --model thurstone" : "srmetrics rank judgements.csv";
+    if (s.ranking) h += `<h3>Ranking from its answers (as <code>${cmd}</code> computes it: ${model}, ties split, ` +
       "95% CIs from 1000 bootstrap resamples of scenes &times; annotators, seed 0)</h3>" + rankTable(s.ranking, "rank study-rank");
     if (s.notes.length) h += "<ul>" + s.notes.map((x) => `<li class="note">${esc(x)}</li>`).join("") + "</ul>";
     return h + "</div>";
@@ -170,7 +174,7 @@
       h += `<h2>Metric rankings vs the judgements' (${esc(t.file)})</h2>` + tableHtml(t.columns.map((n, i) => ({ label: n,
         td: (r) => (typeof r[i] === "number" ? tdv(r[i]) : `<td>${esc(dv(r[i]))}</td>`) })), t.rows, (r) => r);
     }
-    h += "<h2>Provenance</h2>";
+    if (D.provenance.length) h += "<h2>Provenance</h2>";
     for (const p of D.provenance) {
       if (p.missing) { h += `<p class="note">${esc(p.file)}: no meta file (provenance unknown)</p>`; continue; }
       h += `<h3>${esc(p.file)}</h3><ul class="prov"><li>clipscore-sr ${esc(p.version)}, written ${esc(p.written)}; ${esc(p.n_pairs)} pairs, ${esc(p.n_failed)} failed</li>` +
@@ -277,7 +281,10 @@
     $("f-dataset-label").hidden = D.datasets.length < 2;
     $("f-metric").innerHTML = M.filter((m) => HIGH[m] !== null).map((m) => `<option>${esc(m)}</option>`).join("");
     const modeUi = () => { const w = $("f-mode").value === "worst"; $("f-metric-label").hidden = !w; $("f-n-label").hidden = !w; };
-    for (const id of ["f-method", "f-dataset", "f-mode", "f-metric", "f-n"]) $(id).addEventListener("change", () => { modeUi(); applyFilters(); });
+    const unsort = () => { T.col = null; T.desc = false; for (const s of $("thead").children) s.classList.remove("sorted", "desc"); };
+    for (const id of ["f-method", "f-dataset", "f-mode", "f-metric", "f-n"]) $(id).addEventListener("change", () => {
+      if (id === "f-mode" || id === "f-metric") unsort();  // "worst 20" and "disagree" list worst first (a header re-sorts them)
+      modeUi(); applyFilters(); });
     $("f-key").addEventListener("input", applyFilters);
     $("tbody").addEventListener("scroll", () => render(false));
     $("win").addEventListener("click", (ev) => { const row = ev.target.closest(".trow"); if (row) openViewer(+row.dataset.pos); });
@@ -319,7 +326,14 @@
     $("v-b").value = P.some((p) => p.name === b) ? b : P[Math.min(P.length - 1, R.lr[r] >= 0 ? 2 : 1)].name;
     $("v-map-label").hidden = $("v-opacity").hidden = !P.some((p) => p.map);
     for (const c of $("panels").querySelectorAll("canvas")) bindCanvas(c);
-    $("viewer").hidden = false; noteFull(); draw();
+    $("viewer").hidden = false; evenVals(); noteFull(); draw();
+  }
+  // the values under the panels take one line or several: give every panel the same, so the canvases line up
+  function evenVals() {
+    const vs = [...$("panels").querySelectorAll(".vals")];
+    for (const v of vs) v.style.minHeight = "";
+    const h = Math.max(...vs.map((v) => v.offsetHeight));
+    for (const v of vs) v.style.minHeight = h + "px";
   }
   function noteFull() {
     const thumbs = S.panels.filter((p) => !D.images.full[p.src.id] || p.src.failed).map((p) => p.name);
@@ -376,7 +390,7 @@
     S.drag.x = ev.clientX; S.drag.y = ev.clientY; draw();
   });
   window.addEventListener("mouseup", () => { S.drag = null; });
-  window.addEventListener("resize", () => { draw(); render(true); });
+  window.addEventListener("resize", () => { if (!$("viewer").hidden) evenVals(); draw(); render(true); });
   document.addEventListener("keydown", (ev) => {
     if ($("viewer").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "checkbox" && ev.target.type !== "range") return;
     const k = ev.key;

@@ -50,7 +50,7 @@
     });
   }
 
-  async function showTrial(i) {  // balanced: the index into S.trials; active: the trial itself ({id, shown_left})
+  async function showTrial(i, note = "") {  // balanced: the index into S.trials; active: the trial itself ({id, shown_left})
     const t = active() ? i : S.trials[i];
     if (!active()) { S.idx = i; S.nAnswered = S.answered.size; S.nTrials = S.trials.length; }
     S.cur = t;
@@ -65,7 +65,7 @@
         await new Promise((res) => setTimeout(res, wait * 1000));
       }
     }
-    message("");
+    message(note);  // what happened before this trial (an undo), else nothing
     draw();
     $("progress").textContent = `${S.nAnswered + 1} / ${S.nTrials}`;
     document.body.dataset.trial = t.id;
@@ -200,8 +200,7 @@
       i = S.trials.findIndex((t) => t.id === res.undone);
     }
     show("trial");
-    message(`undid your answer to trial ${(active() ? S.nAnswered : S.answered.size) + 1}; answer it again`);
-    await showTrial(i);
+    await showTrial(i, `undid your answer to trial ${(active() ? S.nAnswered : S.answered.size) + 1}; answer it again`);
   }
 
   document.addEventListener("keydown", (ev) => {
