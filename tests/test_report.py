@@ -274,7 +274,8 @@ def test_active_study_counts_its_schedule_and_ranks_with_its_model(tmp_path: Pat
     does) and rank with the model the study was made for (as `rank --model thurstone`)."""
     from starlette.testclient import TestClient
 
-    from clipscore_sr.demo import DATA_DIR, METHODS as DEMO_METHODS
+    from clipscore_sr.demo import DATA_DIR
+    from clipscore_sr.demo import METHODS as DEMO_METHODS
     from clipscore_sr.human.study.app import create_app
 
     scene, out = DATA_DIR / "scene", tmp_path / "active"

@@ -28,8 +28,8 @@ def rank_judgements(judgements: str | os.PathLike, *, model: str = "bt", ties: s
                     min_agreement: float | None = None, min_sentinel_accuracy: float | None = None) -> RankRun:
     """Rank the methods of a judgement file (see the module docstring; options as ``srmetrics rank``)."""
     from .ranking import rank_methods
-    from .votes import load_method_judgements, votes_from_frame
     from .reliability import annotator_reliability, drop_annotators
+    from .votes import load_method_judgements, votes_from_frame
 
     df, info = load_method_judgements(judgements, skip_invalid=skip_invalid,
                                       allow_outside_root=True)  # rank opens no image
