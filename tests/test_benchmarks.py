@@ -31,7 +31,7 @@ SMALLEST: dict[str, list[str]] = {
     "bench_rank.py": ["--votes", "2000", "--methods", "4", "--scenes", "20", "--bootstrap", "10",
                       "--ref-resamples", "2", "--reliability-votes", "1000"],
     "bench_report.py": ["--pairs", "20", "--methods", "2", "--workers", "1"],
-    "bench_scene.py": ["--sizes", "64", "--tile", "32", "--score-tiles", "1"],
+    "bench_scene.py": ["--sizes", "64", "--tile", "32", "--score-tiles", "1", "--rounds", "1"],
     "bench_score.py": ["--pairs", "4", "--size", "32", "--memory-pairs", "0"],
     "bench_study.py": ["--trials", "10", "--scenes", "5", "--size", "32", "--submissions", "10"],
     "bench_study_active.py": ["--methods", "3", "--scenes", "4", "--trials", "10", "--annotators", "2",

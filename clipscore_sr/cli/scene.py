@@ -45,7 +45,8 @@ def _settings(tile, bands, data_range, offset, s2_baseline, saturation, mask, re
               help="Output folder: tiles.parquet/.csv, summary.json, maps/*.tif (COG), quicklook/*.png.")
 @click.option("--list", "pair_list", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV with columns lr,sr: several scenes in one run (instead of LR SR).")
-@click.option("--tile", type=click.IntRange(min=8), default=256, show_default=True, help="Tile size in LR pixels.")
+@click.option("--tile", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Tile size in LR pixels (seam periods up to half a tile's SR size are looked for).")
 @click.option("--bands", default=None, help="Bands to compare: 1-based numbers (3,2,1) or band names (B04,B03).")
 @click.option("--data-range", type=float, default=None,
               help="Full scale of stored values, both rasters (default from the LR type: 255, 65535, 1.0).")
@@ -64,9 +65,12 @@ def _settings(tile, bands, data_range, offset, s2_baseline, saturation, mask, re
               help="Tiles with a smaller valid fraction get no metric values.")
 @click.option("--shard", default=None, metavar="I/N", help="Run shard I (0-based) of N; merge with scene-merge.")
 @click.option("--resume", is_flag=True, help="Keep the tiles already in OUT (same inputs and settings).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
+              help="Where the detectors run (cuda: each torchrun rank its LOCAL_RANK GPU). Shards merged together "
+                   "must use the same kind.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; only warnings and errors.")
 def scene_command(lr, sr, out_dir, pair_list, tile, bands, data_range, offset, s2_baseline, saturation, mask, red_band,
-                  nir_band, seam_period, min_valid, shard, resume, quiet):
+                  nir_band, seam_period, min_valid, shard, resume, device, quiet):
     """Evaluate whole SR scenes against their LR input, tile by tile, without HR.
 
     Per tile: lr-l1/psnr/sam/shift, no-data propagation, seams, colour cast and NDVI drift, added detail, and a
@@ -94,7 +98,7 @@ def scene_command(lr, sr, out_dir, pair_list, tile, bands, data_range, offset, s
                          seam_period, min_valid)
     pairs = read_pair_list(pair_list) if pair_list else find_pairs(lr, sr)
     result = evaluate_scenes(pairs, out_dir, settings, shard=parse_shard(shard) if shard else None, resume=resume,
-                             progress=not quiet)
+                             progress=not quiet, device=device)
     if result["merged"] and not quiet:
         click.echo(format_summary(result["summary"]))
     elif shard and not quiet:

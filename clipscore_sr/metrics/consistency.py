@@ -41,7 +41,7 @@ from ..errors import ConfigError, InputMismatchError
 from .base import Column, Metric, register_metric
 
 __all__ = [
-    "downsample", "integer_scale", "lr_consistency", "lr_l1", "lr_psnr", "lr_sam", "lr_shift", "mean_spectral_angle",
+    "consistency_from_down", "downsample", "integer_scale", "lr_consistency", "lr_l1", "lr_psnr", "lr_sam", "lr_shift", "mean_spectral_angle",
     "phase_correlation", "spectral_angle",
 ]
 
@@ -240,11 +240,18 @@ def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, *, psf_sigma: float | Non
     lr-sam (NaN when ``sam`` is False or there is one band), lr-shift magnitude, dy, dx; the same values as
     :func:`lr_l1`, :func:`lr_psnr`, :func:`lr_sam` and :func:`lr_shift` called one by one."""
     sr64, lr64, scale = _check_sr_lr(sr, lr, "lr-consistency")
-    down = downsample(sr64, scale, psf_sigma=psf_sigma)
+    return consistency_from_down(downsample(sr64, scale, psf_sigma=psf_sigma), lr64,
+                                 upsample_factor=upsample_factor, sam=sam)
+
+
+def consistency_from_down(down: torch.Tensor, lr64: torch.Tensor, *, upsample_factor: int = 100, sam: bool = True
+                          ) -> torch.Tensor:
+    """:func:`lr_consistency` from the SR already brought to the LR grid (``down`` and ``lr64`` ``[B,C,h,w]``,
+    float64): ``[B,6]`` = lr-l1, lr-psnr, lr-sam, lr-shift magnitude, dy, dx."""
     diff = (down - lr64).flatten(1)
     l1 = diff.abs().mean(dim=1)
     psnr = -10.0 * torch.log10(diff.square().mean(dim=1))
-    if sam and sr64.shape[1] >= 2:
+    if sam and down.shape[1] >= 2:
         angle = mean_spectral_angle(down, lr64)
     else:
         angle = torch.full_like(l1, math.nan)

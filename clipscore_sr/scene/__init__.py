@@ -2,8 +2,10 @@
 per-tile no-HR metrics and artifact detectors, shards and their exact merge, COG maps and quick-looks.
 
 Modules: :mod:`.grid` (grid check, tiles, shards as plain values), :mod:`.read` (windowed reading, masks,
-bands, S2 options), :mod:`.detectors` (per-tile metrics), :mod:`.evaluate` (the loop, journal, resume),
-:mod:`.merge` (exact merge, summary), :mod:`.maps` (COG maps, quick-look).
+bands, S2 options), :mod:`.stream` (the reader thread: windows decoded and first-passed ahead of the
+detectors), :mod:`.kernels` (float32 resampling and step operators), :mod:`.detectors` (per-tile metrics),
+:mod:`.evaluate` (the loop, journal, resume), :mod:`.merge` (exact merge, summary), :mod:`.maps` (COG maps,
+quick-look).
 """
 
 from __future__ import annotations
@@ -14,6 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate import SceneSettings, barrier, dist_shard, plan_scenes, run_shard
+
+
+def scene_device(spec: str = "cpu") -> str:
+    """``cpu``, ``cuda`` (``cuda:LOCAL_RANK`` under torchrun) or ``auto`` (cuda when available, else cpu)."""
+    import torch
+
+    from ..errors import ConfigError
+
+    spec = (spec or "cpu").lower()
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if spec != "cpu":
+        raise ConfigError(f"--device {spec}: expected cpu, cuda or auto")
+    return spec
 
 
 def find_pairs(lr: str | os.PathLike, sr: str | os.PathLike) -> list[tuple[str, str]]:
@@ -51,11 +71,12 @@ def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def evaluate_scenes(pairs: Sequence[tuple[str, str]], out_dir: str | os.PathLike, settings: SceneSettings | None = None,
-                    *, shard: tuple[int, int] | None = None, resume: bool = False, progress: bool = True
-                    ) -> dict[str, Any]:
+                    *, shard: tuple[int, int] | None = None, resume: bool = False, progress: bool = True,
+                    device: str = "cpu") -> dict[str, Any]:
     """Evaluate LR/SR scene pairs into ``out_dir``. Without ``shard`` (and outside torchrun) the run is one shard
-    and is merged at once; under torchrun the ranks are the shards and rank 0 merges. Returns ``{"errors": n,
-    "merged": bool, "summary": dict | None}``."""
+    and is merged at once; under torchrun the ranks are the shards and rank 0 merges. ``device``: ``cpu``
+    (default), ``cuda`` (each torchrun rank its ``LOCAL_RANK`` GPU) or ``auto``; shards merged together must use
+    the same kind. Returns ``{"errors": n, "merged": bool, "summary": dict | None}``."""
     from ..errors import ConfigError
     from ..results import OutputLock, check_writable_dir
     from .evaluate import shard_paths
@@ -66,11 +87,12 @@ def evaluate_scenes(pairs: Sequence[tuple[str, str]], out_dir: str | os.PathLike
     if world > 1 and shard is not None:
         raise ConfigError("--shard and torchrun both split the tiles: use one of them")
     i, n = shard if shard is not None else (rank, world)
+    device = scene_device(device)
     check_writable_dir(out_dir, "-o")
     plans = plan_scenes(pairs, settings)
     with OutputLock(shard_paths(out_dir, i, n)[0], "-o"):
         errors = run_shard(plans, settings, out_dir, shard=i, nshards=n, resume=resume,
-                           progress=progress and rank == 0)
+                           progress=progress and rank == 0, device=device)
     merged, summary = False, None
     if shard is None:
         barrier()
@@ -83,4 +105,4 @@ def evaluate_scenes(pairs: Sequence[tuple[str, str]], out_dir: str | os.PathLike
     return {"errors": errors, "merged": merged, "summary": summary, "shard": (i, n)}
 
 
-__all__ = ["SceneSettings", "evaluate_scenes", "find_pairs", "read_pair_list"]
+__all__ = ["SceneSettings", "evaluate_scenes", "find_pairs", "read_pair_list", "scene_device"]

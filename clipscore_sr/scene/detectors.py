@@ -1,28 +1,31 @@
 """Per-tile metrics without HR: LR consistency (from :mod:`clipscore_sr.metrics.consistency`), no-data
 propagation, seams/stripes, colour cast and NDVI drift, added detail, consistency by construction.
 
-Every function works on one tile: ``lr`` ``[C,h,w]`` and ``sr`` ``[C,s*h,s*w]`` in [0, 1] with their validity
-masks, read with a halo (the tile grown by ``halo`` LR pixels, clipped to the scene) so that the bicubic
-reference and the steps at the tile's first row/column are the same as on the whole scene. Besides the
-per-tile values each tile returns the sums and counts the scene summary is made of (``n-*``, ``sum-*``), so a
-merge of shards is exact (sums of sums, never means of means).
+:func:`tile_metrics` (:func:`reduce_tile`, then :func:`finish_tile`) evaluates one tile: ``lr``
+``[C, h+4, w+4]`` (the tile with a :data:`HALO` of 2 LR pixels on each side, the bicubic support; replicated
+past the scene's edge, which is what PyTorch's clamped bicubic does there) and ``sr`` ``[C, s*h, s*w]`` (the
+tile only) in [0, 1], with their validity masks (``None`` = all valid). Besides the per-tile values each tile
+returns the sums and counts the scene summary is made of (``n-*``, ``sum-*``), so a merge of shards is exact
+(sums of sums, never means of means).
 
 Definitions (SR pixels, data-range units unless said):
 
 * Invalid pixels are filled before the consistency metrics: an SR pixel that is invalid where the LR is valid
   by the LR value beneath it (nearest), LR no-data by 0 in both. A tile whose LR and SR are fully valid gets
-  exactly what ``score --lr`` gives for the same windows written as files.
+  what ``score --lr`` gives for the same windows written as files (to float32 rounding of the reduction, below).
 * ``nodata-new-px``/``-frac``: SR pixels invalid (NaN/inf, nodata, masked, saturated) where the LR is valid,
   as a count and a fraction of the LR-valid SR pixels. ``nodata-spread-px``: the largest distance (SR pixels)
   of a new invalid pixel from the LR's own no-data (tile and halo); where the LR has none, from the nearest
   pixel that is not newly invalid (the hole's depth). NaN when there is no new invalid pixel.
-* Seams: ``g[c]`` = mean over rows and bands of ``|x[:, c] - x[:, c-1]|`` (global SR column ``c``; rows
-  likewise), divided by its mean at ``c mod scale`` (the interpolation/block pattern of the scale). Folding ``g`` modulo a period ``P`` (the comb of the harmonics ``k/P`` of its spectrum) gives the
-  mean step at each phase. ``seam-step`` = max over phases and both axes of ``step_SR/mean_SR -
-  step_bicubic/mean_bicubic`` (0 for the bicubic upsampling of the LR itself; 1 = a boundary with twice the
-  usual gradient); ``seam-energy`` = the fraction of the profile's variance at the harmonics of ``1/P``, SR
-  minus bicubic. ``P`` is ``--seam-period`` or, detected, the smallest candidate (16..512 SR px, at most half
-  the tile) whose ``seam-step`` is >= 0.8 of the largest; ``seam-period`` records it.
+* Seams: ``g[c]`` = mean over rows and bands of ``|x[:, c] - x[:, c-1]|`` over the tile's own pixel pairs
+  (global SR column ``c``; rows likewise), divided by its mean at ``c mod scale`` (the interpolation/block
+  pattern of the scale). Folding ``g`` modulo a period ``P`` (the comb of the harmonics ``k/P`` of its
+  spectrum) gives the mean step at each phase. ``seam-step`` = max over phases and both axes of
+  ``step_SR/mean_SR - step_bicubic/mean_bicubic`` (0 for the bicubic upsampling of the LR itself; 1 = a
+  boundary with twice the usual gradient); ``seam-energy`` = the fraction of the profile's variance at the
+  harmonics of ``1/P``, SR minus bicubic. ``P`` is ``--seam-period`` or, detected, the smallest candidate
+  (16..512 SR px, at most half the tile) whose ``seam-step`` is >= 0.8 of the largest; ``seam-period`` records
+  it. A window boundary on the tile's own edge is seen through the tile's inner boundaries of the same phase.
 * Colour: ``bias-bN`` = mean(down(SR) - LR), ``ratio-bN`` = sum(down(SR)) / sum(LR) per file band N over
   valid LR pixels; ``cast`` = max |ratio - 1|; ``ndvi-drift`` = mean(NDVI(down(SR)) - NDVI(LR)) when red and
   NIR bands are named.
@@ -31,10 +34,20 @@ Definitions (SR pixels, data-range units unless said):
 * ``lr-maxdiff`` / ``lr-maxdiff-box``: max |down(SR) - LR| with the metric's antialiased bilinear reduction and
   with the ``s x s`` block mean; ``by-construction`` = 1 when either is <= ``tol`` (1e-5, plus half a quantum
   for integer SR) on a tile with structure (LR std > 1e-3) and enough valid pixels.
+
+Precision: the SR-sized work (the reduction to the LR grid, bicubic upsamplings, steps, energies) runs in
+float32 with the operators of :mod:`.kernels`, streamed in bands of rows; everything on the LR grid
+(consistency, colour, NDVI, maxima) in float64 on the CPU. Against the float64 definition
+(``tests/scene_reference.py``, real Landsat tiles at x2/x3/x4 with NaN holes and LR no-data) the tested
+differences are at most 2e-7 in lr-l1, lr-maxdiff(-box), bias and cast (data-range units; measured <= 7e-8),
+1e-5 dB in lr-psnr (measured 5e-7), 1e-5 degrees in lr-sam (1e-7), 1e-6 relative in ratios, sums and detail
+(2e-7), 1e-5 in seam-step/-energy (2e-7); counts, fractions, flags, periods and lr-shift are equal (lr-shift
+is a 0.01-px step of the upsampled DFT: a near-tie could move it by one step).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,11 +56,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics.consistency import downsample, lr_consistency
-from ..metrics.correctness import upsample_lr
+from ..metrics.consistency import consistency_from_down
+from .kernels import Down, StepSums, Up, row_bands
 
+#: halo (LR pixels) around each tile's LR: the bicubic support
+HALO = 2
 #: candidate inference-window periods (SR pixels) when --seam-period is not given
 SEAM_CANDIDATES = (16, 32, 64, 128, 256, 512)
+#: values (float32) per band of rows in the streamed passes over a tile's SR (1 MiB: smaller bands cost more in
+#: per-operation overhead than they gain in cache, measured)
+BAND_ELEMENTS = 1 << 18
 CONSISTENCY = ("lr-l1", "lr-psnr", "lr-sam", "lr-shift", "lr-shift-dy", "lr-shift-dx")
 
 
@@ -60,6 +78,18 @@ class DetectorOptions:
     seam_period: int | None = None
     min_valid: float = 0.5
     construction_tol: float = 1e-5
+
+
+@dataclass
+class TileInput:
+    """One tile as read: ``lr`` ``[C, h+2*HALO, w+2*HALO]`` and ``sr`` ``[C, s*h, s*w]`` float32 in [0, 1],
+    validity masks of the same sizes (``None`` = all valid), the tile's LR offset in the scene."""
+    lr: np.ndarray
+    lr_valid: np.ndarray | None
+    sr: np.ndarray
+    sr_valid: np.ndarray | None
+    row0: int
+    col0: int
 
 
 def metric_columns(band_labels: Sequence[str], ndvi: bool) -> list[str]:
@@ -76,22 +106,7 @@ def sum_columns(band_labels: Sequence[str], ndvi: bool) -> list[str]:
     return cols + (["n-ndvi", "sum-ndvi-diff"] if ndvi else [])
 
 
-def _up_nn(x: np.ndarray, s: int) -> np.ndarray:
-    return np.repeat(np.repeat(x, s, axis=-2), s, axis=-1)
-
-
-def _profile(x: torch.Tensor, valid: torch.Tensor, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean |step| between neighbours along ``axis`` (-1: columns, -2: rows) over the other axis and the
-    bands, where both pixels are valid ``[n-1]``, and its count of valid steps."""
-    d = (x.diff(dim=axis).abs().mean(dim=0))
-    v = valid[1:, :] & valid[:-1, :] if axis == -2 else valid[:, 1:] & valid[:, :-1]
-    other = 1 if axis == -2 else 0
-    num = torch.where(v, d, torch.zeros_like(d)).sum(dim=other)
-    cnt = v.sum(dim=other)
-    g = torch.where(cnt > 0, num / cnt.clamp_min(1), torch.full_like(num, math.nan))
-    return g.numpy(), cnt.numpy()
-
-
+# ------------------------------------------------------------------------------------------------ seams
 def _fold(g: np.ndarray, idx: np.ndarray, period: int) -> tuple[np.ndarray, float, float] | None:
     """(mean step per phase ``[P]``, periodic energy fraction, mean) of profile ``g`` at global indices ``idx``;
     None for a profile too short or flat."""
@@ -123,23 +138,19 @@ def _unscale(g: np.ndarray, idx: np.ndarray, scale: int) -> np.ndarray:
         return g / f[idx % scale]
 
 
-def seam_scores(sr: torch.Tensor, bi: torch.Tensor, valid: torch.Tensor, row0: int, col0: int, period: int | None,
-                scale: int = 1) -> tuple[float, float, float]:
-    """(seam-step, seam-energy, period) of an SR region ``[C,H,W]`` whose first row/col is global ``row0``/
-    ``col0``, against its bicubic reference ``bi``; steps are assigned to the second pixel of each pair, and
-    each profile is first divided by its own pattern at the scale's period (:func:`_unscale`)."""
-    profiles = []
-    for axis, start in ((-1, col0), (-2, row0)):
-        gs, _ = _profile(sr, valid, axis)
-        gb, _ = _profile(bi, valid, axis)
-        idx = np.arange(start + 1, start + 1 + gs.size)
-        profiles.append((_unscale(gs, idx, scale), _unscale(gb, idx, scale), idx))
-    n = min(p[0].size for p in profiles)
+def seam_scores(profiles: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], period: int | None, scale: int = 1
+                ) -> tuple[float, float, float]:
+    """(seam-step, seam-energy, period) from the step profiles of both axes, each ``(g_SR, g_bicubic, idx)``
+    (mean steps, NaN where no valid pair, at the global index ``idx`` of each pair's second pixel)."""
+    folded = []
+    for gs, gb, idx in profiles:
+        folded.append((_unscale(gs, idx, scale), _unscale(gb, idx, scale), idx))
+    n = min(p[0].size for p in folded) + 1  # pixels along the shorter axis
     cands = [period] if period else [p for p in SEAM_CANDIDATES if p <= max(n // 2, 1)]
     best: list[tuple[int, float, float]] = []
     for p in cands:
         step, energy = -math.inf, -math.inf
-        for gs, gb, idx in profiles:
+        for gs, gb, idx in folded:
             a, b = _fold(gs, idx, p), _fold(gb, idx, p)
             if a is None or b is None:
                 continue
@@ -158,67 +169,190 @@ def seam_scores(sr: torch.Tensor, bi: torch.Tensor, valid: torch.Tensor, row0: i
     return step, energy, float(p)
 
 
-def nodata_scores(sr_valid: np.ndarray, lr_valid_up: np.ndarray, core: tuple[slice, slice]
-                  ) -> tuple[int, int, float]:
-    """(new invalid SR px, LR-valid SR px, spread in SR px) for the core region of haloed masks."""
+# ------------------------------------------------------------------------------------------------ no-data
+def nodata_spread(new: np.ndarray, lr_valid_up: np.ndarray | None, halo: int) -> float:
+    """Largest distance (SR px) of a new invalid pixel (``new`` ``[H, W]``, the tile) from the LR's no-data
+    (``lr_valid_up``: LR validity on the SR grid, with ``halo`` SR px around the tile; None = all valid), or,
+    without LR no-data, from the nearest pixel that is not newly invalid."""
     from scipy import ndimage
 
-    new_h = ~sr_valid & lr_valid_up
-    new = new_h[core]
-    n_new, n_den = int(new.sum()), int(lr_valid_up[core].sum())
-    if n_new == 0:
-        return 0, n_den, math.nan
-    if not lr_valid_up.all():
-        dist = ndimage.distance_transform_edt(lr_valid_up)[core]
+    if lr_valid_up is not None and not lr_valid_up.all():
+        dist = ndimage.distance_transform_edt(lr_valid_up)[halo:halo + new.shape[0], halo:halo + new.shape[1]]
     else:
         dist = ndimage.distance_transform_edt(new)
-    return n_new, n_den, float(dist[new].max())
+    return float(dist[new].max())
 
 
-def tile_metrics(lr: np.ndarray, lr_valid: np.ndarray, sr: np.ndarray, sr_valid: np.ndarray, *, top: int,
-                 left: int, height: int, width: int, row0: int, col0: int, opts: DetectorOptions,
-                 sr_integer: bool = False, data_range: float = 1.0) -> dict[str, float]:
-    """Every metric and sum of one tile (haloed inputs; ``top``/``left`` the halo above/left, ``row0``/``col0``
-    the tile's LR offset in the scene)."""
+# ------------------------------------------------------------------------------------------------ tiles
+@functools.lru_cache(maxsize=16)
+def _down(n: int, s: int) -> Down:
+    return Down(n, s)
+
+
+@functools.lru_cache(maxsize=16)
+def _up(n: int, s: int) -> Up:
+    return Up(n, s)
+
+
+def _nn(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Nearest upsampling of the last two axes by ``s``."""
+    return x if s == 1 else x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+
+
+def _core(x: torch.Tensor) -> torch.Tensor:
+    return x[..., HALO:x.shape[-2] - HALO, HALO:x.shape[-1] - HALO]
+
+
+@dataclass
+class Reduced:
+    """A tile after :func:`reduce_tile` (its first pass): the values so far and, when the tile has enough valid
+    pixels, what :func:`finish_tile` needs (tensors with a leading axis of 1)."""
+    tile: TileInput
+    values: dict[str, float]
+    lr: torch.Tensor | None = None  # [1, C, h+4, w+4], LR no-data filled with 0
+    sr: torch.Tensor | None = None  # [1, C, s*h, s*w], new invalid pixels filled from the LR
+    down: torch.Tensor | None = None  # [1, C, h, w]: the SR reduced to the LR grid (antialiased bilinear)
+    box: torch.Tensor | None = None  # [1, C, h, w]: its s x s block means
+    block_ok: torch.Tensor | None = None  # [1, h, w] LR pixels whose LR and SR are all valid (None: all)
+    bicubic_ok: torch.Tensor | None = None  # [1, s*h, s*w] SR pixels for seams and detail (None: all)
+    steps: StepSums | None = None  # the SR's step profiles
+
+
+def reduce_tile(x: TileInput, opts: DetectorOptions, device: torch.device | str = "cpu") -> Reduced:
+    """The first pass over a tile's SR: validity and no-data propagation, the reduction to the LR grid and the
+    SR's seam profiles (run in the reader thread, beside :func:`finish_tile` on the tile before)."""
     s = opts.scale
     labels = list(opts.band_labels)
     ndvi = opts.red is not None and opts.nir is not None
-    out: dict[str, float] = dict.fromkeys(metric_columns(labels, ndvi) + sum_columns(labels, ndvi), math.nan)
-    lr_valid_up = _up_nn(lr_valid, s)
-    lrf = np.where(lr_valid[None], lr, np.float32(0))
-    srf = np.where((sr_valid & lr_valid_up)[None], sr, _up_nn(lrf, s))
-    lc = (slice(top, top + height), slice(left, left + width))
-    sc = (slice(s * top, s * (top + height)), slice(s * left, s * (left + width)))
+    out = dict.fromkeys(metric_columns(labels, ndvi) + sum_columns(labels, ndvi), math.nan)
+    dev = torch.device(device)
+    c, sh, sw = x.sr.shape
+    h, w = sh // s, sw // s
+    lr_p, sr = torch.from_numpy(x.lr)[None].to(dev), torch.from_numpy(x.sr)[None].to(dev)
+    block_ok = bicubic_ok = None
+    if x.lr_valid is not None or x.sr_valid is not None:
+        lv = torch.from_numpy(x.lr_valid if x.lr_valid is not None else np.ones(x.lr.shape[1:], bool))[None].to(dev)
+        sv = torch.from_numpy(x.sr_valid if x.sr_valid is not None else np.ones((sh, sw), bool))[None].to(dev)
+        lv_up = _nn(_core(lv), s)
+        lr_p = lr_p.masked_fill(~lv[:, None], 0.0)
+        both = sv & lv_up
+        new = ~sv & lv_up
+        n_new, n_den = int(new.sum()), int(lv_up.sum())
+        sr = torch.where(both[:, None], sr, _nn(_core(lr_p), s))
+        block_ok = both.view(1, h, s, w, s).all(dim=4).all(dim=2) & _core(lv)
+        spread = math.nan
+        if n_new:
+            lvu = _nn(lv[0], s).cpu().numpy() if x.lr_valid is not None else None
+            spread = nodata_spread(new[0].cpu().numpy(), lvu, HALO * s)
+        out.update({"nodata-new-px": n_new, "nodata-new-frac": n_new / n_den if n_den else math.nan,
+                    "nodata-spread-px": spread, "n-lrvalid-sr": n_den,
+                    "valid_frac": float(block_ok.double().mean())})
+        bicubic_ok = both
+        if not bool(lv.all()):  # SR pixels within the bicubic support (2 LR px) of LR no-data: left out of
+            near = F.max_pool2d((~lv).float()[:, None], 5, stride=1, padding=2)[:, 0] > 0  # seams and detail
+            bicubic_ok = both & _nn(~_core(near), s)
+    else:
+        out.update({"nodata-new-px": 0, "nodata-new-frac": 0.0, "nodata-spread-px": math.nan,
+                    "n-lrvalid-sr": sh * sw, "valid_frac": 1.0})
+    if not (out["valid_frac"] >= opts.min_valid and out["valid_frac"] > 0):
+        return Reduced(x, out)
+    # band of rows by band of rows: the reduction along the columns, and the steps
+    dn_w, dn_h = _down(w, s), _down(h, s)
+    yw, bw = sr.new_empty(1, c, sh, w), sr.new_empty(1, c, sh, w)
+    steps = StepSums(1, sh, sw, dev)
+    for lo, r0, r1 in row_bands(sh, _band_rows(c * sw)):
+        yw[:, :, r0:r1], bw[:, :, r0:r1] = dn_w(sr[:, :, r0:r1])
+        steps.add(sr[:, :, lo:r1], lo, r0, bicubic_ok)
+    down, box = dn_w.finish(yw, bw, dn_h)  # the reduction to the LR grid, shared by every detector
+    return Reduced(x, out, lr_p, sr, down, box, block_ok, bicubic_ok, steps)
 
-    n_new, n_den, spread = nodata_scores(sr_valid, lr_valid_up, sc)
-    out.update({"nodata-new-px": n_new, "nodata-new-frac": n_new / n_den if n_den else math.nan,
-                "nodata-spread-px": spread, "n-lrvalid-sr": n_den})
 
-    lr_c = torch.from_numpy(np.ascontiguousarray(lrf[(slice(None), *lc)]))[None]
-    sr_c = torch.from_numpy(np.ascontiguousarray(srf[(slice(None), *sc)]))[None]
-    both = sr_valid & lr_valid_up
-    block_ok = both[sc].reshape(height, s, width, s).all(axis=(1, 3)) & lr_valid[lc]
-    valid_frac = float(block_ok.mean())
-    out["valid_frac"] = valid_frac
-    if valid_frac < opts.min_valid or valid_frac == 0:
+def finish_tile(r: Reduced, opts: DetectorOptions, *, sr_integer: bool = False, data_range: float = 1.0
+                ) -> dict[str, float]:
+    """Every metric and sum of a reduced tile: consistency, colour and construction on the LR grid, then the
+    bicubic reference band by band (seams) and the detail energies."""
+    out = dict(r.values)
+    if r.sr is None:
         return out
+    s, t = opts.scale, r.tile
+    _, c, sh, sw = r.sr.shape
+    h, w = sh // s, sw // s
+    sr, ok = r.sr, r.bicubic_ok
+    down64, box64, lr64 = r.down.cpu().double(), r.box.cpu().double(), _core(r.lr).cpu().double()
+    out.update(dict(zip(CONSISTENCY, consistency_from_down(down64, lr64)[0].tolist())))
+    out.update(_lr_grid(down64[0], box64[0], lr64[0], r.block_ok[0].cpu() if r.block_ok is not None else None,
+                        list(opts.band_labels), opts, sr_integer, data_range))
 
-    cons = lr_consistency(sr_c, lr_c)[0].tolist()
-    out.update(dict(zip(CONSISTENCY, cons)))
-    sr64, lr64 = sr_c.double(), lr_c.double()
-    down = downsample(sr64, s)
-    m = torch.from_numpy(block_ok)
-    diff = (down - lr64)[0][:, m]
-    n = int(m.sum())
-    out.update({"n-lr": n * diff.shape[0], "sum-abs": float(diff.abs().sum()), "sum-sq": float(diff.square().sum())})
-    d_sr, d_lr = down[0][:, m], lr64[0][:, m]
+    # pass 2: the bicubic reference band by band (its steps, its reduction) and hf(SR) = SR - bicubic(down(SR))
+    dn_w, dn_h, up_w, up_h = _down(w, s), _down(h, s), _up(w, s), _up(h, s)
+    rows = _band_rows(c * sw)
+    bi_rows = Up.first(r.lr, up_h)
+    low_rows = Up.first(F.pad(r.down, (HALO,) * 4, mode="replicate"), up_h)
+    steps_bi = StepSums(1, sh, sw, sr.device)
+    yw = sr.new_empty(1, c, sh, w)
+    e_sr = 0.0
+    for lo, r0, r1 in row_bands(sh, rows):
+        bic = up_w(bi_rows[:, :, lo:r1]).clamp_(0.0, 1.0)
+        steps_bi.add(bic, lo, r0, ok)
+        yw[:, :, r0:r1] = dn_w(bic[:, :, r0 - lo:], box=False)[0]
+        e_sr += _sse(sr[:, :, r0:r1], up_w(low_rows[:, :, r0:r1]).clamp_(0.0, 1.0), ok, r0, r1)
+    dbi, _ = dn_w.finish(yw, None, dn_h)
+    del yw
+
+    # pass 3: hf(bicubic) = bicubic - bicubic(down(bicubic)), the bicubic recomputed band by band
+    low_rows = Up.first(F.pad(dbi, (HALO,) * 4, mode="replicate"), up_h)
+    e_bi = 0.0
+    for _, r0, r1 in row_bands(sh, rows):
+        bic = up_w(bi_rows[:, :, r0:r1]).clamp_(0.0, 1.0)
+        e_bi += _sse(bic, up_w(low_rows[:, :, r0:r1]).clamp_(0.0, 1.0), ok, r0, r1)
+
+    n = sh * sw * c if ok is None else int(ok.sum()) * c
+    (cs, rs), (cb, rb) = r.steps.profiles()[0], steps_bi.profiles()[0]
+    col_idx = np.arange(s * t.col0 + 1, s * t.col0 + sw)
+    row_idx = np.arange(s * t.row0 + 1, s * t.row0 + sh)
+    step, energy, period = seam_scores([(cs, cb, col_idx), (rs, rb, row_idx)], opts.seam_period, s)
+    out.update({"seam-step": step, "seam-energy": energy, "seam-period": period, "n-sr": n, "sum-hf2-sr": e_sr,
+                "sum-hf2-bi": e_bi, "detail-rms": math.sqrt(e_sr / n) if n else math.nan,
+                "detail-gain": math.sqrt(e_sr / e_bi) if e_bi > 0 else math.nan})
+    return out
+
+
+def tile_metrics(x: TileInput, opts: DetectorOptions, *, sr_integer: bool = False, data_range: float = 1.0,
+                 device: torch.device | str = "cpu") -> dict[str, float]:
+    """Every metric and sum of one tile (:func:`reduce_tile` then :func:`finish_tile`)."""
+    return finish_tile(reduce_tile(x, opts, device), opts, sr_integer=sr_integer, data_range=data_range)
+
+
+def _sse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None, r0: int, r1: int) -> float:
+    """The sum of ``(a - b)^2`` (``[1, C, rows, W]``) over bands and the valid pixels of rows ``[r0, r1)``."""
+    if valid is None:
+        return float(F.mse_loss(a, b, reduction="sum"))  # one fused pass
+    d = (a - b).square_()
+    d *= valid[:, None, r0:r1]
+    return float(d.sum())
+
+
+def _band_rows(row_size: int) -> int:
+    """Rows per band of the streamed passes: about :data:`BAND_ELEMENTS` values."""
+    return max(1, BAND_ELEMENTS // max(1, row_size))
+
+
+def _lr_grid(down: torch.Tensor, box: torch.Tensor, lr: torch.Tensor, m: torch.Tensor | None,
+             labels: Sequence[str], opts: DetectorOptions, sr_integer: bool, data_range: float) -> dict[str, float]:
+    """Sums, colour, NDVI and construction of one tile on the LR grid (float64 ``[C, h, w]``, mask ``m``)."""
+    pick = (lambda x: x.flatten(1)) if m is None else (lambda x: x[:, m])
+    d_sr, d_lr = pick(down), pick(lr)
+    diff = d_sr - d_lr
+    n = d_lr.shape[1]
+    out: dict[str, float] = {"n-lr": n * diff.shape[0], "sum-abs": float(diff.abs().sum()),
+                             "sum-sq": float(diff.square().sum())}
     for i, b in enumerate(labels):
         sl, ss = float(d_lr[i].sum()), float(d_sr[i].sum())
         out.update({f"sum-lr-{b}": sl, f"sum-sr-{b}": ss, f"bias-{b}": (ss - sl) / n,
                     f"ratio-{b}": ss / sl if sl != 0 else math.nan})
     ratios = [out[f"ratio-{b}"] for b in labels]
     out["cast"] = max((abs(r - 1) for r in ratios if math.isfinite(r)), default=math.nan)
-    if ndvi:
+    if opts.red is not None and opts.nir is not None:
         def index(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             num, den = x[opts.nir] - x[opts.red], x[opts.nir] + x[opts.red]
             return num / torch.where(den > 0, den, torch.ones_like(den)), den > 0
@@ -227,42 +361,15 @@ def tile_metrics(lr: np.ndarray, lr_valid: np.ndarray, sr: np.ndarray, sr_valid:
         nd = int(ok.sum())
         out.update({"n-ndvi": nd, "sum-ndvi-diff": float((v_sr - v_lr)[ok].sum()),
                     "ndvi-drift": float((v_sr - v_lr)[ok].mean()) if nd else math.nan})
-
     # by construction: the bilinear reduction or the block mean reproduce the LR
-    box = F.avg_pool2d(sr64, s) if s > 1 else sr64
     maxdiff = float(diff.abs().max())
-    maxbox = float((box - lr64)[0][:, m].abs().max())
+    maxbox = float((pick(box) - d_lr).abs().max())
     tol = opts.construction_tol + (0.5 / data_range if sr_integer else 0.0)
-    structured = float(lr64[0][:, m].std()) > 1e-3 if n > 1 else False
+    structured = float(d_lr.std()) > 1e-3 if n > 1 else False
     out.update({"lr-maxdiff": maxdiff, "lr-maxdiff-box": maxbox,
                 "by-construction": float(structured and min(maxdiff, maxbox) <= tol)})
-
-    # bicubic reference on the haloed LR; seams on the core plus one SR pixel above/left where there is one.
-    # SR pixels within the bicubic support (2 LR px) of LR no-data are left out of seams and detail.
-    if not lr_valid.all():
-        near = F.max_pool2d(torch.from_numpy(~lr_valid)[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0
-        both = both & _up_nn((~near).numpy(), s)
-    lr_h = torch.from_numpy(lrf).double()[None]
-    bi_h = upsample_lr(lr_h, (lr.shape[-2] * s, lr.shape[-1] * s), mode="bicubic")[0]
-    et, el = min(1, s * top), min(1, s * left)
-    reg = (slice(s * top - et, s * (top + height)), slice(s * left - el, s * (left + width)))
-    step, energy, period = seam_scores(torch.from_numpy(srf[(slice(None), *reg)]).double(), bi_h[(slice(None), *reg)],
-                                       torch.from_numpy(both[reg]), s * row0 - et, s * col0 - el, opts.seam_period, s)
-    out.update({"seam-step": step, "seam-energy": energy, "seam-period": period})
-
-    # added detail: energy above the LR band, SR vs the bicubic upsampling
-    bi_c = bi_h[(slice(None), *sc)][None]
-    size = (s * height, s * width)
-    hf_sr = sr64 - upsample_lr(down, size, mode="bicubic")
-    hf_bi = bi_c - upsample_lr(downsample(bi_c, s), size, mode="bicubic")
-    msr = torch.from_numpy(both[sc])
-    e_sr, e_bi = float(hf_sr[0][:, msr].square().sum()), float(hf_bi[0][:, msr].square().sum())
-    n_sr = int(msr.sum()) * hf_sr.shape[1]
-    out.update({"n-sr": n_sr, "sum-hf2-sr": e_sr, "sum-hf2-bi": e_bi,
-                "detail-rms": math.sqrt(e_sr / n_sr) if n_sr else math.nan,
-                "detail-gain": math.sqrt(e_sr / e_bi) if e_bi > 0 else math.nan})
     return out
 
 
-__all__ = ["CONSISTENCY", "DetectorOptions", "SEAM_CANDIDATES", "metric_columns", "nodata_scores", "seam_scores",
-           "sum_columns", "tile_metrics"]
+__all__ = ["CONSISTENCY", "HALO", "DetectorOptions", "Reduced", "SEAM_CANDIDATES", "TileInput", "finish_tile",
+           "metric_columns", "nodata_spread", "reduce_tile", "seam_scores", "sum_columns", "tile_metrics"]

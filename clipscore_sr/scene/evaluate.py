@@ -15,22 +15,34 @@ and rank 0 merges once every rank has finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ImageReadError, SRMetricsError
 from . import grid as G
-from .detectors import DetectorOptions, metric_columns, sum_columns, tile_metrics
-from .read import MaskRaster, NotGeoreferencedWarning, SceneRaster, default_saturation, gdal_env
+from .detectors import (
+    DetectorOptions,
+    Reduced,
+    TileInput,
+    finish_tile,
+    metric_columns,
+    reduce_tile,
+    sum_columns,
+)
+from .read import MaskRaster, NotGeoreferencedWarning, SceneRaster, default_saturation
 
-#: halo (LR pixels) read around each tile: bicubic support (2) for the reference and the steps at tile edges
-HALO = 2
+#: finished rows are journaled (one fsync) at least this often (seconds) or every JOURNAL_TILES tiles: what a
+#: kill can lose
+JOURNAL_SECONDS = 1.0
+JOURNAL_TILES = 32
 TILE_COLUMNS = ["key", "scene", "tile", "row_off", "col_off", "height", "width", "x_min", "y_min", "x_max", "y_max",
                 "valid_frac"]
 
@@ -164,36 +176,31 @@ def tile_flags(row: dict[str, Any], thresholds: dict[str, float]) -> str:
     return ";".join(flags)
 
 
-def evaluate_tile(plan: ScenePlan, t: G.Tile, lr: SceneRaster, sr: SceneRaster, mask: MaskRaster | None,
-                  settings: SceneSettings) -> dict[str, Any]:
-    """One row of the tile table (an unreadable window gives a row with ``error`` set)."""
-    s = plan.scale
-    r0, c0, h, w, top, left = G.window_with_halo(t, HALO, plan.lr_h, plan.lr_w)
+def tile_row(plan: ScenePlan, t: G.Tile) -> dict[str, Any]:
+    """The table row of a tile before its metrics: key, bounds in LR pixels and in map coordinates."""
     g = G.Grid(plan.lr_w, plan.lr_h, plan.crs, tuple(plan.transform), plan.georeferenced)
     corners = [g.xy(r, c) if plan.georeferenced else (c, r)
                for r in (t.row_off, t.row_off + t.height) for c in (t.col_off, t.col_off + t.width)]
     xs, ys = [p[0] for p in corners], [p[1] for p in corners]
-    row: dict[str, Any] = {"key": t.key, "scene": t.scene, "tile": t.index, "row_off": t.row_off,
-                           "col_off": t.col_off, "height": t.height, "width": t.width, "x_min": min(xs),
-                           "y_min": min(ys), "x_max": max(xs), "y_max": max(ys), "error": ""}
-    try:
-        lr_data, lr_valid = lr.read(r0, c0, h, w, plan.indexes, data_range=plan.data_range, offset=settings.offset)
-        sr_data, sr_valid = sr.read(r0 * s, c0 * s, h * s, w * s, plan.indexes, data_range=plan.data_range,
-                                    offset=settings.offset, saturation=plan.saturation)
-        if mask is not None:
-            keep_lr, keep_sr = mask.keep(r0, c0, h, w)
-            lr_valid &= keep_lr
-            sr_valid |= ~keep_sr  # an excluded SR pixel is not a new hole; it is left out through the LR mask
-            lr_valid &= keep_sr.reshape(h, s, w, s).all(axis=(1, 3))
-    except SRMetricsError as exc:
-        row["error"] = str(exc)
-        return row
-    opts = DetectorOptions(scale=s, band_labels=plan.labels, red=plan.red, nir=plan.nir,
+    return {"key": t.key, "scene": t.scene, "tile": t.index, "row_off": t.row_off, "col_off": t.col_off,
+            "height": t.height, "width": t.width, "x_min": min(xs), "y_min": min(ys), "x_max": max(xs),
+            "y_max": max(ys), "error": ""}
+
+
+def detector_options(plan: ScenePlan, settings: SceneSettings) -> DetectorOptions:
+    return DetectorOptions(scale=plan.scale, band_labels=plan.labels, red=plan.red, nir=plan.nir,
                            seam_period=settings.seam_period, min_valid=settings.min_valid,
                            construction_tol=settings.construction_tol)
-    row.update(tile_metrics(lr_data, lr_valid, sr_data, sr_valid, top=top, left=left, height=t.height,
-                            width=t.width, row0=t.row_off, col0=t.col_off, opts=opts, sr_integer=plan.sr_integer,
-                            data_range=plan.data_range))
+
+
+def evaluate_one(plan: ScenePlan, t: G.Tile, r: Reduced, settings: SceneSettings) -> dict[str, Any]:
+    """The table row of one tile after its first pass (:func:`~.detectors.reduce_tile`). Tiles are evaluated
+    one at a time on one thread each: a tile's values then do not depend on which other tiles a process
+    evaluates (shards, torchrun ranks and one process give the same bits; batching tiles measured no faster on
+    the CPU, and BLAS results may change with a batch's size)."""
+    row = tile_row(plan, t)
+    row.update(finish_tile(r, detector_options(plan, settings), sr_integer=plan.sr_integer,
+                           data_range=plan.data_range))
     row["flags"] = tile_flags(row, settings.thresholds)
     return row
 
@@ -215,12 +222,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def run_shard(plans: Sequence[ScenePlan], settings: SceneSettings, out_dir: str | os.PathLike, *, shard: int = 0,
-              nshards: int = 1, resume: bool = False, progress: bool = True) -> int:
+              nshards: int = 1, resume: bool = False, progress: bool = True, device: Any = "cpu") -> int:
     """Evaluate this shard's tiles into ``shards/tiles.I-of-N.parquet``; returns the number of tile errors."""
     import pandas as pd
     from tqdm import tqdm
 
     from ..results import ResultWriter, load_previous, read_journal_header
+    from .stream import TileReader
 
     out, meta_path = shard_paths(out_dir, shard, nshards)
     columns, _, _ = table_columns(plans)
@@ -252,34 +260,48 @@ def run_shard(plans: Sequence[ScenePlan], settings: SceneSettings, out_dir: str 
     by_name = {p.name: p for p in plans}
     errors = 0
     bar = tqdm(total=len(mine), desc="tiles", unit="tile", disable=not progress, dynamic_ncols=True)
-    opened: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    last = time.monotonic()
     try:
-        with gdal_env():
-            for t in mine:
-                plan = by_name[t.scene]
-                if opened.get("name") != plan.name:
-                    for r in opened.get("rasters", ()):
-                        r.close()
-                    rasters = [SceneRaster(plan.lr, "LR"), SceneRaster(plan.sr, "SR")]
-                    if settings.mask:
-                        lrg, srg = rasters[0].grid, rasters[1].grid
-                        rasters.append(MaskRaster(settings.mask, lrg, srg, plan.scale))
-                    opened = {"name": plan.name, "rasters": rasters}
-                lr, sr, *rest = opened["rasters"]
-                row = evaluate_tile(plan, t, lr, sr, rest[0] if rest else None, settings)
-                errors += bool(row["error"])
-                writer.add([row])
+        def prepare(plan: ScenePlan, x: TileInput) -> Reduced:  # in the reader thread
+            return reduce_tile(x, detector_options(plan, settings), device)
+
+        with compute_threads(), TileReader(plans, mine, settings.mask, settings.offset, prepare) as reader:
+            for t, item in reader:
+                if isinstance(item, SRMetricsError):
+                    errors += 1
+                    rows.append({**tile_row(by_name[t.scene], t), "error": str(item)})
+                else:
+                    rows.append(evaluate_one(by_name[t.scene], t, item, settings))
                 bar.update(1)
+                if len(rows) >= JOURNAL_TILES or time.monotonic() - last >= JOURNAL_SECONDS:
+                    writer.add(rows)
+                    rows, last = [], time.monotonic()
+            writer.add(rows)
     except BaseException:
-        writer.close(final=False)  # the journal keeps every finished tile for --resume
+        writer.add(rows)  # every finished tile goes to the journal for --resume
+        writer.close(final=False)
         raise
     finally:
         bar.close()
-        for r in opened.get("rasters", ()):
-            (r.raster if isinstance(r, MaskRaster) else r).close()
     df = writer.close()
     errors = int((df["error"].fillna("") != "").sum()) if isinstance(df, pd.DataFrame) else errors
     return errors
+
+
+@contextlib.contextmanager
+def compute_threads() -> Iterator[None]:
+    """One torch thread for the detectors while the reader thread decodes: results then do not depend on the
+    machine's core count (a multi-threaded reduction sums in another order), and on 2 cores two OpenMP threads
+    beside the reader wait on each other (2-5x slower, measured). More cores: more shards (--shard, torchrun)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def dist_shard() -> tuple[int, int]:
@@ -299,5 +321,5 @@ def barrier() -> None:
         dist.barrier()
 
 
-__all__ = ["HALO", "ScenePlan", "SceneSettings", "barrier", "dist_shard", "evaluate_tile", "plan_scenes",
-           "run_shard", "shard_paths", "table_columns", "tile_flags", "write_json"]
+__all__ = ["ScenePlan", "SceneSettings", "barrier", "compute_threads", "detector_options", "dist_shard",
+           "evaluate_one", "plan_scenes", "run_shard", "shard_paths", "table_columns", "tile_flags", "write_json"]

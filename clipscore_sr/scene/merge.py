@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,19 @@ def merge_shards(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     metric_cols = [c for c in columns if c not in ("key", "scene", "tile", "row_off", "col_off", "height", "width",
                                                    "x_min", "y_min", "x_max", "y_max", "flags", "error")
                    and not c.startswith(("n-", "sum-"))]
-    for scene in fp["scenes"]:
-        part = df[df["scene"] == scene["name"]]
-        s = summary["scenes"][scene["name"]]
-        write_metric_cog(part, scene, metric_cols, out_dir / "maps" / f"{scene['name']}.tif")
-        outline = [(int(r.row_off), int(r.col_off), int(r.height), int(r.width), bool(r.flags))
-                   for r in part.itertuples() if r.key in set(s["outlined"])]
-        quicklook(scene, fp["settings"], outline, out_dir / "quicklook" / f"{scene['name']}.png")
+    with ThreadPoolExecutor(1, thread_name_prefix="quicklook") as pool:  # beside the maps (GDAL frees the GIL)
+        pending = []
+        for scene in fp["scenes"]:
+            part = df[df["scene"] == scene["name"]]
+            outlined = set(summary["scenes"][scene["name"]]["outlined"])
+            outline = [(int(r.row_off), int(r.col_off), int(r.height), int(r.width), bool(r.flags))
+                       for r in part.itertuples() if r.key in outlined]
+            pending.append(pool.submit(quicklook, scene, fp["settings"], outline,
+                                       out_dir / "quicklook" / f"{scene['name']}.png"))
+            write_metric_cog(part, scene, metric_cols, out_dir / "maps" / f"{scene['name']}.tif",
+                             fp["settings"]["tile"])
+        for f in pending:
+            f.result()
     write_json(out_dir / "summary.json", summary)
     return df, summary
 
