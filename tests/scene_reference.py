@@ -15,9 +15,11 @@ from clipscore_sr.scene.detectors import (
     CONSISTENCY,
     HALO,
     DetectorOptions,
+    SeamAxis,
     TileInput,
     metric_columns,
     nodata_spread,
+    seam_chunk,
     seam_scores,
     sum_columns,
 )
@@ -96,9 +98,22 @@ def reference_metrics(t: TileInput, opts: DetectorOptions, sr_integer: bool = Fa
     bi_p = upsample_lr(torch.from_numpy(lrf)[None], (lr.shape[1] * s, lr.shape[2] * s), mode="bicubic")[0]
     bi = bi_p[:, HALO * s:HALO * s + sh, HALO * s:HALO * s + sw]
     vb = torch.from_numpy(both)
-    profiles = [(_profile(sr64[0], vb, -1), _profile(bi, vb, -1), np.arange(s * t.col0 + 1, s * t.col0 + sw)),
-                (_profile(sr64[0], vb, -2), _profile(bi, vb, -2), np.arange(s * t.row0 + 1, s * t.row0 + sh))]
-    step, energy, period = seam_scores(profiles, opts.seam_period, s)
+    okc, okr = (vb[:, 1:] & vb[:, :-1]).numpy(), (vb[1:] & vb[:-1]).numpy()
+    ch = seam_chunk(opts.seam_period)
+
+    def chunked(d: np.ndarray, start: int) -> np.ndarray:  # [n, L] -> sums over the chunks of the other axis
+        ids = (start + np.arange(d.shape[1])) // ch - start // ch
+        out = np.zeros((d.shape[0], ids[-1] + 1))
+        np.add.at(out.T, ids, d.T)
+        return out
+
+    c_sr, c_bi = (chunked(np.where(okc, x.diff(dim=-1).sum(dim=0).numpy(), 0.0).T, s * t.row0) for x in (sr64[0], bi))
+    r_sr, r_bi = (chunked(np.where(okr, x.diff(dim=-2).sum(dim=0).numpy(), 0.0), s * t.col0) for x in (sr64[0], bi))
+    axes = [SeamAxis(_profile(sr64[0], vb, -1), _profile(bi, vb, -1), np.arange(s * t.col0 + 1, s * t.col0 + sw),
+                     c_sr, c_bi, chunked(okc.T.astype(float), s * t.row0), ch, s * t.row0 // ch),
+            SeamAxis(_profile(sr64[0], vb, -2), _profile(bi, vb, -2), np.arange(s * t.row0 + 1, s * t.row0 + sh),
+                     r_sr, r_bi, chunked(okr.astype(float), s * t.col0), ch, s * t.col0 // ch)]
+    step, energy, period = seam_scores(axes, opts.seam_period, s)
     out.update({"seam-step": step, "seam-energy": energy, "seam-period": period})
     hf_sr = sr64[0] - upsample_lr(down, (sh, sw), mode="bicubic")[0]
     hf_bi = bi - upsample_lr(downsample(bi[None], s), (sh, sw), mode="bicubic")[0]

@@ -17,15 +17,19 @@ Definitions (SR pixels, data-range units unless said):
   as a count and a fraction of the LR-valid SR pixels. ``nodata-spread-px``: the largest distance (SR pixels)
   of a new invalid pixel from the LR's own no-data (tile and halo); where the LR has none, from the nearest
   pixel that is not newly invalid (the hole's depth). NaN when there is no new invalid pixel.
-* Seams: ``g[c]`` = mean over rows and bands of ``|x[:, c] - x[:, c-1]|`` over the tile's own pixel pairs
-  (global SR column ``c``; rows likewise), divided by its mean at ``c mod scale`` (the interpolation/block
-  pattern of the scale). Folding ``g`` modulo a period ``P`` (the comb of the harmonics ``k/P`` of its
-  spectrum) gives the mean step at each phase. ``seam-step`` = max over phases and both axes of
-  ``step_SR/mean_SR - step_bicubic/mean_bicubic`` (0 for the bicubic upsampling of the LR itself; 1 = a
-  boundary with twice the usual gradient); ``seam-energy`` = the fraction of the profile's variance at the
-  harmonics of ``1/P``, SR minus bicubic. ``P`` is ``--seam-period`` or, detected, the smallest candidate
-  (16..512 SR px, at most half the tile) whose ``seam-step`` is >= 0.8 of the largest; ``seam-period`` records
-  it. A window boundary on the tile's own edge is seen through the tile's inner boundaries of the same phase.
+* Seams, from what a seam is: a step across a window boundary that its neighbourhood does not predict. Signed
+  steps of the band sum across each column ``c`` (global SR index; rows likewise) are averaged over each
+  boundary segment (the rows of one window's edge: between multiples of ``P``); ``u`` = that mean minus its
+  prediction from the means at ``c +- 1, 2, 3`` (:data:`PREDICTOR`, the 6-point interpolation at ``c``).
+  ``z`` = ``u`` at the boundaries (``c mod P = 0``) over the RMS spread of ``u`` at the other columns of the
+  same phase modulo the scale (the upsampling pattern; columns within 3 of a boundary left out).
+  ``seam-step`` = RMS ``z`` over the tile's boundary segments of both axes, SR minus the bicubic upsampling of
+  the LR (about 0 for a clean SR; flagged above 2.5, chosen from measured rates: README). Only boundaries inside
+  the tile count: a tile needs an SR size > ``P`` (aligned tiles: >= ``2P``). ``seam-energy`` (mean absolute
+  steps ``g[c]`` over rows and bands, divided by their mean at ``c mod scale``, folded modulo ``P``) = the
+  fraction of the profile's variance at the harmonics of ``1/P``, SR minus bicubic. ``P`` is
+  ``--seam-period`` or, detected, the smallest candidate (16..512 SR px, at most half the tile) whose
+  ``seam-step`` is >= 0.8 of the largest; ``seam-period`` records it.
 * Colour: ``bias-bN`` = mean(down(SR) - LR), ``ratio-bN`` = sum(down(SR)) / sum(LR) per file band N over
   valid LR pixels; ``cast`` = max |ratio - 1|; ``ndvi-drift`` = mean(NDVI(down(SR)) - NDVI(LR)) when red and
   NIR bands are named.
@@ -41,7 +45,7 @@ float32 with the operators of :mod:`.kernels`, streamed in bands of rows; everyt
 (``tests/scene_reference.py``, real Landsat tiles at x2/x3/x4 with NaN holes and LR no-data) the tested
 differences are at most 2e-7 in lr-l1, lr-maxdiff(-box), bias and cast (data-range units; measured <= 7e-8),
 1e-5 dB in lr-psnr (measured 5e-7), 1e-5 degrees in lr-sam (1e-7), 1e-6 relative in ratios, sums and detail
-(2e-7), 1e-5 in seam-step/-energy (2e-7); counts, fractions, flags, periods and lr-shift are equal (lr-shift
+(2e-7), 1e-5 in seam-step (z units, tested) and seam-energy (2e-7); counts, fractions, flags, periods and lr-shift are equal (lr-shift
 is a 0.01-px step of the upsampled DFT: a near-tie could move it by one step).
 """
 
@@ -63,6 +67,9 @@ from .kernels import Down, StepSums, Up, row_bands
 HALO = 2
 #: candidate inference-window periods (SR pixels) when --seam-period is not given
 SEAM_CANDIDATES = (16, 32, 64, 128, 256, 512)
+#: weights of the mean steps at +-1, +-2, +-3 pixels predicting the one across a window boundary (6-point Lagrange
+#: interpolation; measured on Landsat: 4 points leave 1.5x more residual at x2, +-scale points miss nearest SRs)
+PREDICTOR = (3 / 4, -3 / 10, 1 / 20)
 #: values (float32) per band of rows in the streamed passes over a tile's SR (1 MiB: smaller bands cost more in
 #: per-operation overhead than they gain in cache, measured)
 BAND_ELEMENTS = 1 << 18
@@ -138,30 +145,92 @@ def _unscale(g: np.ndarray, idx: np.ndarray, scale: int) -> np.ndarray:
         return g / f[idx % scale]
 
 
-def seam_scores(profiles: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], period: int | None, scale: int = 1
-                ) -> tuple[float, float, float]:
-    """(seam-step, seam-energy, period) from the step profiles of both axes, each ``(g_SR, g_bicubic, idx)``
-    (mean steps, NaN where no valid pair, at the global index ``idx`` of each pair's second pixel)."""
-    folded = []
-    for gs, gb, idx in profiles:
-        folded.append((_unscale(gs, idx, scale), _unscale(gb, idx, scale), idx))
-    n = min(p[0].size for p in folded) + 1  # pixels along the shorter axis
+@dataclass
+class SeamAxis:
+    """One axis of a tile's seam inputs: the mean absolute step profiles ``gs`` (SR) and ``gb`` (bicubic) ``[n]``
+    (NaN where no valid pair) at the global index ``idx`` ``[n]`` of each pair's second pixel; the signed steps
+    of the band sum summed over chunks of the other axis (runs between global multiples of ``chunk``; the first
+    is chunk ``chunk0`` of the scene) ``ds``, ``db`` ``[n, K]``, and their counts of valid pairs ``count``."""
+    gs: np.ndarray
+    gb: np.ndarray
+    idx: np.ndarray
+    ds: np.ndarray
+    db: np.ndarray
+    count: np.ndarray
+    chunk: int
+    chunk0: int
+
+
+def seam_chunk(period: int | None) -> int:
+    """The chunk (SR px) the signed steps are summed over: ``period``, or what every candidate is a multiple of."""
+    return period or math.gcd(*SEAM_CANDIDATES)
+
+
+def _segment_means(d: np.ndarray, ax: SeamAxis, period: int) -> np.ndarray:
+    """``[..., n, K']``: the mean signed step of each pair line over each run of the other axis between multiples of
+    ``period`` (one window's edge), from the chunk sums ``d``; NaN where no valid pair."""
+    seg = (np.arange(ax.chunk0, ax.chunk0 + d.shape[-1]) * ax.chunk) // period
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(seg)) + 1])  # (no BLAS product here: its threads would
+    sums = np.add.reduceat(d, starts, axis=-1)  # spin beside torch's)
+    counts = np.add.reduceat(ax.count, starts, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _seam_z(d: np.ndarray, ax: SeamAxis, period: int, scale: int) -> np.ndarray | None:
+    """``[I, m]``: ``z`` of every boundary segment (``idx % period == 0``) of the signed step sums ``d``
+    ``[I, n, K]`` of ``I`` images: its mean step minus the :data:`PREDICTOR` prediction from its neighbours, over
+    the RMS spread of the same at the other pairs of its phase modulo ``scale`` (pairs within
+    ``len(PREDICTOR)`` of a boundary left out); None without a boundary segment or >= 4 noise samples."""
+    o = len(PREDICTOR)
+    n = d.shape[1]
+    if n <= 2 * o:
+        return None
+    m = _segment_means(d, ax, period)
+    u = m[:, o:n - o].copy()
+    for k, wk in enumerate(PREDICTOR, 1):
+        u -= wk * (m[:, o - k:n - o - k] + m[:, o + k:n - o + k])
+    idx = ax.idx[o:n - o]
+    bound = idx % period == 0
+    near = np.zeros_like(bound)
+    for k in range(1, o + 1):
+        near |= ((idx - k) % period == 0) | ((idx + k) % period == 0)
+    s = max(scale, 1)
+    z = []
+    for ph in np.unique(idx[bound] % s):
+        noise = u[:, (idx % s == ph) & ~bound & ~near].reshape(len(u), -1)
+        noise = noise[:, np.isfinite(noise[0])]  # NaN (no valid pair) alike in every image
+        if noise.shape[1] < 4:
+            continue
+        spread = np.sqrt(np.mean(np.square(noise - noise.mean(axis=1, keepdims=True)), axis=1))
+        if not (spread > 0).all():
+            continue
+        zb = u[:, bound & (idx % s == ph)].reshape(len(u), -1) / spread[:, None]
+        z.append(zb[:, np.isfinite(zb[0])])
+    z = np.concatenate(z, axis=1) if z else np.empty((len(d), 0))
+    return z if z.size else None
+
+
+def seam_scores(axes: Sequence[SeamAxis], period: int | None, scale: int = 1) -> tuple[float, float, float]:
+    """(seam-step, seam-energy, period) of a tile from its :class:`SeamAxis` of columns and rows."""
+    n = min(ax.gs.size for ax in axes) + 1  # pixels along the shorter axis
     cands = [period] if period else [p for p in SEAM_CANDIDATES if p <= max(n // 2, 1)]
+    unscaled = [(_unscale(ax.gs, ax.idx, scale), _unscale(ax.gb, ax.idx, scale), ax.idx) for ax in axes]
     best: list[tuple[int, float, float]] = []
+    pairs = [np.stack([ax.ds, ax.db]) for ax in axes]
     for p in cands:
-        step, energy = -math.inf, -math.inf
-        for gs, gb, idx in folded:
-            a, b = _fold(gs, idx, p), _fold(gb, idx, p)
-            if a is None or b is None:
-                continue
-            (fs, es, ms), (fb, eb, mb) = a, b
-            with np.errstate(invalid="ignore"):
-                diff = fs / ms - fb / mb
-            if np.isfinite(diff).any():
-                step = max(step, float(np.nanmax(diff)))
-                energy = max(energy, float(es - eb))
-        if math.isfinite(step):
-            best.append((p, step, energy))
+        zs, energy = [], -math.inf
+        for ax, pair in zip(axes, pairs):
+            z = _seam_z(pair, ax, p, scale)
+            if z is not None:
+                zs.append(z)
+        for gs, gb, idx in unscaled:
+            fa, fb = _fold(gs, idx, p), _fold(gb, idx, p)
+            if fa is not None and fb is not None:
+                energy = max(energy, float(fa[1] - fb[1]))
+        if zs:
+            rms = np.sqrt(np.mean(np.square(np.concatenate(zs, axis=1)), axis=1))
+            best.append((p, float(rms[0] - rms[1]), energy))
     if not best:
         return math.nan, math.nan, math.nan
     top = max(b[1] for b in best)
@@ -259,7 +328,7 @@ def reduce_tile(x: TileInput, opts: DetectorOptions, device: torch.device | str 
     # band of rows by band of rows: the reduction along the columns, and the steps
     dn_w, dn_h = _down(w, s), _down(h, s)
     yw, bw = sr.new_empty(1, c, sh, w), sr.new_empty(1, c, sh, w)
-    steps = StepSums(1, sh, sw, dev)
+    steps = StepSums(1, sh, sw, dev, seam_chunk(opts.seam_period), s * x.row0, s * x.col0)
     for lo, r0, r1 in row_bands(sh, _band_rows(c * sw)):
         yw[:, :, r0:r1], bw[:, :, r0:r1] = dn_w(sr[:, :, r0:r1])
         steps.add(sr[:, :, lo:r1], lo, r0, bicubic_ok)
@@ -288,7 +357,8 @@ def finish_tile(r: Reduced, opts: DetectorOptions, *, sr_integer: bool = False, 
     rows = _band_rows(c * sw)
     bi_rows = Up.first(r.lr, up_h)
     low_rows = Up.first(F.pad(r.down, (HALO,) * 4, mode="replicate"), up_h)
-    steps_bi = StepSums(1, sh, sw, sr.device)
+    ch = seam_chunk(opts.seam_period)
+    steps_bi = StepSums(1, sh, sw, sr.device, ch, s * t.row0, s * t.col0)
     yw = sr.new_empty(1, c, sh, w)
     e_sr = 0.0
     for lo, r0, r1 in row_bands(sh, rows):
@@ -308,9 +378,10 @@ def finish_tile(r: Reduced, opts: DetectorOptions, *, sr_integer: bool = False, 
 
     n = sh * sw * c if ok is None else int(ok.sum()) * c
     (cs, rs), (cb, rb) = r.steps.profiles()[0], steps_bi.profiles()[0]
-    col_idx = np.arange(s * t.col0 + 1, s * t.col0 + sw)
-    row_idx = np.arange(s * t.row0 + 1, s * t.row0 + sh)
-    step, energy, period = seam_scores([(cs, cb, col_idx), (rs, rb, row_idx)], opts.seam_period, s)
+    ((dcs, nc), (drs, nr)), ((dcb, _), (drb, _)) = r.steps.signed(), steps_bi.signed()
+    axes = [SeamAxis(cs, cb, np.arange(s * t.col0 + 1, s * t.col0 + sw), dcs, dcb, nc, ch, s * t.row0 // ch),
+            SeamAxis(rs, rb, np.arange(s * t.row0 + 1, s * t.row0 + sh), drs, drb, nr, ch, s * t.col0 // ch)]
+    step, energy, period = seam_scores(axes, opts.seam_period, s)
     out.update({"seam-step": step, "seam-energy": energy, "seam-period": period, "n-sr": n, "sum-hf2-sr": e_sr,
                 "sum-hf2-bi": e_bi, "detail-rms": math.sqrt(e_sr / n) if n else math.nan,
                 "detail-gain": math.sqrt(e_sr / e_bi) if e_bi > 0 else math.nan})
@@ -371,5 +442,5 @@ def _lr_grid(down: torch.Tensor, box: torch.Tensor, lr: torch.Tensor, m: torch.T
     return out
 
 
-__all__ = ["CONSISTENCY", "HALO", "DetectorOptions", "Reduced", "SEAM_CANDIDATES", "TileInput", "finish_tile",
-           "metric_columns", "nodata_spread", "reduce_tile", "seam_scores", "sum_columns", "tile_metrics"]
+__all__ = ["CONSISTENCY", "HALO", "DetectorOptions", "Reduced", "PREDICTOR", "SEAM_CANDIDATES", "TileInput", "finish_tile",
+           "metric_columns", "nodata_spread", "reduce_tile", "SeamAxis", "seam_chunk", "seam_scores", "sum_columns", "tile_metrics"]

@@ -61,7 +61,7 @@ class SceneSettings:
     seam_period: int | None = None
     min_valid: float = 0.5
     construction_tol: float = 1e-5
-    thresholds: dict[str, float] = field(default_factory=lambda: {"seam": 0.5, "cast": 0.03, "shift": 0.5})
+    thresholds: dict[str, float] = field(default_factory=lambda: {"seam": 2.5, "cast": 0.03, "shift": 0.5})
 
 
 @dataclass

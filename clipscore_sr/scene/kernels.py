@@ -182,30 +182,58 @@ def row_bands(height: int, rows: int) -> Iterator[tuple[int, int, int]]:
 class StepSums:
     """Seam profiles of images ``[B, C, H, W]`` accumulated band by band: ``col[c]`` sums, over the rows whose two
     pixels ``c-1, c`` are both valid, the band mean of ``|x[:, r, c] - x[:, r, c-1]|`` (``row`` likewise), with
-    their counts of valid pairs; float32 within a band, float64 across."""
+    their counts of valid pairs; float32 within a band, float64 across. ``dcol`` ``[B, K_rows, W-1]`` and ``drow``
+    ``[B, H-1, K_cols]`` sum the signed steps of the band sum over the valid pairs of each chunk of the other
+    axis (runs between global multiples of ``chunk``: the seam segments are made of them; float32), with their
+    counts."""
 
-    def __init__(self, b: int, h: int, w: int, device: torch.device) -> None:
+    def __init__(self, b: int, h: int, w: int, device: torch.device, chunk: int = 1, row0: int = 0,
+                 col0: int = 0) -> None:
         z = functools.partial(torch.zeros, dtype=torch.float64, device=device)
         self.col, self.col_n, self.row, self.row_n = z(b, w - 1), z(b, w - 1), z(b, h - 1), z(b, h - 1)
+        self.chunk = chunk
+        self.rid = chunk_ids(row0, h, chunk).to(device)
+        self.cid = chunk_ids(col0, w, chunk).to(device)
+        kr, kc = int(self.rid[-1]) + 1, int(self.cid[-1]) + 1
+        z32 = functools.partial(torch.zeros, dtype=torch.float32, device=device)
+        self.dcol, self.dcol_n = z32(b, kr, w - 1), z32(b, kr, w - 1)
+        self.drow, self.drow_n = z32(b, h - 1, kc), z32(b, h - 1, kc)
+        self._masked = False
+        self._cols = chunk if col0 % chunk == 0 and w % chunk == 0 else 0  # chunks of columns by a reshape
 
     def add(self, x: torch.Tensor, lo: int, r0: int, valid: torch.Tensor | None = None) -> None:
         """``x``: rows ``[lo, r1)`` of the images (``lo`` = ``r0 - 1``, or ``r0``); ``valid`` ``[B, H, W]``."""
         c, r1 = x.shape[1], lo + x.shape[2]
         xc = x[:, :, r0 - lo:]
-        dc = (xc[..., 1:] - xc[..., :-1]).abs_()
-        dr = (x[:, :, 1:] - x[:, :, :-1]).abs_()
+        dc, dr = xc[..., 1:] - xc[..., :-1], x[:, :, 1:] - x[:, :, :-1]
+        sc, sr = dc.sum(dim=1), dr.sum(dim=1)  # signed steps summed over bands (after the difference: float32
+        dc, dr = dc.abs_(), dr.abs_()  # rounding of the steps, not of the values)
+        rid = self.rid[r0:r1]
         if valid is None:
             self.col += dc.sum(dim=2).sum(dim=1).double() / c
             self.col_n += r1 - r0
             self.row[:, lo:r1 - 1] += dr.sum(dim=3).sum(dim=1).double() / c
             self.row_n[:, lo:r1 - 1] += x.shape[3]
-            return
-        v = valid[:, lo:r1]
-        vc, vr = v[:, r0 - lo:, 1:] & v[:, r0 - lo:, :-1], v[:, 1:] & v[:, :-1]
-        self.col += (dc.mean(dim=1) * vc).sum(dim=1).double()
-        self.col_n += vc.sum(dim=1)
-        self.row[:, lo:r1 - 1] += (dr.mean(dim=1) * vr).sum(dim=2).double()
-        self.row_n[:, lo:r1 - 1] += vr.sum(dim=2)
+        else:
+            v = valid[:, lo:r1]
+            vc, vr = v[:, r0 - lo:, 1:] & v[:, r0 - lo:, :-1], v[:, 1:] & v[:, :-1]
+            sc *= vc
+            sr *= vr
+            _chunk_add(self.dcol_n, 1, rid, vc.float())
+            self._col_add(self.drow_n[:, lo:r1 - 1], vr.float())
+            self._masked = True
+            self.col += (dc.mean(dim=1) * vc).sum(dim=1).double()
+            self.col_n += vc.sum(dim=1)
+            self.row[:, lo:r1 - 1] += (dr.mean(dim=1) * vr).sum(dim=2).double()
+            self.row_n[:, lo:r1 - 1] += vr.sum(dim=2)
+        _chunk_add(self.dcol, 1, rid, sc)  # signed step sums per chunk of the other axis
+        self._col_add(self.drow[:, lo:r1 - 1], sr)
+
+    def _col_add(self, acc: torch.Tensor, x: torch.Tensor) -> None:
+        if self._cols:
+            acc += x.unflatten(-1, (-1, self._cols)).sum(-1)
+        else:
+            acc.index_add_(2, self.cid, x)
 
     def profiles(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image: (column profile ``[W-1]``, row profile ``[H-1]``), mean steps, NaN where no valid pair."""
@@ -216,5 +244,30 @@ class StepSums:
                 out.append(np.where(n > 0, s / np.maximum(n, 1), np.nan))
         return list(zip(*out))
 
+    def signed(self, i: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Image ``i``'s signed step sums per chunk ``(sums, counts of valid pairs)``: across columns
+        ``[W-1, K_rows]`` and across rows ``[H-1, K_cols]`` (the pair's axis first)."""
+        if self._masked:
+            nc, nr = self.dcol_n[i].T.double().cpu().numpy(), self.drow_n[i].double().cpu().numpy()
+        else:
+            nc = np.broadcast_to(np.bincount(self.rid.cpu().numpy()).astype(np.float64), self.dcol[i].T.shape)
+            nr = np.broadcast_to(np.bincount(self.cid.cpu().numpy()).astype(np.float64), self.drow[i].shape)
+        return (self.dcol[i].T.double().cpu().numpy(), nc), (self.drow[i].double().cpu().numpy(), nr)
 
-__all__ = ["CHUNK", "Down", "StepSums", "Up", "operator_matrix", "row_bands"]
+
+def _chunk_add(acc: torch.Tensor, dim: int, ids: torch.Tensor, x: torch.Tensor) -> None:
+    """``acc.index_add_(dim, ids, x)`` for sorted ``ids`` of a few runs (the chunks of a band's rows), as a sum
+    per run (faster)."""
+    ids_l = ids.tolist()
+    bounds = [0] + [i for i in range(1, len(ids_l)) if ids_l[i] != ids_l[i - 1]] + [len(ids_l)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.select(dim, ids_l[a]).add_(x.narrow(dim, a, b - a).sum(dim))
+
+
+def chunk_ids(start: int, n: int, chunk: int) -> torch.Tensor:
+    """Chunk of each of ``n`` positions from global index ``start``: runs between multiples of ``chunk``, from 0."""
+    g = torch.arange(start, start + n)
+    return g // chunk - start // chunk
+
+
+__all__ = ["CHUNK", "Down", "StepSums", "Up", "chunk_ids", "operator_matrix", "row_bands"]
