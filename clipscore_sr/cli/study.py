@@ -84,13 +84,12 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
     if quiet:
         return
     if study.active is not None:
-        sched = study.active["schedule"]
-        kinds = {k: sum(s["kind"] == k for s in sched) for k in ("real", "sentinel", "repeat")}
-        click.echo(f"{len(sched)} trials per annotator ({kinds['real']} real, chosen by the server while the study "
+        kinds = study.slot_kinds
+        click.echo(f"{study.n_trials} trials per annotator ({kinds['real']} real, chosen by the server while the study "
                    f"is answered; {kinds['sentinel']} sentinel, {kinds['repeat']} repeat) over "
                    f"{len(study.active['scenes'])} scenes and {len(study.methods)} methods -> {Path(out) / 'study.json'}")
     else:
-        kinds = {k: sum(t.kind == k for t in study.trials) for k in ("real", "sentinel", "repeat")}
+        kinds = study.slot_kinds
         click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
                    f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
                    f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")

@@ -30,18 +30,15 @@ def is_study(folder: Path) -> bool:
 def study_section(folder: Path) -> dict[str, Any]:
     """The JSON-able study section of the report's model (see the module docstring)."""
     from ..human.rank_run import rank_judgements
-    from ..human.study.manifest import JUDGEMENTS, KINDS, load_study
+    from ..human.study.manifest import JUDGEMENTS, load_study
     from ..human.study.status import STATUS_COLUMNS, status_json, study_status
 
     study = load_study(folder, check_files=False)
-    # per annotator: an active study's study.json lists only its sentinels; its schedule holds every slot
-    kinds = ([slot["kind"] for slot in study.active["schedule"]] if study.active is not None
-             else [t.kind for t in study.trials])
     model = study.active["model"] if study.active is not None else "bt"  # what the study was designed for
     sec: dict[str, Any] = {
         "folder": os.fspath(folder), "dataset": study.dataset, "methods": list(study.methods),
         "design": study.design, "model": model,
-        "trials": study.n_trials, "kinds": {k: kinds.count(k) for k in KINDS},
+        "trials": study.n_trials, "kinds": study.slot_kinds,
         "allow_tie": study.allow_tie, "answers": 0, "annotators": 0, "finished": 0, "status": None,
         "reliability": None, "ranking": None, "notes": []}
     if not (folder / JUDGEMENTS).is_file():

@@ -85,6 +85,14 @@ class Study:
         return len(self.active["schedule"]) if self.active is not None else len(self.trials)
 
     @property
+    def slot_kinds(self) -> dict[str, int]:
+        """Trials per annotator by kind (``real``/``sentinel``/``repeat``): an active study's from its schedule
+        (its ``trials`` list only its sentinels), a balanced study's from its trials."""
+        kinds = ([s["kind"] for s in self.active["schedule"]] if self.active is not None
+                 else [t.kind for t in self.trials])
+        return {k: kinds.count(k) for k in KINDS}
+
+    @property
     def by_id(self) -> dict[str, Trial]:
         return {t.id: t for t in self.trials}
 
