@@ -45,3 +45,19 @@ def start_server(study: str | Path, port: int, *extra: str, argv: Sequence[str] 
             time.sleep(0.1)
     proc.kill()
     raise AssertionError(f"server did not start within {timeout:g} s")
+
+
+def begin_study(page, port: int, annotator: str = "alice") -> None:
+    """Open the study page in a playwright ``page``, check the instructions ask for a name, give it, start
+    (Enter), and wait for the first trial."""
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.is_visible("#intro") and page.is_visible("#name")
+    page.fill("#name", annotator)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.body.dataset.trial")
+
+
+def shown_bytes(page, role: str) -> bytes:
+    """The bytes of the image the page shows as ``role`` (gt/left/right), fetched as the page fetched them."""
+    return page.request.get(page.evaluate(f"document.getElementById('img-{role}').src")).body()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .study_support import free_port, start_server
+from .study_support import begin_study, free_port, shown_bytes, start_server
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -48,16 +48,10 @@ def test_study_in_chromium(tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 600})
 
             def open_page(port: int) -> None:
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_selector("body[data-ready='1']")
-                assert page.is_visible("#intro") and page.is_visible("#name")
-                page.fill("#name", "alice")
-                page.keyboard.press("Enter")
-                page.wait_for_function("document.body.dataset.trial")
+                begin_study(page, port)
 
             def shown(role: str) -> bytes:
-                src = page.evaluate(f"document.getElementById('img-{role}').src")
-                return page.request.get(src).body()
+                return shown_bytes(page, role)
 
             def answer_one(i: int) -> None:
                 tid = page.evaluate("document.body.dataset.trial")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .study_support import free_port, start_server
+from .study_support import begin_study, free_port, shown_bytes, start_server
 from .test_study import METHODS, make_folders
 
 CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
@@ -65,15 +65,10 @@ def test_active_study_in_chromium(tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 600})
 
             def open_page(port: int) -> None:
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_selector("body[data-ready='1']")
-                page.fill("#name", "alice")
-                page.keyboard.press("Enter")
-                page.wait_for_function("document.body.dataset.trial")
+                begin_study(page, port)
 
             def shown(role: str) -> tuple[str, str]:
-                src = page.evaluate(f"document.getElementById('img-{role}').src")
-                return what[page.request.get(src).body()]
+                return what[shown_bytes(page, role)]
 
             def answer_one(better: bool = True) -> str:
                 tid = page.evaluate("document.body.dataset.trial")
