@@ -83,10 +83,10 @@ def image_header_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
             with tifffile.TiffFile(path) as tif:
                 return _tiff_shape(tif)
         with open(path, "rb") as fh:
-            head = fh.read(33)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-            return h, w, {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}.get(head[25], 1), 1
+            ihdr = png_ihdr(fh.read(26))
+        if ihdr is not None:
+            w, h, _, colour = ihdr
+            return h, w, {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}.get(colour, 1), 1
         from PIL import Image
 
         with Image.open(path) as im:  # lazy: reads the header only
@@ -201,13 +201,19 @@ def _read_pil(path: Path) -> tuple[np.ndarray, bool]:
     return arr, mode in ("RGBA", "LA", "PA", "La", "RGBa")
 
 
+def png_ihdr(head: bytes) -> tuple[int, int, int, int] | None:
+    """``(width, height, bit depth, colour type)`` from a PNG's first 26 bytes (signature + IHDR chunk); None
+    when they are not a PNG header."""
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24], head[25]
+
+
 def _png_header(path: Path) -> tuple[int, int] | None:
     """(bit depth, colour type) from a PNG's IHDR chunk, or None if the file is not a PNG."""
     with open(path, "rb") as fh:
-        head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    return head[24], head[25]
+        ihdr = png_ihdr(fh.read(26))
+    return None if ihdr is None else ihdr[2:]
 
 
 def _read_png16(path: Path, colour_type: int) -> tuple[np.ndarray, bool]:

@@ -67,17 +67,19 @@ def _plain_settings(bands, data_range, stretch: str) -> bool:
     return bands is None and data_range in (None, 255, 255.0) and stretch != "percentile"
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _png_header(head: bytes) -> tuple[int, int, bool] | None:
     """``(width, height, plain)`` from a PNG's first 26 bytes (its IHDR chunk), plain meaning 8-bit grey or RGB;
     None when they are not a PNG header."""
-    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+    from ..io import png_ihdr
+
+    ihdr = png_ihdr(head)
+    if ihdr is None:
         return None
-    w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return w, h, head[24] == 8 and head[25] in (0, 2)
+    w, h, depth, colour = ihdr
+    return w, h, depth == 8 and colour in (0, 2)
 
 
 def _is_plain(path: str) -> bool:
