@@ -273,6 +273,88 @@ def test_undo_gives_the_trial_back_and_the_posterior_forgets_the_answer(tmp_path
     assert live._sampler.wins[winner] >= 1  # the flipped answer is in the posterior
 
 
+def _undo_midway(out: Path, c) -> str:
+    """Alice and bob (SIMULATED) answer in turns; alice takes back an answer that choices were made from while bob
+    answered after it (so it sits mid-file), answers it the other way, and both finish. Returns the undone id."""
+    nxt = {"alice": first(c, "alice"), "bob": first(c, "bob")}
+    for who in ("alice", "bob", "alice", "alice", "bob", "alice", "bob"):
+        nxt[who] = answer(c, out, who, nxt[who])["next"]
+    undone = c.post("/api/undo", json={"annotator": "alice"}).json()["undone"]
+    again = first(c, "alice")
+    assert again["id"] == undone
+    flipped = "right" if pick(out, again) == "left" else "left"
+    nxt["alice"] = c.post("/api/answer", json={"annotator": "alice", "trial": undone, "rt_ms": 9, "choice": flipped,
+                                               "shown_left": again["shown_left"]}).json()["next"]
+    while any(nxt.values()):
+        for who in ("alice", "bob"):
+            if nxt[who]:
+                nxt[who] = answer(c, out, who, nxt[who])["next"]
+    return undone
+
+
+def test_an_undo_is_logged_and_the_replay_stays_exact(tmp_path: Path, monkeypatch) -> None:
+    out = make_active(tmp_path, "--trials", "12", "-q")
+    rows_before: list[dict[str, str]] = []
+    c = client(out)
+    orig = c.app.state.store.undo
+
+    def spy(annotator, before=None):  # the file just before the undo: where the answer stood
+        rows_before.extend(rows_of(out))
+        return orig(annotator, before=before)
+    monkeypatch.setattr(c.app.state.store, "undo", spy)
+    undone = _undo_midway(out, c)
+    log = log_of(out)
+    (u,) = [e for e in log if e.get("event") == "undo"]
+    real_before = [r for r in rows_before if r["trial_kind"] == "real"]
+    assert u["id"] == undone and u["row"] in real_before and u["row"]["choice"] != \
+        next(r for r in rows_of(out) if r["pair_id"] == undone)["choice"]
+    assert real_before.index(u["row"]) == u["real_index"] < len(real_before) - 1  # bob answered after it
+    after = [e for e in log if e["n"] < u["n"] and e.get("choice") and e["answers"] > u["real_index"]]
+    assert after, "no choice was made from the answer taken back: the test shows nothing"
+    from clipscore_sr.human.study import live as live_mod
+
+    checked, problems = live_mod.replay_log(load_study(out))
+    assert checked == 24 and problems == []  # two annotators x 12 real trials
+    # without the undo line the same study does not replay: the line is what makes it exact
+    monkeypatch.setattr(live_mod, "_answers_ever", lambda rows, entries: [(r, float("inf")) for r in rows])
+    assert live_mod.replay_log(load_study(out))[1]
+    # `study status` and `rank` count the answers in the file (the undone one once, as re-answered)
+    res = CliRunner().invoke(main, ["study", "status", str(out), "--json"])
+    st = {a["annotator"]: a for a in json.loads(res.output)["annotators"]}
+    assert st["alice"]["answers"] == st["bob"]["answers"] == 12
+
+
+def test_an_undo_cut_short_is_finished_at_the_next_start(tmp_path: Path, monkeypatch) -> None:
+    """The server stops after logging an undo and before rewriting judgements.csv: the next start finishes it."""
+    from clipscore_sr.human.study.store import JudgementStore
+
+    out = make_active(tmp_path, "--trials", "8", "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(3):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    last = rows_of(out)[-1]
+
+    def crash(self, row):
+        raise OSError("stopped between the two writes")
+    monkeypatch.setattr(JudgementStore, "_remove", crash)
+    from starlette.testclient import TestClient
+
+    quiet = TestClient(c.app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+    assert quiet.post("/api/undo", json={"annotator": "alice"}).status_code == 500
+    monkeypatch.undo()
+    assert log_of(out)[-1]["event"] == "undo" and rows_of(out)[-1] == last  # logged, not yet removed
+    c = client(out)
+    assert "finished 1 undo" in c.app.state.live.repaired and last not in rows_of(out)
+    again = first(c, "alice")
+    assert again["id"] == last["pair_id"]
+    while again:
+        again = answer(c, out, "alice", again)["next"]
+    from clipscore_sr.human.study.live import replay_log
+
+    assert replay_log(load_study(out)) == (8, []) and len(rows_of(out)) == 8
+
+
 def test_a_foreign_log_line_is_one_error_naming_it(tmp_path: Path) -> None:
     out = make_active(tmp_path, "--trials", "6", "-q")
     c = client(out)

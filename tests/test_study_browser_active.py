@@ -112,6 +112,9 @@ def test_active_study_in_chromium(tmp_path: Path) -> None:
 
     rows = list(csv.DictReader(open(study_dir / "judgements.csv", newline="")))
     log = [json.loads(line) for line in (study_dir / "active-log.jsonl").read_text().splitlines()]
+    (undo,) = [e for e in log if e.get("event") == "undo"]  # the Backspace, logged with the answer it took back
+    assert undo["row"]["pair_id"] == expected[0][0] and undo["real_index"] == 0
+    log = [e for e in log if e is not undo]
     assert len(rows) == len(log) == n
     assert [r["pair_id"] for r in rows] == [t for t, _ in expected] == [e["id"] for e in log]
     for r, (_, picked) in zip(rows, expected):  # the recorded choice is the candidate the page showed and was picked
@@ -119,6 +122,11 @@ def test_active_study_in_chromium(tmp_path: Path) -> None:
     kinds = [r["trial_kind"] for r in rows]
     assert kinds == [s["kind"] for s in manifest["active"]["schedule"]]
     assert all(e["choice"]["gain"] > 0 for e in log if e["kind"] == "real")
+    from clipscore_sr.human.study.live import replay_log
+    from clipscore_sr.human.study.manifest import load_study
+
+    checked, problems = replay_log(load_study(study_dir))  # the undo and the SIGKILL included
+    assert checked == sum(k == "real" for k in kinds) and problems == []
     proc = _cli(tmp_path, "rank", "study/judgements.csv", "--model", "thurstone", "--bootstrap", "50", "-o", "rank.csv")
     assert "excluded 2 repeat, 2 sentinel" in proc.stdout + proc.stderr
     table = list(csv.DictReader(open(tmp_path / "rank.csv", newline="")))

@@ -205,7 +205,7 @@ def create_app(study_dir: str | Path, *, annotator: str | None = None, token: st
 
     async def undo(request: Request) -> Response:
         data = await body(request, {"annotator"})
-        row = await run_in_threadpool(store.undo, who(data["annotator"]))
+        row = await run_in_threadpool(live.undo if live is not None else store.undo, who(data["annotator"]))
         return JSONResponse({"undone": row["pair_id"] if row else None})
 
     routes = [
@@ -327,7 +327,9 @@ def serve(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, a
     if app.state.store.repaired:
         echo(f"Note: {app.state.store.repaired}")
     if live is not None:
-        echo(f"active design: {len(live.log.entries)} trial(s) given so far, posterior rebuilt from "
+        if live.repaired:
+            echo(f"Note: {live.repaired}")
+        echo(f"active design: {live.n_given} trial(s) given so far, posterior rebuilt from "
              f"{live.n_answers} answer(s) in {live.rebuild_s:.1f} s; every choice goes to {live.log.path}")
     echo(f"answers go to {study.root / 'judgements.csv'}; Ctrl+C to stop")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -11,6 +11,12 @@ field of the trial shown: scene, methods, files, renders, ``repeat_of``), and fo
 ``excluded`` (trials shown to other annotators and not yet answered, whose cells were left out) and ``fallback``
 ('' normally; why the sampler's choice could not be used otherwise).
 
+An undo is a line too, written before the answer leaves ``judgements.csv``: ``event`` = ``"undo"``, ``n``, ``id``
+and ``trial`` (the trial whose answer is taken back), ``annotator``, ``kind``, ``time``, ``row`` (the answer removed,
+every column) and ``real_index`` (its position among the real answers in the file then; -1 for a check). With
+them the answers the posterior held at every choice can be rebuilt exactly (:func:`~.live.replay_log`); an undo
+line whose answer is still in the file (a crash between the two writes) is finished when the server starts.
+
 The file only grows. Appends happen under the judgement store's lock (:meth:`~.store.JudgementStore.locked`),
 so that several server processes share one log; a line cut short by a crash is ignored and overwritten by the
 next append, like the answers file. With the answers, the log is enough to rebuild the server's state after a
@@ -27,6 +33,7 @@ from typing import Any
 from .manifest import Study, StudyError, Trial
 
 LOG = "active-log.jsonl"
+UNDO = "undo"  # the ``event`` of an undo line
 TRIAL_FIELDS = tuple(Trial.__dataclass_fields__)
 
 
@@ -95,6 +102,11 @@ class AuditLog:
         self.entries.append(entry)
 
 
+def is_undo(entry: dict[str, Any]) -> bool:
+    """Whether a log line records an undo (not a trial given)."""
+    return entry.get("event") == UNDO
+
+
 def trial_of(entry: dict[str, Any]) -> Trial:
     return Trial(**{k: str(entry["trial"][k]) for k in TRIAL_FIELDS})
 
@@ -109,4 +121,4 @@ def logged_trials(study: Study) -> dict[str, Trial]:
     return trials
 
 
-__all__ = ["LOG", "AuditLog", "logged_trials", "trial_of"]
+__all__ = ["LOG", "UNDO", "AuditLog", "is_undo", "logged_trials", "trial_of"]

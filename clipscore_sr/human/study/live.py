@@ -15,6 +15,8 @@
   every logged choice the same way.
 * Every trial given is appended to the audit log (:mod:`.auditlog`) before it is shown; an annotator who asks
   again (a reload, a restart, an undo) gets their earliest unanswered trial back.
+* An undo is logged (the answer taken back and where it stood) before it leaves ``judgements.csv``, so the answers
+  behind every choice can be rebuilt and :func:`replay_log` is exact with undos too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .active import ActiveSampler, Choice
-from .auditlog import AuditLog, trial_of
+from .auditlog import UNDO, AuditLog, is_undo, trial_of
 from .manifest import Study, StudyError, Trial
 from .store import JudgementStore
 
@@ -85,9 +87,17 @@ class GivenTrials:
             self.seen[annotator] = np.zeros(self.cells.shape, bool)
         return self.seen[annotator]
 
-    def apply(self, e: dict[str, Any]) -> Trial:
-        """Take one log line in; a line that does not fit this study is an error naming it."""
+    def apply(self, e: dict[str, Any]) -> Trial | None:
+        """Take one log line in (None for an undo line); a line that does not fit this study is an error naming
+        it."""
         where = f"{self.where}:{e.get('n')}"
+        if is_undo(e):
+            row = e.get("row")
+            if not isinstance(row, dict) or e.get("id") not in self.mine.get(str(e.get("annotator")), ()) or \
+                    row.get("pair_id") != e["id"] or not isinstance(e.get("real_index"), int):
+                raise StudyError(f"{where}: an undo of a trial this log did not give '{e.get('annotator')}'")
+            self.n += 1
+            return None
         try:
             t = trial_of(e)
             ann, slot = str(e["annotator"]), int(e["slot"])
@@ -159,6 +169,7 @@ class LiveDesign:
         self._gen = -1
         self._seen_rows = 0
         self.rebuild_s = 0.0  # seconds the last rebuild of the posterior took (replaying the answers)
+        self.repaired = self._finish_undos()
         with store.locked() as rows:
             self._sync(rows)
             orphans = sorted({r["pair_id"] for r in rows if r["pair_id"] not in self.trials})
@@ -169,6 +180,38 @@ class LiveDesign:
                     f"from a backup (it records every trial the server chose) before serving this study again")
             self._posterior(rows)
 
+    def _finish_undos(self) -> str:
+        """Remove the answers of undo lines still in ``judgements.csv`` (the server stopped between logging an
+        undo and rewriting the file); what was done, or ''."""
+        log = AuditLog(self.study.root)  # a reader of its own: self.log takes every line in later
+        with self.store.locked() as rows:
+            log.sync()
+            present = {(r["annotator"], r["pair_id"]): r for r in rows}
+            cut = [e["row"] for e in log.entries if is_undo(e)
+                   and present.get((e["row"].get("annotator"), e["row"].get("pair_id"))) == e["row"]]
+        for row in cut:
+            self.store.remove(row)
+        return (f"{self.store.path}: finished {len(cut)} undo(s) that {self.log.path.name} records but a stop "
+                "had cut short") if cut else ""
+
+    def undo(self, annotator: str) -> dict[str, str] | None:
+        """Take back ``annotator``'s last answer: an undo line in the log first, then the answer leaves
+        ``judgements.csv`` (the posterior is rebuilt from the answers left at the next choice). Returns the row."""
+        def log_it(row: dict[str, str], rows: list[dict[str, str]]) -> None:
+            self._sync(rows)
+            t = self.trials.get(row["pair_id"])
+            if t is None:  # not a trial of this log (refused at start; nothing to rebuild from)
+                return
+            real = [r for r in rows if r["trial_kind"] == "real"]
+            entry = {"n": len(self.log.entries) + 1, "event": UNDO, "id": t.id, "annotator": annotator,
+                     "kind": row["trial_kind"], "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                     "trial": asdict(t), "row": dict(row),
+                     "real_index": next((i for i, r in enumerate(real) if r is row), -1)}
+            self.log.append(entry)
+            self._apply(entry)
+
+        return self.store.undo(annotator, before=log_it)
+
     # state from the log and the answers -------------------------------------------------------------
     def _reset_log_state(self) -> None:
         self.given = GivenTrials(self.study, self.cells, str(self.log.path))
@@ -177,7 +220,7 @@ class LiveDesign:
 
     def _apply(self, e: dict[str, Any]) -> None:
         t = self.given.apply(e)
-        if t.kind == "real" and not self.store.has_answer(str(e["annotator"]), t.id):
+        if t is not None and t.kind == "real" and not self.store.has_answer(str(e["annotator"]), t.id):
             self._open[t.id] = self.given.real[t.id]
 
     def _sync(self, rows: list[dict[str, str]]) -> None:
@@ -290,6 +333,11 @@ class LiveDesign:
         return self.trials.get(trial_id)
 
     @property
+    def n_given(self) -> int:
+        """Trials given so far (all annotators; the log's undo lines are not trials)."""
+        return sum(len(v) for v in self.given.slots.values())
+
+    @property
     def n_answers(self) -> int:
         """Real answers in the posterior."""
         return len(self._fed)
@@ -298,36 +346,56 @@ class LiveDesign:
         return trial_id in self.given.mine.get(annotator, ())
 
 
+def _answers_ever(real_rows: list[dict[str, str]], entries: list[dict[str, Any]]) -> list[tuple[dict[str, str], float]]:
+    """Every real answer that was ever in ``judgements.csv``, in the order it was appended, with the log line of
+    the undo that took it back (``inf`` for those still there), from the file's real rows and the log's undo lines
+    (read last to first, each answer put back where it stood)."""
+    undos = [e for e in entries if is_undo(e)]
+    pending = [e["row"] for e in undos]  # an undo cut short by a stop: its answer is still in the file
+    ever: list[tuple[dict[str, str], float]] = [(r, math.inf) for r in real_rows if r not in pending]
+    for e in reversed(undos):
+        if e["row"].get("trial_kind") == "real" and e["real_index"] >= 0:
+            ever.insert(min(e["real_index"], len(ever)), (e["row"], float(e["n"])))
+    return ever
+
+
 def replay_log(study: Study) -> tuple[int, list[str]]:
-    """Re-derive every real choice in the audit log from the answers in ``judgements.csv`` and the log lines
-    before it, the way the server chose it; returns ``(choices checked, mismatches)``. An answer taken back
-    (undo) after a choice was made from it shows as a mismatch from there on."""
+    """Re-derive every real choice in the audit log the way the server chose it: from the real answers in
+    ``judgements.csv`` at that moment (the file, with the answers the log's undo lines took back put where they
+    stood; a posterior that lost an answer is rebuilt from the rest, as the server does) and the log lines before
+    it. Returns ``(choices checked, mismatches)``."""
     if study.active is None:
         raise StudyError(f"{study.root}: not an active study (no audit log)")
     log = AuditLog(study.root)
     log.sync()
     cells = _Cells(list(study.active["scenes"]), list(study.methods))
     given = GivenTrials(study, cells, str(log.path))
-    real_rows = [r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"]
-    sampler = new_sampler(study, cells)
-    fed, checked, problems = 0, 0, []
+    ever = _answers_ever([r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"], log.entries)
+    sampler, fed = new_sampler(study, cells), []  # fed: indices into ever, in the order recorded
+    checked, problems = 0, []
     for e in log.entries:
-        if e["kind"] == "real" and e.get("choice"):
-            while fed < int(e["answers"]) and fed < len(real_rows):
-                t = given.trials.get(real_rows[fed]["pair_id"])
+        if e.get("kind") == "real" and e.get("choice") and not is_undo(e):
+            n, want_n = int(e["n"]), int(e["answers"])
+            held = [i for i, (_, gone) in enumerate(ever) if gone > n][:want_n]  # the file's real answers then
+            if held[:len(fed)] != fed:  # an answer the posterior held was taken back: rebuilt from the rest
+                sampler, fed = new_sampler(study, cells), []
+            for i in held[len(fed):]:
+                t = given.trials.get(ever[i][0]["pair_id"])
                 if t is None:
                     break
-                sampler.record(Choice(trial=-1, kind="real", scene=t.scene, a=t.a_method, b=t.b_method), real_rows[fed]["choice"])
-                fed += 1
+                sampler.record(Choice(trial=-1, kind="real", scene=t.scene, a=t.a_method, b=t.b_method),
+                               ever[i][0]["choice"])
+                fed.append(i)
             busy = [given.real[k][1] for k in e["excluded"] if k in given.real]
-            ch, _ = choose(sampler, ~given.seen_by(str(e["annotator"])), busy, [study.seed, int(e["n"])])
+            ch, _ = choose(sampler, ~given.seen_by(str(e["annotator"])), busy, [study.seed, n])
             got = (ch.scene, ch.a, ch.b) if ch is not None else None
             want = (e["trial"]["scene"], e["trial"]["a_method"], e["trial"]["b_method"])
             checked += 1
-            if fed != int(e["answers"]):
-                problems.append(f"line {e['n']}: chosen after {e['answers']} real answers; the file gives {fed}")
+            if len(fed) != want_n:
+                problems.append(f"line {n}: chosen after {want_n} real answers; the file and the undo lines give "
+                                 f"{len(fed)}")
             elif got != want:
-                problems.append(f"line {e['n']}: the log has {want}, the answers before it give {got}")
+                problems.append(f"line {n}: the log has {want}, the answers before it give {got}")
         given.apply(e)
     return checked, problems
 

@@ -17,7 +17,7 @@ import hashlib
 import io as _io
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ..judgements import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
@@ -215,18 +215,34 @@ class JudgementStore:
             self._add(dict(row))
             return row, True
 
-    def undo(self, annotator: str) -> dict[str, str] | None:
-        """Remove ``annotator``'s most recent answer (the file is rewritten atomically); returns it."""
+    def undo(self, annotator: str, before: Callable[[dict[str, str], list[dict[str, str]]], None] | None = None
+             ) -> dict[str, str] | None:
+        """Remove ``annotator``'s most recent answer (the file is rewritten atomically); returns it. ``before(row,
+        rows)`` is called under the lock first, with every row still in place (the active design logs the undo
+        there, before the answer is gone)."""
         with self._locked():
             mine = [r for r in self._rows if r["annotator"] == annotator]
             if not mine:
                 return None
-            last = mine[-1]
-            keep = [r for r in self._rows if r is not last]
-            self._replace(b"".join([self._line(list(COLUMNS)), *(self._line([r[c] for c in COLUMNS]) for r in keep)]))
-            self._reset()
-            self._sync()
-            return last
+            if before is not None:
+                before(mine[-1], self._rows)
+            self._remove(mine[-1])
+            return mine[-1]
+
+    def remove(self, row: dict[str, str]) -> bool:
+        """Remove the answer equal to ``row`` in every column (an undo the active design logged but did not finish:
+        a crash between the two writes); False when no such answer is in the file."""
+        with self._locked():
+            same = next((r for r in self._rows if r == row), None)
+            if same is not None:
+                self._remove(same)
+            return same is not None
+
+    def _remove(self, row: dict[str, str]) -> None:
+        keep = [r for r in self._rows if r is not row]
+        self._replace(b"".join([self._line(list(COLUMNS)), *(self._line([r[c] for c in COLUMNS]) for r in keep)]))
+        self._reset()
+        self._sync()
 
     def count(self, annotator: str) -> int:
         """How many answers ``annotator`` has given (as of the last read or write of this store)."""
