@@ -17,6 +17,13 @@ times): the sampler may pick only cells with recorded votes left and takes the r
 are compared with a random order of the same recorded votes at every budget (target: never worse), mean over
 ``--replay-reps`` recordings with a 90% bootstrap interval of the ratio.
 
+Last a replay on a REAL recorded study: pwcmp's example 3 (``tests/data/pwcmp_tmo``: 7 tone-mapping operators, 5
+scenes, 1,213 human votes; not SR). The votes of every (scene, pair) cell are split in two halves at random; one
+half is the pool the designs draw from (active: cells with votes left, their recorded votes in order; random: a
+random order of the pool's votes; balanced: round robin over the cells), the other half's pooled fit is the
+reference. (Against the fit of all the votes, a random subset would get an edge no design can have: it is part
+of the reference's own data.) ``--real-reps`` splits, rmse ratio to random with a 90% bootstrap interval.
+
 The default seeds (``--seed 7``) differ from those the sampler's settings were chosen on (simulations: ``100 +
 methods``; replay: seed 3).
 
@@ -45,15 +52,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pandas as pd
 
-    from clipscore_sr.human.study.active import ActiveSampler, replay
-    from clipscore_sr.human.study.plan import (
-        LOWER_IS_BETTER,
-        _metrics,
-        design_bound,
-        first_reach,
-        make_world,
-        plan_study,
-    )
+    from clipscore_sr.human.study.active import BALANCE_ABOVE, ActiveSampler, design_bound, replay
+    from clipscore_sr.human.study.plan import LOWER_IS_BETTER, _metrics, first_reach, make_world, plan_study
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=40)
@@ -65,11 +65,13 @@ def main() -> None:
     ap.add_argument("--methods", default="8,12,20", help="comma list of method counts to simulate")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--boot", type=int, default=200, help="bootstrap resamples of the worlds for the intervals")
+    ap.add_argument("--real-reps", type=int, default=100, help="random splits of the real study replayed")
     args = ap.parse_args()
     t0 = time.time()
     brng = np.random.default_rng(0)
     designs = [("random", "random", "variance"), ("balanced", "balanced", "variance"), ("active", "active", "variance"),
-               ("active-eig", "active", "eig"), ("oracle", "oracle", "variance")]  # objective: active only
+               ("active-eig", "active", "eig"), ("active-greedy", "active", "variance"),
+               ("oracle", "oracle", "variance")]  # objective: active only; greedy: no balanced phase
     summary: dict[tuple[int, str, int, str], float] = {}
     vs_bal: dict[tuple[int, str, str], float] = {}
     bounds = {}
@@ -81,7 +83,8 @@ def main() -> None:
         tabs = []
         for name, design, objective in designs:
             t = plan_study(truth, args.scenes, args.annotators, grid, reps=args.reps, seed=args.seed * 1000 + m,
-                           designs=(design,), objective=objective, per_rep=True)
+                           designs=(design,), objective=objective, per_rep=True,
+                           balance_above=None if name == "active-greedy" else BALANCE_ABOVE)
             tabs.append(t.assign(design=name))
         tab = pd.concat(tabs)
         cube = {name: g.pivot(index="rep", columns="votes", values=list(MEASURES))
@@ -168,7 +171,70 @@ def main() -> None:
             lo, hi = np.percentile(ratio, [5, 95])
             print(f"  {b:>4} votes: rmse random {r[0]:.3f} active {a[0]:.3f} ratio {a[0] / r[0]:.2f} "
                   f"[{lo:.2f},{hi:.2f}]  tau random {r[1]:.3f} active {a[1]:.3f}", flush=True)
+    real_replay(args.real_reps, args.boot, brng)
     print(f"({time.time() - t0:.0f} s)")
+
+
+def real_replay(reps: int, boot: int, brng: np.random.Generator, budgets: tuple[int, ...] = (50, 100, 200, 300, 400, 500)
+                ) -> None:
+    """The replay on pwcmp's real study (see the module docstring); nothing for ``reps`` 0."""
+    if reps < 1:
+        return
+    from pathlib import Path
+
+    import pandas as pd
+
+    from clipscore_sr.human.fits import fit_scores
+    from clipscore_sr.human.study.active import BALANCE_ABOVE, ActiveSampler, replay
+
+    d = pd.read_csv(Path(__file__).resolve().parents[1] / "tests/data/pwcmp_tmo/ex3_tmo_cmp_data.csv")
+    methods, scenes = sorted(set(d.condition_A) | set(d.condition_B)), sorted(set(d.scene))
+    m = len(methods)
+    cells: dict[tuple[int, int, int], list[float]] = {}
+    for sc, a, b, o in zip(d.scene, d.condition_A, d.condition_B, d.is_A_selected):
+        k, j = methods.index(a), methods.index(b)
+        cells.setdefault((scenes.index(sc), min(k, j), max(k, j)), []).append(float(o) if k < j else 1.0 - o)
+
+    def fit(votes: list[tuple[int, int, int, float]]) -> np.ndarray:
+        w = np.zeros((m, m))
+        for _, k, j, o in votes:
+            w[k, j] += o
+            w[j, k] += 1 - o
+        s = fit_scores(w, model="thurstone", prior_sd=10.0)
+        return s - s.mean()
+
+    res = np.zeros((reps, len(budgets), 4))  # random, balanced, active, active without its balanced phase
+    for rep in range(reps):
+        rr = np.random.default_rng([rep, 11])
+        pool, held = {}, []
+        for key, outs in cells.items():
+            outs = list(rr.permutation(outs))
+            h = len(outs) // 2 + int(rr.random() < 0.5) * (len(outs) % 2)
+            held += [(*key, o) for o in outs[:h]]
+            pool[key] = outs[h:]
+        ref = fit(held)
+        flat = [(*key, o) for key, v in pool.items() for o in v]
+        flat = [flat[i] for i in rr.permutation(len(flat))]
+        keys = [list(pool)[i] for i in rr.permutation(len(pool))]
+        bal = [(*key, pool[key][r]) for r in range(max(map(len, pool.values()))) for key in keys if r < len(pool[key])]
+        samplers = [ActiveSampler(methods, scenes, seed=rep, balance_above=x) for x in (BALANCE_ABOVE, None)]
+        lefts = [{k: list(v) for k, v in pool.items()} for _ in samplers]
+        actives: list[list[tuple[int, int, int, float]]] = [[], []]
+        for bi, b in enumerate(budgets):
+            for sampler, left, active in zip(samplers, lefts, actives):
+                n0 = len(sampler.log)
+                outs = replay(sampler, left, b - len(active))
+                for ch, o in zip(sampler.log[n0:], outs):
+                    active.append((0, methods.index(ch.a), methods.index(ch.b), o))
+            res[rep, bi] = [float(np.sqrt(np.mean((fit(v[:b]) - ref) ** 2))) for v in (flat, bal, *actives)]
+    print(f"replay on a real recorded study (pwcmp example 3: {m} methods, {len(scenes)} scenes, 1,213 human votes, "
+          f"halves of every cell: pool {len(flat)} votes, reference {len(held)}), mean rmse over {reps} splits")
+    for bi, b in enumerate(budgets):
+        r, bl, a, g = res[:, bi].mean(0)
+        i = brng.integers(reps, size=(boot, reps))
+        lo, hi = np.percentile(res[i, bi, 2].mean(1) / res[i, bi, 0].mean(1), [5, 95])
+        print(f"  {b:>4} votes: random {r:.3f}  balanced {bl:.3f} ({bl / r:.2f})  active {a:.3f} ratio {a / r:.2f} "
+              f"[{lo:.2f},{hi:.2f}]  active-greedy {g:.3f} ({g / r:.2f})", flush=True)
 
 
 if __name__ == "__main__":

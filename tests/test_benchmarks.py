@@ -17,7 +17,7 @@ BENCH = REPO / "benchmarks"
 #: script -> the arguments of its smallest configuration
 SMALLEST: dict[str, list[str]] = {
     "bench_active.py": ["--reps", "1", "--methods", "4", "--scenes", "5", "--annotators", "3", "--per-cell", "1",
-                        "--replay-reps", "1"],
+                        "--replay-reps", "1", "--real-reps", "1"],
     "bench_agreement.py": ["--judgements", "200", "--metrics", "2", "--bootstrap", "20", "--images", "20",
                            "--skip-e2e"],
     "bench_bomb.py": ["--side", "1500", "--bits", "8"],

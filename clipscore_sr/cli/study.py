@@ -190,8 +190,9 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
     """
     import numpy as np
 
+    from ..human.study.active import design_bound
     from ..human.study.manifest import StudyError
-    from ..human.study.plan import DESIGNS, design_bound, format_plan, plan_study, truth_from_pilot
+    from ..human.study.plan import DESIGNS, format_plan, plan_study, truth_from_pilot
 
     if (n_methods is None) == (pilot is None):
         raise StudyError("give either --methods N (with --gap) or --pilot JUDGEMENTS_CSV")

@@ -22,6 +22,14 @@ eligible scene where that pair is least known). A positive weight lets per-scene
 pooled ranking: per-scene gains do not shrink as the study grows (each scene gets few votes), so they soon
 dominate and pull the design back towards uniform pairs, which costs pooled accuracy (see ``bench_active.py``).
 
+Balanced phase: while :func:`design_bound` at the current estimate (refreshed every ``BOUND_EVERY`` = 10 real
+votes, a function of the votes only) is above ``balance_above`` (default 0.85: even a design that knew the scores
+would save under 15% of the votes), only the least-voted pairs are candidates, so pair counts stay within one as in
+the balanced design and the gain only orders them. Greedy choices on a noisy early estimate cost more than they
+save there: on pwcmp's real study (7 methods, bound 0.98) the greedy sampler needed 1.12-1.18x the votes' rmse of
+random at 100-200 votes, with the phase 0.96-1.07x; with many or widely spread methods the estimate soon shows
+the spread, the bound falls and the choice is greedy (``bench_active.py``). ``balance_above=None`` turns it off.
+
 Constraints kept while maximising: only scenes with at most ``min(count) + spread`` trials so far (a minimum
 spread over scenes; the minimum over scenes that still have a candidate); the side shown as ``a`` is the method
 that has been ``a`` less often (sides stay balanced); sentinels and repeats are placed at the same rate as in the
@@ -29,8 +37,8 @@ balanced design (a deterministic schedule: trial ``t`` is the check kind that is
 ``(t+1) f``; a repeat shows a real trial at least ``gap`` trials back, sides swapped).
 
 Every choice is written to :attr:`ActiveSampler.log` (trial, scene, a, b, its gain, the pooled and scene parts,
-the number of candidate cells and the best gain of any other pair, ``runner_up_gain``), so a study can be audited
-and replayed (:func:`replay`).
+the number of candidate cells, the best gain of any other pair the rules allowed, ``runner_up_gain``, NaN when
+none, and the design ``bound`` then), so a study can be audited and replayed (:func:`replay`).
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from ..fits import JOD_SCALE, fit_scores
 from .manifest import StudyError
 
 OBJECTIVES = ("eig", "variance")
+BALANCE_ABOVE = 0.85  # keep pair counts balanced while the design bound at the estimate is above this
+BOUND_EVERY = 10  # real votes between two evaluations of that bound
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(7)  # nodes/weights for averages over a normal posterior
 _GH_W = _GH_W / _GH_W.sum()
 
@@ -64,6 +74,41 @@ def fisher_information(d: np.ndarray, model: str) -> np.ndarray:
     return phi * phi / (p * (1 - p)) / JOD_SCALE ** 2
 
 
+def design_bound(truth: Sequence[float], model: str = "thurstone", iters: int = 300, *,
+                 kind: str = "scores") -> float:
+    """Large-sample votes ratio of the best design that knows ``truth`` to the design balanced over pairs: A-optimal
+    pair frequencies at the true differences (multiplicative algorithm, ``w <- w sqrt(gradient)``) for the summed
+    variance of the centred scores (``kind="scores"``: rmse, ci_width) or of the differences between neighbours in
+    the true order (``"neighbours"``: what p_neighbours and tau depend on). Below 1 only because distant pairs carry
+    little information; no design's variance can fall faster (an active design must first learn the scores)."""
+    t = np.asarray(truth, float)
+    m = len(t)
+    iu, ju = np.triu_indices(m, 1)
+    x = np.zeros((len(iu), m))
+    x[np.arange(len(iu)), iu], x[np.arange(len(iu)), ju] = 1.0, -1.0
+    f = np.maximum(fisher_information(t[iu] - t[ju], model), 1e-300)
+    if kind == "scores":
+        k = np.eye(m)
+    elif kind == "neighbours":
+        o = np.argsort(t)
+        e = np.zeros((m - 1, m))
+        e[np.arange(m - 1), o[1:]], e[np.arange(m - 1), o[:-1]] = 1.0, -1.0
+        k = e.T @ e
+    else:
+        raise ValueError(f"kind {kind!r}: scores or neighbours")
+
+    def crit(w: np.ndarray) -> tuple[float, np.ndarray]:
+        cov = np.linalg.pinv((x.T * (w * f)) @ x)  # of the centred scores (the Laplacian's null space is 1)
+        return float(np.trace(k @ cov)), f * np.einsum("pi,ij,pj->p", x, cov @ k @ cov, x)
+
+    w = np.full(len(iu), 1.0 / len(iu))
+    base = crit(w)[0]
+    for _ in range(iters):
+        w = w * np.sqrt(crit(w)[1])
+        w /= w.sum()
+    return crit(w)[0] / base
+
+
 @dataclass
 class Choice:
     """One selected trial and why (its expected information gain, nats)."""
@@ -79,6 +124,7 @@ class Choice:
     n_candidates: int = 0
     runner_up_gain: float = float("nan")
     repeat_of: int = -1
+    bound: float = float("nan")  # design bound at the estimate when chosen (pairs balanced while above the limit)
 
 
 class ActiveSampler:
@@ -87,7 +133,8 @@ class ActiveSampler:
     def __init__(self, methods: Sequence[str], scenes: Sequence[str], *, model: str = "thurstone",
                  prior_sd: float = 2.0, scene_sd: float = 0.5, scene_weight: float = 0.0,
                  spread: int = 1, sentinels: float = 0.0, repeats: float = 0.0, gap: int = 5, seed: int = 0,
-                 allowed: np.ndarray | None = None, objective: str = "variance") -> None:
+                 allowed: np.ndarray | None = None, objective: str = "variance",
+                 balance_above: float | None = BALANCE_ABOVE) -> None:
         self.methods, self.scenes = list(methods), list(scenes)
         m, n_s = len(self.methods), len(self.scenes)
         if m < 2 or n_s < 1:
@@ -96,7 +143,9 @@ class ActiveSampler:
             raise StudyError(f"objective {objective!r}: one of {', '.join(OBJECTIVES)}")
         self.model, self.prior_sd, self.scene_sd, self.scene_weight = model, prior_sd, scene_sd, scene_weight
         self.spread, self.sentinels, self.repeats, self.gap = spread, sentinels, repeats, gap
-        self.objective = objective
+        self.objective, self.balance_above = objective, balance_above
+        self.bound = 1.0  # design_bound at the estimate: 1 before any vote (every design alike)
+        self._n_real = 0
         self.rng = np.random.default_rng(seed)
         self.iu, self.ju = np.triu_indices(m, 1)
         self.wins = np.zeros((m, m))  # pooled (k beat l)
@@ -194,6 +243,9 @@ class ActiveSampler:
         if not has.any():
             raise ValueError("no candidate trial left")
         ok &= (self.scene_count <= self.scene_count[has].min() + self.spread)[:, None]
+        if self.balance_above is not None and self.bound > self.balance_above:  # little to gain: balanced pairs
+            n_pair = (self.wins + self.wins.T)[self.iu, self.ju]
+            ok &= (n_pair <= n_pair[ok.any(0)].min())[None, :]
         total = np.where(ok, gp[None, :] + self.scene_weight * gs, -np.inf)
         jitter = self.rng.random(total.shape) * 1e-12  # seeded tie-break
         by_pair = (total + jitter).max(0)
@@ -208,7 +260,7 @@ class ActiveSampler:
         a, b = (k, j) if self.a_count[k] <= self.a_count[j] else (j, k)
         return Choice(t, "real", self.scenes[sc], self.methods[a], self.methods[b], gain=float(total[sc, p]),
                       gain_pooled=float(gp[p]), gain_scene=float(gs[sc, p]), n_candidates=int(ok.sum()),
-                      runner_up_gain=runner)
+                      runner_up_gain=runner, bound=float(self.bound))
 
     def record(self, choice: Choice, outcome: str) -> None:
         """The answer to a real trial (``a``, ``b`` or ``tie``) updates the posterior (other kinds are ignored)."""
@@ -224,6 +276,9 @@ class ActiveSampler:
         self.scene_count[sc] += 1
         self.a_count[k] += 1
         self.s = fit_scores(self.wins, model=self.model, prior_sd=self.prior_sd, tol=1e-8, init=self.s)
+        self._n_real += 1
+        if self.balance_above is not None and self._n_real % BOUND_EVERY == 0:  # a function of the votes only
+            self.bound = design_bound(self.s, self.model, iters=20)
         self._refresh_pooled_only()
         self._refresh_scene(sc)
 
@@ -256,4 +311,4 @@ def replay(sampler: ActiveSampler, recorded: dict[tuple[int, int, int], list[flo
     return got
 
 
-__all__ = ["OBJECTIVES", "ActiveSampler", "Choice", "fisher_information", "replay"]
+__all__ = ["OBJECTIVES", "ActiveSampler", "Choice", "design_bound", "fisher_information", "replay"]

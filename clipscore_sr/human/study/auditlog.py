@@ -5,8 +5,8 @@ Fields of a line: ``n`` (1, 2, ...: the line's number, which also seeds that cho
 answers name as ``pair_id``: ``at000017`` for a chosen real trial or repeat, the manifest's id for a sentinel),
 ``annotator``, ``slot`` (0-based position in the annotator's sequence), ``kind``, ``time`` (UTC), ``trial`` (every
 field of the trial shown: scene, methods, files, renders, ``repeat_of``), and for a chosen real trial ``choice``
-(the sampler's record: expected information gain ``gain`` = ``gain_pooled`` + weight x ``gain_scene`` in nats,
-``n_candidates``, ``runner_up_gain``; see :class:`~.active.ActiveSampler`), ``answers`` (the real answers in
+(the sampler's record: the expected gain ``gain`` = ``gain_pooled`` + weight x ``gain_scene`` in the units of the
+objective, ``n_candidates``, ``runner_up_gain``, ``bound``; see :class:`~.active.ActiveSampler`), ``answers`` (the real answers in
 ``judgements.csv`` the posterior was fitted to, in file order), ``rows`` (all rows of the file then),
 ``excluded`` (trials shown to other annotators and not yet answered, whose cells were left out) and ``fallback``
 ('' normally; why the sampler's choice could not be used otherwise).

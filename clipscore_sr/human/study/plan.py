@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..fits import fit_scores, win_probability
 from ..ranking_agreement import kendall_tau_b
-from .active import ActiveSampler, fisher_information
+from .active import BALANCE_ABOVE, ActiveSampler, fisher_information
 from .sampling import balanced_cells
 
 DESIGNS = ("random", "balanced", "active", "oracle")
@@ -94,14 +94,15 @@ class _Oracle:
         return int(self.iu[p]), int(self.ju[p])
 
 
-def _chooser(design: str, world: World, rng: np.random.Generator, objective: str):
+def _chooser(design: str, world: World, rng: np.random.Generator, objective: str,
+             balance_above: float | None = BALANCE_ABOVE):
     """A function giving the next ``(scene, k, l, choice)`` of a design; ``choice`` (active only) gets the vote."""
     m, n_s = len(world.truth), world.scene_eff.shape[0]
     iu, ju = np.triu_indices(m, 1)
     count = np.zeros(n_s, np.int64)
     if design == "active":
         sampler = ActiveSampler([str(k) for k in range(m)], [str(k) for k in range(n_s)], model=world.model,
-                                seed=int(rng.integers(1 << 31)), objective=objective)
+                                seed=int(rng.integers(1 << 31)), objective=objective, balance_above=balance_above)
 
         def nxt():
             ch = sampler.next_trial()
@@ -132,12 +133,14 @@ def _chooser(design: str, world: World, rng: np.random.Generator, objective: str
 
 
 def simulate_design(world: World, design: str, checkpoints: Sequence[int], rng: np.random.Generator, *,
-                    objective: str = "variance") -> list[tuple[float, ...]]:
-    """Accuracy at each checkpoint (number of real votes) of one simulated study (:data:`DESIGNS`)."""
+                    objective: str = "variance", balance_above: float | None = BALANCE_ABOVE
+                    ) -> list[tuple[float, ...]]:
+    """Accuracy at each checkpoint (number of real votes) of one simulated study (:data:`DESIGNS`; ``objective``
+    and ``balance_above`` of the active design, :class:`~.active.ActiveSampler`)."""
     m = len(world.truth)
     wins = np.zeros((m, m))
     out, done = [], 0
-    nxt = _chooser(design, world, rng, objective)
+    nxt = _chooser(design, world, rng, objective, balance_above)
     for target in checkpoints:
         while done < target:
             sc, k, j, ch = nxt()
@@ -154,7 +157,7 @@ def simulate_design(world: World, design: str, checkpoints: Sequence[int], rng: 
 def plan_study(truth: Sequence[float], n_scenes: int, n_annotators: int, checkpoints: Sequence[int], *,
                reps: int = 10, seed: int = 0, scene_sd: float = 0.3, annotator_sd: float = 0.3,
                model: str = "thurstone", designs: Sequence[str] = ("random", "active"), objective: str = "variance",
-               per_rep: bool = False) -> pd.DataFrame:
+               per_rep: bool = False, balance_above: float | None = BALANCE_ABOVE) -> pd.DataFrame:
     """Mean accuracy of each design (:data:`DESIGNS`) at each checkpoint (:data:`PLAN_COLUMNS`), ``reps``
     studies each (the designs share the simulated worlds; ``objective`` of the active design); ``per_rep``: one
     row per study (column ``rep``) instead of the mean."""
@@ -166,7 +169,7 @@ def plan_study(truth: Sequence[float], n_scenes: int, n_annotators: int, checkpo
             world = make_world(np.asarray(truth, float), n_scenes, n_annotators, rng, scene_sd=scene_sd,
                                annotator_sd=annotator_sd, model=model)
             acc.append(simulate_design(world, design, checkpoints, np.random.default_rng([seed, r, 1]),
-                                       objective=objective))
+                                       objective=objective, balance_above=balance_above))
         per = np.array(acc) if per_rep else np.mean(acc, axis=0)[None]
         rows += [dict(design=design, votes=int(n), ci_width=a[0], p_neighbours=a[1], tau=a[2], rmse=a[3],
                       **({"rep": r} if per_rep else {}))
@@ -199,41 +202,6 @@ def votes_needed(table: pd.DataFrame, target: str, value: float, *, interpolate:
             for d, g in table.groupby("design", sort=False)}
 
 
-def design_bound(truth: Sequence[float], model: str = "thurstone", iters: int = 300, *,
-                 kind: str = "scores") -> float:
-    """Large-sample votes ratio of the best design that knows ``truth`` to the design balanced over pairs: A-optimal
-    pair frequencies at the true differences (multiplicative algorithm, ``w <- w sqrt(gradient)``) for the summed
-    variance of the centred scores (``kind="scores"``: rmse, ci_width) or of the differences between neighbours in
-    the true order (``"neighbours"``: what p_neighbours and tau depend on). Below 1 only because distant pairs carry
-    little information; no design's variance can fall faster (an active design must first learn the scores)."""
-    t = np.asarray(truth, float)
-    m = len(t)
-    iu, ju = np.triu_indices(m, 1)
-    x = np.zeros((len(iu), m))
-    x[np.arange(len(iu)), iu], x[np.arange(len(iu)), ju] = 1.0, -1.0
-    f = np.maximum(fisher_information(t[iu] - t[ju], model), 1e-300)
-    if kind == "scores":
-        k = np.eye(m)
-    elif kind == "neighbours":
-        o = np.argsort(t)
-        e = np.zeros((m - 1, m))
-        e[np.arange(m - 1), o[1:]], e[np.arange(m - 1), o[:-1]] = 1.0, -1.0
-        k = e.T @ e
-    else:
-        raise ValueError(f"kind {kind!r}: scores or neighbours")
-
-    def crit(w: np.ndarray) -> tuple[float, np.ndarray]:
-        cov = np.linalg.pinv((x.T * (w * f)) @ x)  # of the centred scores (the Laplacian's null space is 1)
-        return float(np.trace(k @ cov)), f * np.einsum("pi,ij,pj->p", x, cov @ k @ cov, x)
-
-    w = np.full(len(iu), 1.0 / len(iu))
-    base = crit(w)[0]
-    for _ in range(iters):
-        w = w * np.sqrt(crit(w)[1])
-        w /= w.sum()
-    return crit(w)[0] / base
-
-
 def truth_from_pilot(path: str, model: str = "thurstone") -> tuple[list[str], np.ndarray]:
     """Methods and scores fitted to a pilot judgement file (the truth of the simulation)."""
     from ..ranking import rank_methods
@@ -252,5 +220,5 @@ def format_plan(table: pd.DataFrame, target: str, value: float) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DESIGNS", "LOWER_IS_BETTER", "PLAN_COLUMNS", "World", "design_bound", "first_reach", "format_plan",
+__all__ = ["DESIGNS", "LOWER_IS_BETTER", "PLAN_COLUMNS", "World", "first_reach", "format_plan",
            "make_world", "plan_study", "simulate_design", "truth_from_pilot", "votes_needed"]
