@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -405,13 +404,17 @@ def test_satlas_matches_float64_reimplementation(vit_dir):
 # missing weights: fail fast, one documented message, no network
 # ---------------------------------------------------------------------------------------------------------
 
-def test_missing_alias_weights_fail_fast(tmp_path):
-    t0 = time.perf_counter()
+def test_missing_alias_weights_fail_fast(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):  # failing fast means not trying the network (no timing assertion here)
+        raise AssertionError(f"a network connection was attempted: {args[1:]}")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     m = get_metric("clipscore:clip-rn50")
     with pytest.raises(WeightsNotFoundError) as info:
         m.check_weights()
     msg = str(info.value)
-    assert time.perf_counter() - t0 < 10
     assert "\n" not in msg
     # what to do comes first, where we looked after it
     assert msg.startswith("weights for clipscore:clip-rn50 (open_clip RN50/openai) not found: "

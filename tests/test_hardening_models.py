@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import resource
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +30,7 @@ def test_reliability_with_one_annotator_per_vote_is_linear_and_exact() -> None:
     df = pd.DataFrame({"dataset": "d", "gt": [f"g{u}.png" for u in unit], "a": [f"x{u}.png" for u in unit],
                        "b": [f"y{u}.png" for u in unit], "choice": np.where(minority, "b", "a"),
                        "annotator": [f"u{k}" for k in range(len(unit))], "trial_kind": "real"})
-    t0 = time.perf_counter()
-    rel = annotator_reliability(df, min_agreement=0.5)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10.0, f"{len(df)} votes took {elapsed:.1f} s"  # was about 45 s (quadratic)
+    rel = annotator_reliability(df, min_agreement=0.5)  # was about 45 s when quadratic (time: bench_rank.py)
     t = rel.annotators
     assert len(t) == len(df) and list(t["annotator"][:3]) == ["u0", "u1", "u2"]
     assert (t["n_votes"] == 1).all() and (t["n_loo"] == 1).all()
@@ -184,10 +180,8 @@ def test_header_declaring_absurd_shapes_fails_fast_in_one_line(tmp_path: Path) -
     path = _bomb(tmp_path / "bomb.safetensors")
     assert path.stat().st_size < 1024
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    assert time.perf_counter() - t0 < 5.0
+        load_checkpoint(path)  # refused from the header: nothing of the declared size is allocated
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024 < 200  # MiB
     msg = str(info.value)
     assert "\n" not in msg and str(path) in msg and "num_feat=1000000000" in msg
