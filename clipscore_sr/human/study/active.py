@@ -111,7 +111,7 @@ def design_bound(truth: Sequence[float], model: str = "thurstone", iters: int = 
 
 @dataclass
 class Choice:
-    """One selected trial and why (its expected information gain, nats)."""
+    """One selected trial and why (its expected gain, in the units of the objective; the design bound then)."""
 
     trial: int
     kind: str
