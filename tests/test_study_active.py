@@ -315,9 +315,23 @@ def test_an_undo_is_logged_and_the_replay_stays_exact(tmp_path: Path, monkeypatc
 
     checked, problems = live_mod.replay_log(load_study(out))
     assert checked == 24 and problems == []  # two annotators x 12 real trials
+    res = CliRunner().invoke(main, ["study", "audit", str(out)])
+    assert res.exit_code == 0 and "24 trial(s) given, 1 undo(s)" in res.output, res.output
+    assert "24 real choice(s) re-derived from the answers before them: all agree with the log" in res.output
     # without the undo line the same study does not replay: the line is what makes it exact
-    monkeypatch.setattr(live_mod, "_answers_ever", lambda rows, entries: [(r, float("inf")) for r in rows])
-    assert live_mod.replay_log(load_study(out))[1]
+    with monkeypatch.context() as mp:
+        mp.setattr(live_mod, "_answers_ever", lambda rows, entries: [(r, float("inf")) for r in rows])
+        assert live_mod.replay_log(load_study(out))[1]
+    # a log line changed after the fact (sides of a choice swapped) is named, and audit exits 1
+    lines = (out / LOG).read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if json.loads(line).get("choice") and json.loads(line)["n"] > 3)
+    e = json.loads(lines[k])
+    t = e["trial"]
+    t["a_method"], t["b_method"], t["a"], t["b"] = t["b_method"], t["a_method"], t["b"], t["a"]
+    lines[k] = json.dumps(e)
+    (out / LOG).write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["study", "audit", str(out), "--json"])
+    assert res.exit_code == 1 and json.loads(res.output)["mismatches"][0].startswith(f"line {e['n']}: the log has")
     # `study status` and `rank` count the answers in the file (the undone one once, as re-answered)
     res = CliRunner().invoke(main, ["study", "status", str(out), "--json"])
     st = {a["annotator"]: a for a in json.loads(res.output)["annotators"]}

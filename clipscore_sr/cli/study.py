@@ -1,4 +1,4 @@
-"""``srmetrics study make|serve|export-amt|status``: collect human 2AFC judgements on your own SR outputs."""
+"""``srmetrics study make|serve|audit|export-amt|status|plan``: collect human 2AFC judgements on your own SR outputs."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def study_group() -> None:
       srmetrics study serve my-study
       srmetrics study status my-study
       srmetrics study make gt/ --method a=out_a/ --method b=out_b/ --trials 60 --design active --out my-active
+      srmetrics study audit my-active
     """
 
 
@@ -118,6 +119,37 @@ def serve_command(study_dir, host, port, annotator, token) -> None:
         serve(study_dir, host=host, port=port, annotator=annotator, token=token, echo=click.echo)
     except BadRequest as exc:
         raise StudyError(str(exc)) from None
+
+
+@study_group.command("audit")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def audit_command(study_dir, as_json) -> None:
+    """Re-derive every trial the server of an active study chose, from the answers it had then and the audit log
+    (STUDY_DIR/active-log.jsonl); exit 1 if any choice differs from the log.
+
+    \b
+    Example:
+      srmetrics study audit my-active-study
+    """
+    from ..human.study.live import audit
+    from ..human.study.manifest import load_study
+
+    res = audit(load_study(study_dir, check_files=False))
+    bad = res["mismatches"]
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+    else:
+        click.echo(f"{res['log']}: {res['given']} trial(s) given, {res['undos']} undo(s)")
+        click.echo(f"{res['choices']} real choice(s) re-derived from the answers before them: "
+                   + (f"{len(bad)} differ from the log" if bad else "all agree with the log")
+                   + f" ({res['balanced_phase']} in the balanced phase, {res['fallbacks']} fallback(s))")
+        for line in bad[:20]:
+            click.echo(f"  {line}")
+        if len(bad) > 20:
+            click.echo(f"  ... and {len(bad) - 20} more (--json lists all)")
+    if bad:
+        raise SystemExit(1)
 
 
 @study_group.command("export-amt")

@@ -400,4 +400,21 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
     return checked, problems
 
 
-__all__ = ["LiveDesign", "choose", "replay_log"]
+def audit(study: Study) -> dict[str, Any]:
+    """What ``srmetrics study audit`` reports: the log's trials and undos, and every real choice re-derived
+    (:func:`replay_log`): ``choices``, ``mismatches`` (one line each), ``balanced_phase`` (choices made while the
+    pairs were kept balanced) and ``fallbacks`` (trials the sampler's rules could not give)."""
+    from .active import BALANCE_ABOVE
+
+    checked, problems = replay_log(study)
+    log = AuditLog(study.root)
+    log.sync()
+    given = [e for e in log.entries if not is_undo(e)]
+    chosen = [e for e in given if e.get("kind") == "real"]
+    bounds = [(e.get("choice") or {}).get("bound") for e in chosen]
+    return {"log": str(log.path), "given": len(given), "undos": len(log.entries) - len(given), "choices": checked,
+            "mismatches": problems, "fallbacks": sum(bool(e.get("fallback")) for e in chosen),
+            "balanced_phase": sum(b is not None and b > BALANCE_ABOVE for b in bounds)}
+
+
+__all__ = ["LiveDesign", "audit", "choose", "replay_log"]
