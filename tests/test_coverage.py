@@ -250,5 +250,5 @@ def test_krippendorff_alpha_bootstrap_interval_covers_the_population_alpha() -> 
     for r in range(150):
         lo, hi, label = alpha_bootstrap(units, coders, world(rng, n_units, n_coders).ravel(), bootstrap=400, seed=r)
         hits.append(lo <= pop <= hi)
-    assert label == "units x annotators"
+    assert label == "60 units x 8 annotators"  # what was resampled, and how many of each
     assert 0.92 <= np.mean(hits) <= 0.99, np.mean(hits)

@@ -148,8 +148,9 @@ def test_cli_agreement_ranking_on_example_subset(tmp_path: Path) -> None:
     (data / "blur.csv").write_text("\n".join(lines) + "\n")
     out, fig = tmp_path / "ra.csv", tmp_path / "ra.png"
     res = CliRunner().invoke(main, ["agreement", str(data / "blur.csv"), "--metrics", "psnr", "--ranking",
-                                    "--ranking-out", str(out), "--ranking-plot", str(fig), "--bootstrap", "50", "-q"])
+                                    "--ranking-out", str(out), "--ranking-plot", str(fig), "--bootstrap", "50"])
     assert res.exit_code == 0, res.output
+    assert "CIs (all): bootstrap over 3 scenes" in res.output  # what was resampled, and how many
     t = pd.read_csv(out)
     assert t.loc[0, "metric"] == "psnr" and t.loc[0, "tau_b"] == 1.0 and fig.stat().st_size > 0
     res = CliRunner().invoke(main, ["agreement", str(data / "blur.csv"), "--ranking-out", str(out)])

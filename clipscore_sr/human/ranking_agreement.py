@@ -208,6 +208,14 @@ def format_ranking_agreement(result: RankingAgreement) -> str:
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)] if lines else [len(h) for h in head]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+    if len(s):  # what the intervals resampled, and how many of each (the first row: the pooled one)
+        r = s.iloc[0]
+        if r["resampled"] != "none":
+            count = {"scenes": int(r["n_scenes"]), "annotators": int(r["n_annotators"])}
+            out.append(f"CIs ({r['dataset']}): bootstrap over "
+                       + " x ".join(f"{count.get(u, '?')} {u}" for u in str(r["resampled"]).split(" x ")))
+        elif r["ci_note"]:
+            out.append(f"CIs ({r['dataset']}): {r['ci_note']}")
     return "\n".join(out)
 
 

@@ -77,7 +77,8 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
                     scenes: Sequence[Any] | None = None, bootstrap: int = 1000, seed: int = 0,
                     confidence: float = 0.95,
                     max_resample_votes: float = ALPHA_BOOTSTRAP_BUDGET) -> tuple[float, float, str]:
-    """Two-way bootstrap interval of nominal Krippendorff's alpha: ``(low, high, resampled)``.
+    """Two-way bootstrap interval of nominal Krippendorff's alpha: ``(low, high, resampled)`` (``resampled``: what was
+    resampled and how many of each, e.g. ``12 scenes x 8 annotators``; ``none``).
 
     Scenes (``scenes``: the scene of each unit; default: each unit its own) and annotators are resampled
     independently (:mod:`.resampling`). Weighted alpha: a unit of weight ``r`` (its scene's multiplicity) counts
@@ -158,7 +159,7 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
         boot = a0 + k * (boot - a0)
     out = [boot]
     lo, hi = percentile_ci(np.concatenate(out)[:, None], des.level(confidence))
-    return float(lo[0]), float(hi[0]), des.label
+    return float(lo[0]), float(hi[0]), des.describe().removeprefix("bootstrap over ")  # '12 scenes x 8 annotators'
 
 
 def _unit_and_value(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:

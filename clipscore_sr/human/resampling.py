@@ -23,7 +23,8 @@ Few units: the percentile interval of a bootstrap over ``n`` units is too narrow
 ``(n-1)/n`` of the unbiased one, and the tails are t- rather than normal-shaped). Intervals are therefore
 *expanded percentile* intervals (Hesterberg 2015, "What teachers should know about the bootstrap", Am. Stat.
 69(4)): the percentiles taken are those of level ``2 Phi(sqrt(n/(n-1)) t_{df}^{-1}(1 - alpha/2)) - 1`` with
-``df = (scenes - 1) + (annotators - 1)`` over the factors resampled (:func:`expanded_level`); p-values are mapped
+``df = n - 1`` of the one factor resampled, or ``min(scenes, annotators) - 1`` with both (:attr:`Design.df`,
+:func:`expanded_level`); p-values are mapped
 the same way, so a p-value below ``1 - confidence`` is exactly an interval that excludes 0. With hundreds of units
 this changes nothing visible; with 5 scenes x 5 annotators it is what brings coverage to nominal.
 
