@@ -472,3 +472,194 @@ def test_when_busy_cells_are_all_that_is_left_and_when_the_sampler_finds_none(tm
     e = log_of(out)[-1]
     assert e["id"] == got["id"] and e["choice"] == {} and "spread over scenes" in e["fallback"]
     assert frozenset((e["trial"]["a_method"], e["trial"]["b_method"])) != cells[0]
+
+
+# --- review: two server processes, failed undo writes, malformed logs -------------------------------------------
+def _flip(c, who: str, nxt: dict, out: Path) -> dict:
+    key = "right" if pick(out, nxt) == "left" else "left"
+    r = c.post("/api/answer", json={"annotator": who, "trial": nxt["id"], "shown_left": nxt["shown_left"],
+                                    "choice": key, "rt_ms": 9})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _same_posterior(out: Path, live) -> bool:
+    from clipscore_sr.human.study.live import LiveDesign
+    from clipscore_sr.human.study.store import JudgementStore
+
+    fresh = LiveDesign(load_study(out), JudgementStore(out))
+    with fresh.store.locked() as rows:
+        fresh._sync(rows)
+        want = fresh._posterior(rows)
+    with live.store.locked() as rows:
+        live._sync(rows)
+        got = live._posterior(rows)
+    return np.array_equal(got.wins, want.wins) and np.array_equal(got.s, want.s)
+
+
+def test_an_answer_undone_and_given_again_in_another_process_reaches_every_posterior(tmp_path: Path) -> None:
+    """Server B fed alice's last answer; server A takes it back and she answers it the other way (same trial id): B
+    must rebuild (its posterior held the old choice, and every choice it made for bob after differed)."""
+    from clipscore_sr.human.study.live import replay_log
+
+    out = make_active(tmp_path, "--trials", "12", "-q")
+    a, b = client(out), client(out)
+    na = first(a, "alice")
+    for _ in range(3):
+        na = answer(a, out, "alice", na)["next"]
+    nb = first(b, "bob")  # B's posterior holds alice's three answers, the last one last
+    assert a.post("/api/undo", json={"annotator": "alice"}).json()["undone"]
+    na = _flip(a, "alice", first(a, "alice"), out)["next"]
+    nb = answer(b, out, "bob", nb)["next"]
+    assert _same_posterior(out, b.app.state.live)
+    while na or nb:
+        nb = answer(b, out, "bob", nb)["next"] if nb else None
+        na = answer(a, out, "alice", na)["next"] if na else None
+    assert replay_log(load_study(out)) == (24, [])
+
+
+def test_a_store_sees_a_replaced_file_whose_inode_number_came_back(tmp_path: Path) -> None:
+    """ext4 gives a new file the inode number of one just deleted: after two rewrites by another store the file can
+    have the number this store last saw, and be longer: it must still be read afresh, not from the old offset."""
+    from clipscore_sr.human.study.store import COLUMNS, JudgementStore
+
+    def row(i: int, who: str) -> dict[str, str]:
+        return {**{c: "x" for c in COLUMNS}, "pair_id": f"at{i:06d}", "annotator": who, "choice": "a",
+                "trial_kind": "real", "rt_ms": str(100 + 7 * i), "timestamp": f"2026-12-06T19:21:{i:02d}.{i:03d}"}
+    s1, s2 = JudgementStore(tmp_path), JudgementStore(tmp_path)
+    for i in range(1, 6):
+        s2.append(row(i, "alice"))
+    assert len(s1.answers()) == 5
+    s2.undo("alice")
+    s2.undo("alice")
+    for i in range(6, 9):
+        s2.append(row(i, "bob"))
+    ids = [r["pair_id"] for r in JudgementStore(tmp_path).answers()]
+    assert ids == ["at000001", "at000002", "at000003", "at000006", "at000007", "at000008"]
+    assert [r["pair_id"] for r in s1.answers()] == ids
+    assert s1.append(row(5, "alice"))[1]  # answered again after the undo: new, not a duplicate
+    s1.undo("bob")
+    assert [r["pair_id"] for r in JudgementStore(tmp_path).answers()] == [*ids[:-1], "at000005"]
+
+
+def test_a_sentinel_given_by_another_server_process_can_be_answered(tmp_path: Path) -> None:
+    out = make_active(tmp_path, "--trials", "6", "--sentinels", "0.5", "-q")
+    a, b = client(out), client(out)
+    nxt = first(a, "alice")
+    while load_study(out).by_id.get(nxt["id"]) is None:  # up to her first sentinel, all on A
+        nxt = answer(a, out, "alice", nxt)["next"]
+    answer(b, out, "alice", nxt)  # B has not read the log line that gave it
+
+
+def test_an_undo_whose_rewrite_failed_is_finished_before_anything_else(tmp_path: Path, monkeypatch) -> None:
+    """The undo line is written, rewriting judgements.csv fails (disk full) and the server goes on: the answer must
+    not stay in the posterior (choices the replay cannot re-derive) only to vanish at the next start, and pressing
+    Backspace again must not log a second undo of the same answer."""
+    from starlette.testclient import TestClient
+
+    from clipscore_sr.human.study.live import replay_log
+    from clipscore_sr.human.study.store import JudgementStore
+
+    for retry in (False, True):
+        out = make_active(tmp_path / str(retry), "--trials", "10", "--seed", "3", "-q")
+        c = client(out)
+        na, nb = first(c, "alice"), first(c, "bob")
+        for _ in range(3):
+            na = answer(c, out, "alice", na)["next"]
+        nb = answer(c, out, "bob", nb)["next"]
+        undone = rows_of(out)[-2]
+        with monkeypatch.context() as mp:
+            mp.setattr(JudgementStore, "_remove", lambda self, row: (_ for _ in ()).throw(OSError("disk full")))
+            quiet = TestClient(c.app, base_url="http://127.0.0.1", raise_server_exceptions=False)
+            assert quiet.post("/api/undo", json={"annotator": "alice"}).status_code == 500
+        if retry:
+            assert c.post("/api/undo", json={"annotator": "alice"}).json()["undone"] == undone["pair_id"]
+        while na or nb:
+            na = answer(c, out, "alice", na)["next"] if na else None
+            nb = answer(c, out, "bob", nb)["next"] if nb else None
+        na = first(c, "alice")  # the undone trial, asked again
+        while na:
+            na = answer(c, out, "alice", na)["next"]
+        assert sum(e.get("event") == "undo" for e in log_of(out)) == 1 and undone not in rows_of(out)
+        assert replay_log(load_study(out)) == (20, [])
+        assert client(out).app.state.live.repaired == ""
+
+
+@pytest.mark.parametrize("edit", [
+    lambda e: e.update(real_index="2"), lambda e: e.update(real_index=None), lambda e: e["row"].pop("choice"),
+    lambda e: e["row"].update(choice="x"), lambda e: e.update(row=[]),
+])
+def test_a_malformed_undo_line_is_one_error_in_audit_and_at_start(tmp_path: Path, edit) -> None:
+    out = make_active(tmp_path, "--trials", "6", "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(2):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    c.post("/api/undo", json={"annotator": "alice"})
+    lines = (out / LOG).read_text().splitlines()
+    e = json.loads(lines[-1])
+    edit(e)
+    (out / LOG).write_text("\n".join([*lines[:-1], json.dumps(e)]) + "\n")
+    res = CliRunner().invoke(main, ["study", "audit", str(out)])
+    assert res.exit_code == 2 and f"{LOG}:{e['n']}: not an undo" in res.output, (res.output, res.exception)
+    with pytest.raises(StudyError, match=f"{LOG}:{e['n']}: not an undo"):
+        client(out)
+
+
+@pytest.mark.parametrize("edit", [lambda e: e.pop("excluded"), lambda e: e.update(answers=None),
+                                  lambda e: e.update(excluded=[[1]]), lambda e: e.update(choice=[1])])
+def test_a_malformed_choice_line_is_one_error_in_audit(tmp_path: Path, edit) -> None:
+    out = make_active(tmp_path, "--trials", "6", "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(3):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    lines = (out / LOG).read_text().splitlines()
+    e = json.loads(lines[2])
+    edit(e)
+    lines[2] = json.dumps(e)
+    (out / LOG).write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["study", "audit", str(out)])
+    assert res.exit_code == 2 and f"{LOG}:3: a chosen trial without" in res.output, (res.output, res.exception)
+
+
+def test_audit_of_a_log_served_before_the_balanced_phase(tmp_path: Path, monkeypatch) -> None:
+    """A study made before the balanced phase has no active.balance_above in study.json: it is served and replayed
+    greedy, as it was (the phase is a setting of the study, like its objective)."""
+    from clipscore_sr.human.study import live as live_mod
+    from clipscore_sr.human.study.active import ActiveSampler
+    from clipscore_sr.human.study.live import LiveDesign
+    from clipscore_sr.human.study.store import JudgementStore, answer_row, shown_left
+
+    from .conftest import save_png
+
+    rng = np.random.default_rng(0)
+    methods = [f"m{k}" for k in range(6)]
+    for i in range(10):
+        gt = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        save_png(tmp_path / "gt" / f"img{i}.png", gt)
+        for k, m in enumerate(methods):
+            save_png(tmp_path / m / f"img{i}.png", np.clip(gt + rng.normal(0, 5 + 10 * k, gt.shape), 0, 255).astype(np.uint8))
+    out = tmp_path / "study"
+    res = CliRunner().invoke(main, ["study", "make", str(tmp_path / "gt"), *[f"--method={m}={tmp_path / m}" for m in methods],
+                                    "--out", str(out), "--design", "active", "--trials", "30", "-q"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "study.json").read_text())
+    assert manifest["active"].pop("balance_above") == 0.85
+    (out / "study.json").write_text(json.dumps(manifest))  # as study make wrote it before the phase existed
+    with monkeypatch.context() as mp:  # the server as it was before fc1ec68: greedy from the first vote
+        mp.setattr(live_mod, "new_sampler", lambda study, cells: ActiveSampler(
+            cells.methods, cells.scenes, model=study.active["model"], seed=study.seed,
+            objective=study.active.get("objective", "variance"), balance_above=None))
+        study = load_study(out)
+        live = LiveDesign(study, JudgementStore(out))
+        for step in range(90):  # SIMULATED annotators: the method with less noise wins
+            who = f"ann{step % 3}"
+            t = live.next_trial(who)
+            ch = "a" if methods.index(t.a_method) < methods.index(t.b_method) else "b"
+            live.store.append(answer_row(study, t, who, ch, shown_left(study, who, t, live.trials), 500, f"{step:06d}"))
+    lines = [json.loads(x) for x in (out / LOG).read_text().splitlines()]
+    for e in lines:
+        (e.get("choice") or {}).pop("bound", None)
+    (out / LOG).write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert live_mod.replay_log(load_study(out))[1] == []

@@ -32,7 +32,7 @@ import numpy as np
 from .active import ActiveSampler, Choice
 from .auditlog import UNDO, AuditLog, is_undo, trial_of
 from .manifest import Study, StudyError, Trial
-from .store import JudgementStore
+from .store import COLUMNS, JudgementStore
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +67,12 @@ class _Cells:
         return self.scene_index[t.scene], self.pair_index[(t.a_method, t.b_method)]
 
 
+def _key(row: dict[str, str]) -> tuple[str, ...]:
+    """An answer as the posterior saw it: every column (an answer undone and given again under the same trial id,
+    in another process, is another answer: its choice or at least its timestamp differs)."""
+    return tuple(row.values())
+
+
 class GivenTrials:
     """What the log says was given: every trial by id (the manifest's sentinels too), each annotator's trials in
     slot order, the cells each annotator has seen, and the real trials with their annotator and cell."""
@@ -94,8 +100,11 @@ class GivenTrials:
         if is_undo(e):
             row = e.get("row")
             if not isinstance(row, dict) or e.get("id") not in self.mine.get(str(e.get("annotator")), ()) or \
-                    row.get("pair_id") != e["id"] or not isinstance(e.get("real_index"), int):
-                raise StudyError(f"{where}: an undo of a trial this log did not give '{e.get('annotator')}'")
+                    set(row) != set(COLUMNS) or not all(isinstance(v, str) for v in row.values()) or \
+                    row["pair_id"] != e["id"] or row["annotator"] != e["annotator"] or \
+                    row["choice"] not in ("a", "b", "tie") or type(e.get("real_index")) is not int:
+                raise StudyError(f"{where}: not an undo of a trial this log gave '{e.get('annotator')}' (its id, row "
+                                 "of every answer column, or real_index)")
             self.n += 1
             return None
         try:
@@ -144,10 +153,11 @@ def choose(sampler: ActiveSampler, unseen: np.ndarray, busy: list[tuple[int, int
 
 
 def new_sampler(study: Study, cells: _Cells) -> ActiveSampler:
-    """The study's sampler with no answers yet: its model and objective (``variance`` for studies made before
-    the objective was an option), seeded by the study."""
+    """The study's sampler with no answers yet: its model, objective (``variance`` for studies made before the
+    objective was an option) and balanced phase (none for studies made before it), seeded by the study."""
     return ActiveSampler(cells.methods, cells.scenes, model=study.active["model"],
-                         objective=study.active.get("objective", "variance"), seed=study.seed)
+                         objective=study.active.get("objective", "variance"),
+                         balance_above=study.active.get("balance_above"), seed=study.seed)
 
 
 class LiveDesign:
@@ -164,7 +174,7 @@ class LiveDesign:
         self.log = AuditLog(study.root)
         self._reset_log_state()
         self._sampler: ActiveSampler | None = None
-        self._fed: list[tuple[str, str]] = []  # (annotator, trial) of each real answer recorded, in order
+        self._fed: list[tuple[str, ...]] = []  # every column of each real answer recorded, in order
         self._feed_at = 0  # rows of the store (this generation) already looked at for the sampler
         self._gen = -1
         self._seen_rows = 0
@@ -187,7 +197,7 @@ class LiveDesign:
         with self.store.locked() as rows:
             log.sync()
             present = {(r["annotator"], r["pair_id"]): r for r in rows}
-            cut = [e["row"] for e in log.entries if is_undo(e)
+            cut = [e["row"] for e in log.entries if is_undo(e) and isinstance(e.get("row"), dict)
                    and present.get((e["row"].get("annotator"), e["row"].get("pair_id"))) == e["row"]]
         for row in cut:
             self.store.remove(row)
@@ -210,16 +220,39 @@ class LiveDesign:
             self.log.append(entry)
             self._apply(entry)
 
+        done = [r for r in self._finish_pending() if r["annotator"] == annotator]
+        if done:  # their last undo was logged but its answer stayed in the file: finishing it is this undo
+            return done[-1]
         return self.store.undo(annotator, before=log_it)
+
+    def _finish_pending(self) -> list[dict[str, str]]:
+        """Remove the answers of undo lines still in ``judgements.csv`` (a write that failed after the line, here or
+        in another server process that went on serving or stopped): an undo line says the answer is gone from then
+        on, and every choice after it is made (and replayed) without it. Returns the rows removed."""
+        if not self._pending:
+            return []
+        done = []
+        with self.store.locked() as rows:
+            self._sync(rows)
+            for r in self._pending:
+                same = self.store._index.get((r.get("annotator"), r.get("pair_id")))
+                if same == r:
+                    self.store._remove(same)  # under the lock already
+                    done.append(r)
+            self._pending = []
+        return done
 
     # state from the log and the answers -------------------------------------------------------------
     def _reset_log_state(self) -> None:
         self.given = GivenTrials(self.study, self.cells, str(self.log.path))
         self.trials = self.given.trials
         self._open: dict[str, tuple[str, tuple[int, int]]] = {}  # real trials given and not answered yet
+        self._pending: list[dict[str, str]] = []  # rows of undo lines not yet seen gone from judgements.csv
 
     def _apply(self, e: dict[str, Any]) -> None:
         t = self.given.apply(e)
+        if t is None:
+            self._pending.append(e["row"])
         if t is not None and t.kind == "real" and not self.store.has_answer(str(e["annotator"]), t.id):
             self._open[t.id] = self.given.real[t.id]
 
@@ -234,7 +267,7 @@ class LiveDesign:
         if self.store.generation != self._gen:  # rows read afresh (an undo): what is open, what the sampler saw
             self._gen = self.store.generation
             self._open = {k: v for k, v in self.given.real.items() if not self.store.has_answer(v[0], k)}
-            real = [(r["annotator"], r["pair_id"]) for r in rows if r["trial_kind"] == "real"]
+            real = [_key(r) for r in rows if r["trial_kind"] == "real"]
             if real[:len(self._fed)] == self._fed:
                 self._feed_at = self._row_after(rows, len(self._fed))
             else:  # an answer the posterior holds was taken back: it is rebuilt from the answers left
@@ -269,7 +302,7 @@ class LiveDesign:
             if r["trial_kind"] != "real" or t is None or t.kind != "real":
                 continue
             self._sampler.record(Choice(trial=-1, kind="real", scene=t.scene, a=t.a_method, b=t.b_method), r["choice"])
-            self._fed.append((r["annotator"], r["pair_id"]))
+            self._fed.append(_key(r))
         self._feed_at = len(rows)
         if fresh:
             self.rebuild_s = time.perf_counter() - t0
@@ -279,6 +312,7 @@ class LiveDesign:
     def next_trial(self, annotator: str) -> Trial | None:
         """The annotator's earliest unanswered trial, else a new one (chosen, logged, then returned); None when
         every slot of their schedule is answered."""
+        self._finish_pending()
         with self.store.locked() as rows:
             self._sync(rows)
             mine = self.given.slots.get(annotator, [])
@@ -343,6 +377,9 @@ class LiveDesign:
         return len(self._fed)
 
     def given_to(self, annotator: str, trial_id: str) -> bool:
+        if trial_id not in self.given.mine.get(annotator, ()):  # another server process may have given it
+            with self.store.locked() as rows:
+                self._sync(rows)
         return trial_id in self.given.mine.get(annotator, ())
 
 
@@ -369,12 +406,20 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
     log = AuditLog(study.root)
     log.sync()
     cells = _Cells(list(study.active["scenes"]), list(study.methods))
+    check = GivenTrials(study, cells, str(log.path))
+    for e in log.entries:  # every line fits the study (undo lines included) before any is used
+        check.apply(e)
     given = GivenTrials(study, cells, str(log.path))
     ever = _answers_ever([r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"], log.entries)
     sampler, fed = new_sampler(study, cells), []  # fed: indices into ever, in the order recorded
     checked, problems = 0, []
     for e in log.entries:
         if e.get("kind") == "real" and e.get("choice") and not is_undo(e):
+            if not isinstance(e.get("answers"), int) or not isinstance(e.get("excluded"), list) or \
+                    not all(isinstance(k, str) for k in e["excluded"]) or \
+                    not isinstance(e["choice"], dict):
+                raise StudyError(f"{log.path}:{e['n']}: a chosen trial without its answers count, excluded trials "
+                                 "or choice record (the log is written by the server only)")
             n, want_n = int(e["n"]), int(e["answers"])
             held = [i for i, (_, gone) in enumerate(ever) if gone > n][:want_n]  # the file's real answers then
             if held[:len(fed)] != fed:  # an answer the posterior held was taken back: rebuilt from the rest

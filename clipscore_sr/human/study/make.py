@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ... import io
 from ...errors import SRMetricsError
+from .active import BALANCE_ABOVE
 from .manifest import (
     DESIGNS,
     MANIFEST,
@@ -178,7 +179,8 @@ def make_study(gt_dir: str | os.PathLike, methods: Mapping[str, str | os.PathLik
         scenes = {key: {"gt": _rel(pairing.scenes[key]["gt"], out), "gt_render": renders[key]["gt"],
                         "files": {m: _rel(pairing.scenes[key][m], out) for m in methods},
                         "renders": {m: renders[key][m] for m in methods}} for key in used}
-        active = {"model": model, "objective": objective, "schedule": schedule, "scenes": scenes}
+        active = {"model": model, "objective": objective, "balance_above": BALANCE_ABOVE, "schedule": schedule,
+                  "scenes": scenes}
     study = Study(root=out, seed=seed, dataset=name, methods=list(methods), options=options, trials=trials,
                   unmatched=pairing.unmatched, active=active)
     write_study(study)

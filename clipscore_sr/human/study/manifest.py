@@ -221,6 +221,9 @@ def _validate_active(study: Study, trials: dict[str, Trial], check_files: bool) 
         raise StudyError(f"{where}: active.model must be 'thurstone' or 'bt'")
     if act.get("objective", "variance") not in ("variance", "eig"):  # studies made before it was an option: variance
         raise StudyError(f"{where}: active.objective must be 'variance' or 'eig'")
+    bal = act.get("balance_above")  # studies made before the balanced phase: none (their logs replay as served)
+    if bal is not None and (isinstance(bal, bool) or not isinstance(bal, (int, float)) or not 0 < bal <= 1):
+        raise StudyError(f"{where}: active.balance_above must be a number in (0, 1] or null")
     sched, scenes = act.get("schedule"), act.get("scenes")
     if not isinstance(sched, list) or not sched or not isinstance(scenes, dict) or not scenes:
         raise StudyError(f"{where}: active.schedule and active.scenes must be a non-empty list and object")

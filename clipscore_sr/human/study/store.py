@@ -3,7 +3,9 @@
 The file is in the canonical schema (:mod:`clipscore_sr.human.judgements`) plus the study's columns
 (:data:`COLUMNS`). ``pair_id`` is the trial id. Writes take a thread lock and an ``fcntl`` lock on
 ``.judgements.lock`` so that several threads or server processes can share one study; before each write the
-store reads what other writers appended. A repeated (annotator, trial) is answered from the file, unchanged.
+store reads what other writers appended. A write that replaces the file (an undo) also writes a fresh random stamp
+into the lock file, and a store that finds another stamp there reads the whole file again: a new file can get
+the inode number of the one it replaced, so inode and size cannot tell a replaced file from a grown one. A repeated (annotator, trial) is answered from the file, unchanged.
 A line cut short by a crash (no final newline) is ignored and overwritten by the next answer. The first answer is
 written together with the header in one atomic replace; a file left empty or without its header (by an older
 version's crash) is repaired when the store opens it, and anything else that is not the study's columns is refused.
@@ -69,12 +71,14 @@ class JudgementStore:
         self._count: dict[str, int] = {}
         self._offset = 0  # bytes of complete lines read
         self._ino: int | None = None
+        self._stamp = ""  # the lock file's text when this store last read the file (changed by every replace)
         self.generation = 0  # +1 whenever the rows are read afresh (undo, a file replaced): earlier rows may be gone
         self.repaired = ""  # what opening the store repaired ('' when nothing)
         with self._tlock, open(self.root / _LOCK, "a+") as lock:
             import fcntl
 
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self._lockfh = lock
             try:
                 self.repaired = self._repair()
             finally:
@@ -117,6 +121,12 @@ class JudgementStore:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         fsync_dir(self.root)
+        # the file is a new one: say so in the lock file (a new file may get the inode number the old one had, so
+        # another store cannot tell a replaced file from a grown one by its inode and size)
+        self._stamp = os.urandom(8).hex()
+        self._lockfh.truncate(0)
+        self._lockfh.write(self._stamp)
+        self._lockfh.flush()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -124,6 +134,13 @@ class JudgementStore:
 
         with self._tlock, open(self.root / _LOCK, "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self._lockfh = lock
+            lock.seek(0)
+            stamp = lock.read()
+            if stamp != self._stamp:  # replaced by another store since this one last read it
+                self._stamp = stamp
+                if self._offset:
+                    self._reset()
             try:
                 self._sync()
                 yield
