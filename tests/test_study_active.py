@@ -663,3 +663,26 @@ def test_audit_of_a_log_served_before_the_balanced_phase(tmp_path: Path, monkeyp
         (e.get("choice") or {}).pop("bound", None)
     (out / LOG).write_text("".join(json.dumps(e) + "\n" for e in lines))
     assert live_mod.replay_log(load_study(out))[1] == []
+
+
+def test_an_undo_rebuilds_from_the_last_copy_before_it(tmp_path: Path, monkeypatch) -> None:
+    """With a copy of the sampler every 3 answers, taking back a recent answer restarts from the last copy before
+    it (not from the first answer) and gives exactly the posterior and choices of a full rebuild."""
+    from clipscore_sr.human.study import live as live_mod
+
+    monkeypatch.setattr(live_mod, "SNAPSHOT_EVERY", 3)
+    restored = []
+    orig = live_mod._Snapshots.restore
+
+    def spy(self, still):
+        n, s = orig(self, still)
+        restored.append(n)
+        return n, s
+    monkeypatch.setattr(live_mod._Snapshots, "restore", spy)
+    out = make_active(tmp_path, "--trials", "12", "-q")
+    c = client(out)
+    _undo_midway(out, c)
+    assert restored and max(restored) >= 3  # the server rebuilt from a copy, not from nothing
+    assert _same_posterior(out, c.app.state.live)
+    restored.clear()
+    assert live_mod.replay_log(load_study(out)) == (24, []) and max(restored) >= 3  # the audit too

@@ -282,6 +282,19 @@ class ActiveSampler:
         self._refresh_pooled_only()
         self._refresh_scene(sc)
 
+    def copy(self) -> ActiveSampler:
+        """An independent copy of the state: what a fresh sampler fed the same answers would be (arrays copied;
+        the log's records are shared, they never change)."""
+        import copy
+
+        new = copy.copy(self)
+        for k, v in vars(self).items():
+            if isinstance(v, np.ndarray):
+                setattr(new, k, v.copy())
+        new.log, new._real, new._n_kind, new.rng = list(self.log), list(self._real), dict(self._n_kind), \
+            copy.deepcopy(self.rng)
+        return new
+
     def log_records(self) -> list[dict[str, Any]]:
         return [asdict(c) for c in self.log]
 
