@@ -9,10 +9,15 @@ with the new answer, the choice of the next trial among all (scene, method pair)
 the audit log. Reported: median and p99 of ``POST /api/answer`` for both designs and their ratio; then the time
 an active server takes to restart (rebuilding its state from the answers and the log).
 
+``--undo-every K`` (default 50): every K-th answer of an annotator is taken back (``POST /api/undo``, as Backspace
+does) and answered again, in both designs. In the active design the answer after an undo brings the posterior
+back from the last copy of the sampler before the undone answer, so the p99 includes those rebuilds; the undo
+requests are timed apart. ``--undo-every 0``: no undos.
+
 The answers are SIMULATED (a seeded coin for left/right): latency does not depend on them.
 
 Usage: python benchmarks/bench_study_active.py [--methods 20] [--scenes 500] [--trials 2000] [--annotators 4]
-       [--submissions 2000] [--size 16]
+       [--submissions 2000] [--size 16] [--undo-every 50]
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from bench_study import inputs, pct, start_server
 from clipscore_sr.human.study.make import make_study
 
 
-def answer_all(url: str, design: str, annotators: list[str], n: int, seed: int = 0) -> list[float]:
-    """``n`` answers, annotators in turn; seconds per ``POST /api/answer``."""
+def answer_all(url: str, design: str, annotators: list[str], n: int, seed: int = 0, undo_every: int = 0
+               ) -> tuple[list[float], list[float]]:
+    """``n`` answers, annotators in turn, every ``undo_every``-th answer of each taken back and answered again;
+    seconds per ``POST /api/answer`` and per ``POST /api/undo``."""
     import httpx
 
     rng = np.random.default_rng(seed)
-    lat = []
+    lat, undo_lat = [], []
+    total = dict.fromkeys(annotators, 0)
     with httpx.Client(base_url=url, timeout=60) as c:
         if design == "active":
             nxt = {a: c.post("/api/next", json={"annotator": a}).json()["next"] for a in annotators}
@@ -57,9 +65,20 @@ def answer_all(url: str, design: str, annotators: list[str], n: int, seed: int =
             lat.append(time.perf_counter() - t0)
             r.raise_for_status()
             done[a] += 1
+            total[a] += 1
             nxt[a] = r.json()["next"] if design == "active" else (
                 order[a][done[a]] if done[a] < len(order[a]) else None)
-    return lat
+            if undo_every and total[a] % undo_every == 0:
+                t0 = time.perf_counter()
+                u = c.post("/api/undo", json={"annotator": a})
+                undo_lat.append(time.perf_counter() - t0)
+                u.raise_for_status()
+                done[a] -= 1
+                nxt[a] = c.post("/api/next", json={"annotator": a}).json()["next"] if design == "active" else \
+                    order[a][done[a]]
+                if nxt[a] is None or nxt[a]["id"] != u.json()["undone"]:
+                    raise SystemExit(f"{design}: the undone trial did not come back for {a}")
+    return lat, undo_lat
 
 
 def main() -> None:
@@ -70,6 +89,7 @@ def main() -> None:
     ap.add_argument("--annotators", type=int, default=4)
     ap.add_argument("--submissions", type=int, default=2000, help="answers per design, all annotators")
     ap.add_argument("--size", type=int, default=16)
+    ap.add_argument("--undo-every", type=int, default=50, help="every K-th answer of an annotator is undone (0: none)")
     args = ap.parse_args()
     methods = tuple(f"m{k:02d}" for k in range(args.methods))
     annotators = [f"ann{k}" for k in range(args.annotators)]
@@ -83,18 +103,19 @@ def main() -> None:
             t_make = time.perf_counter() - t0
             proc, url = start_server(tmp / design)
             try:
-                lat = answer_all(url, design, annotators, args.submissions)
+                lat, undo_lat = answer_all(url, design, annotators, args.submissions, undo_every=args.undo_every)
             finally:
                 proc.kill()
                 proc.wait()
             rows = list(csv.DictReader(open(tmp / design / "judgements.csv", newline="")))
-            if len(rows) != len(lat):
-                raise SystemExit(f"{design}: {len(rows)} rows for {len(lat)} answers")
+            if len(rows) != len(lat) - len(undo_lat):
+                raise SystemExit(f"{design}: {len(rows)} rows for {len(lat)} answers and {len(undo_lat)} undos")
             p50, p99 = pct(lat)
             res[design] = (p50, p99, len(lat))
+            undos = f"; {len(undo_lat)} undos, POST /api/undo p99 {pct(undo_lat)[1]:.1f} ms" if undo_lat else ""
             print(f"{design}: make {t_make:.1f} s; {len(lat)} answers by {len(annotators)} annotator(s) "
                   f"({args.methods} methods x {args.scenes} scenes): POST /api/answer median {p50:.2f} ms, "
-                  f"p99 {p99:.2f} ms")
+                  f"p99 {p99:.2f} ms{undos}")
         (b50, b99, _), (a50, a99, n_act) = res["balanced"], res["active"]
         print(f"active / balanced: median {a50 / b50:.2f}x, p99 {a99 / b99:.2f}x; active p99 {a99:.1f} ms "
               f"({'meets' if a99 < 50 else 'MISSES'} the 50 ms target)")

@@ -35,7 +35,7 @@ SMALLEST: dict[str, list[str]] = {
     "bench_score.py": ["--pairs", "4", "--size", "32", "--memory-pairs", "0"],
     "bench_study.py": ["--trials", "10", "--scenes", "5", "--size", "32", "--submissions", "10"],
     "bench_study_active.py": ["--methods", "3", "--scenes", "4", "--trials", "10", "--annotators", "2",
-                              "--submissions", "10", "--size", "8"],
+                              "--submissions", "10", "--size", "8", "--undo-every", "3"],
     "bench_train.py": ["--steps", "1", "--warmup", "0", "--batch", "2"],
 }
 
