@@ -206,7 +206,11 @@ class LiveDesign:
         self._seen_rows = 0
         self.rebuild_s = 0.0  # seconds the last rebuild of the posterior took (replaying the answers)
         self._rebuilding = False
-        self.repaired = self._finish_undos()
+        with store.locked() as rows:
+            self._sync(rows)  # the log's undo lines whose answers are still in the file become pending
+        done = self._finish_pending()
+        self.repaired = (f"{self.store.path}: finished {len(done)} undo(s) that {self.log.path.name} records but a "
+                         "stop had cut short") if done else ""  # what starting repaired ('' when nothing)
         with store.locked() as rows:
             self._sync(rows)
             orphans = sorted({r["pair_id"] for r in rows if r["pair_id"] not in self.trials})
@@ -216,20 +220,6 @@ class LiveDesign:
                     f"answers {len(orphans)} trial(s) it does not list (e.g. {orphans[0]}); restore the audit log "
                     f"from a backup (it records every trial the server chose) before serving this study again")
             self._posterior(rows)
-
-    def _finish_undos(self) -> str:
-        """Remove the answers of undo lines still in ``judgements.csv`` (the server stopped between logging an
-        undo and rewriting the file); what was done, or ''."""
-        log = AuditLog(self.study.root)  # a reader of its own: self.log takes every line in later
-        with self.store.locked() as rows:
-            log.sync()
-            present = {(r["annotator"], r["pair_id"]): r for r in rows}
-            cut = [e["row"] for e in log.entries if is_undo(e) and isinstance(e.get("row"), dict)
-                   and present.get((e["row"].get("annotator"), e["row"].get("pair_id"))) == e["row"]]
-        for row in cut:
-            self.store.remove(row)
-        return (f"{self.store.path}: finished {len(cut)} undo(s) that {self.log.path.name} records but a stop "
-                "had cut short") if cut else ""
 
     def undo(self, annotator: str) -> dict[str, str] | None:
         """Take back ``annotator``'s last answer: an undo line in the log first, then the answer leaves
@@ -253,21 +243,11 @@ class LiveDesign:
         return self.store.undo(annotator, before=log_it)
 
     def _finish_pending(self) -> list[dict[str, str]]:
-        """Remove the answers of undo lines still in ``judgements.csv`` (a write that failed after the line, here or
-        in another server process that went on serving or stopped): an undo line says the answer is gone from then
-        on, and every choice after it is made (and replayed) without it. Returns the rows removed."""
-        if not self._pending:
-            return []
-        done = []
-        with self.store.locked() as rows:
-            self._sync(rows)
-            for r in self._pending:
-                same = self.store._index.get((r.get("annotator"), r.get("pair_id")))
-                if same == r:
-                    self.store._remove(same)  # under the lock already
-                    done.append(r)
-            self._pending = []
-        return done
+        """Remove the answers of undo lines still in ``judgements.csv`` (a rewrite that failed or was cut short after
+        the line, here or in another server process): an undo line says the answer is gone from then on, and every
+        choice after it is made (and replayed) without it. Returns the rows removed."""
+        pending, self._pending = self._pending, []
+        return [r for r in pending if self.store.remove(r)]
 
     # state from the log and the answers -------------------------------------------------------------
     def _reset_log_state(self) -> None:
