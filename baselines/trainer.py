@@ -295,15 +295,14 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        from clipscore_sr.devices import resolve_device, resolve_precision
+        from clipscore_sr.devices import init_distributed, resolve_device, resolve_precision
 
         device = resolve_device(self.cfg["train"]["device"])
         if self.world > 1:
             if device.type == "cuda":
                 device = torch.device("cuda", self.local_rank)
                 torch.cuda.set_device(device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            init_distributed("nccl" if device.type == "cuda" else "gloo")
             if self.cfg["train"]["batch_size"] % self.world:
                 raise ConfigError(f"train.batch_size: {self.cfg['train']['batch_size']} is not divisible by "
                                   f"the {self.world} processes")

@@ -59,3 +59,23 @@ def inference(device: torch.device, precision: str = "fp32") -> Iterator[None]:
     """``torch.inference_mode`` plus autocast: the context every metric forward pass runs in."""
     with torch.inference_mode(), autocast(device, precision):
         yield
+
+
+def init_distributed(backend: str) -> None:
+    """Join torchrun's process group (once per process) and leave it at exit: a gloo group left to the
+    interpreter's teardown can abort a rank with "terminate called without an active exception"."""
+    import atexit
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+        atexit.register(_leave_distributed)
+
+
+def _leave_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+

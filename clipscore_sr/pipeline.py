@@ -444,9 +444,9 @@ def _dist_info() -> tuple[int, int, int]:
         return 0, 1, 0
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+    from .devices import init_distributed
+
+    init_distributed("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
 
 
