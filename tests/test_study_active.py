@@ -209,6 +209,17 @@ def test_busy_cells_are_left_to_their_annotator_and_every_cell_once(tmp_path: Pa
         assert len(cells) == 6 and len(set(cells)) == 6
 
 
+def answered(root: Path, trials: int, n: int):
+    """An active study (``trials`` per annotator) served by a test client, alice having given ``n`` answers (the
+    SIMULATED rule); returns (folder, client, her next trial)."""
+    out = make_active(root, "--trials", str(trials), "-q")
+    c = client(out)
+    nxt = first(c, "alice")
+    for _ in range(n):
+        nxt = answer(c, out, "alice", nxt)["next"]
+    return out, c, nxt
+
+
 def _script(study_dir: Path, restarts: set[int], torn: int = -1) -> None:
     """Alice and bob answer 3:1 (SIMULATED); the server is rebuilt from the folder after the steps in
     ``restarts`` (and a half-written log line is left at step ``torn``, as a crash mid-append would)."""
@@ -248,11 +259,7 @@ def test_a_restart_rebuilds_the_same_state(tmp_path: Path) -> None:
 
 
 def test_undo_gives_the_trial_back_and_the_posterior_forgets_the_answer(tmp_path: Path) -> None:
-    out = make_active(tmp_path, "--trials", "12", "-q")
-    c = client(out)
-    nxt = first(c, "alice")
-    for _ in range(4):
-        nxt = answer(c, out, "alice", nxt)["next"]
+    out, c, nxt = answered(tmp_path, 12, 4)
     open_id = nxt["id"]
     undone = c.post("/api/undo", json={"annotator": "alice"}).json()["undone"]
     again = first(c, "alice")
@@ -342,11 +349,7 @@ def test_an_undo_cut_short_is_finished_at_the_next_start(tmp_path: Path, monkeyp
     """The server stops after logging an undo and before rewriting judgements.csv: the next start finishes it."""
     from clipscore_sr.human.study.store import JudgementStore
 
-    out = make_active(tmp_path, "--trials", "8", "-q")
-    c = client(out)
-    nxt = first(c, "alice")
-    for _ in range(3):
-        nxt = answer(c, out, "alice", nxt)["next"]
+    out, c, nxt = answered(tmp_path, 8, 3)
     last = rows_of(out)[-1]
 
     def crash(self, row):
@@ -402,11 +405,7 @@ def test_objective_eig_is_kept_in_the_study_and_used_by_the_server(tmp_path: Pat
 
 
 def test_a_deleted_audit_log_with_answers_is_refused_not_served(tmp_path: Path) -> None:
-    out = make_active(tmp_path, "--trials", "6", "-q")
-    c = client(out)
-    nxt = first(c, "alice")
-    for _ in range(3):
-        nxt = answer(c, out, "alice", nxt)["next"]
+    out, c, nxt = answered(tmp_path, 6, 3)
     rows = (out / "judgements.csv").read_bytes()
     (out / LOG).unlink()  # a user tidying the folder
     with pytest.raises(StudyError, match=rf"{LOG}: missing, but judgements.csv answers \d+ trial\(s\) it does not "
@@ -590,11 +589,7 @@ def test_an_undo_whose_rewrite_failed_is_finished_before_anything_else(tmp_path:
     lambda e: e["row"].update(choice="x"), lambda e: e.update(row=[]),
 ])
 def test_a_malformed_undo_line_is_one_error_in_audit_and_at_start(tmp_path: Path, edit) -> None:
-    out = make_active(tmp_path, "--trials", "6", "-q")
-    c = client(out)
-    nxt = first(c, "alice")
-    for _ in range(2):
-        nxt = answer(c, out, "alice", nxt)["next"]
+    out, c, nxt = answered(tmp_path, 6, 2)
     c.post("/api/undo", json={"annotator": "alice"})
     lines = (out / LOG).read_text().splitlines()
     e = json.loads(lines[-1])
@@ -609,11 +604,7 @@ def test_a_malformed_undo_line_is_one_error_in_audit_and_at_start(tmp_path: Path
 @pytest.mark.parametrize("edit", [lambda e: e.pop("excluded"), lambda e: e.update(answers=None),
                                   lambda e: e.update(excluded=[[1]]), lambda e: e.update(choice=[1])])
 def test_a_malformed_choice_line_is_one_error_in_audit(tmp_path: Path, edit) -> None:
-    out = make_active(tmp_path, "--trials", "6", "-q")
-    c = client(out)
-    nxt = first(c, "alice")
-    for _ in range(3):
-        nxt = answer(c, out, "alice", nxt)["next"]
+    out, c, nxt = answered(tmp_path, 6, 3)
     lines = (out / LOG).read_text().splitlines()
     e = json.loads(lines[2])
     edit(e)
