@@ -8,8 +8,6 @@ or print them, the worst tiles sort, the quick-look shows."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +17,18 @@ import pytest
 from clipscore_sr.report.build import write_report
 from clipscore_sr.results import read_table, summarize_by_method, write_table
 
+from .browser_support import launch, playwright_or_skip
 from .conftest import SHARED
 from .report_support import make_agreement, make_rank, make_scene, make_scored, make_study
 
-CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    sync_api = playwright_or_skip()
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from .browser_support import launch, playwright_or_skip
 from .study_support import begin_study, free_port, shown_bytes, start_server
 
-CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 pytestmark = pytest.mark.slow
 
 
 def test_study_in_chromium(tmp_path: Path) -> None:
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    sync_api = playwright_or_skip()
     from clipscore_sr.human.study.demo import make_demo_study
 
     study_dir = tmp_path / "study"
@@ -44,7 +41,7 @@ def test_study_in_chromium(tmp_path: Path) -> None:
     server = start_server(study_dir, port)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1280, "height": 600})
 
             def open_page(port: int) -> None:

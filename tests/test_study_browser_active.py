@@ -13,17 +13,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from .browser_support import launch, playwright_or_skip
 from .study_support import begin_study, free_port, shown_bytes, start_server
 from .test_study import METHODS, make_folders
 
-CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 QUALITY = {m: -k for k, m in enumerate(METHODS)} | {"gt": 1, "degraded": -9}
 
 pytestmark = pytest.mark.slow
@@ -37,9 +36,7 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_active_study_in_chromium(tmp_path: Path) -> None:
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    sync_api = playwright_or_skip()
     make_folders(tmp_path, n=6)
     _cli(tmp_path, "study", "make", "gt", *[f"--method={m}={m}" for m in METHODS], "--trials", "12",
          "--sentinels", "0.17", "--repeats", "0.17", "--design", "active", "--seed", "4", "-o", "study")
@@ -61,7 +58,7 @@ def test_active_study_in_chromium(tmp_path: Path) -> None:
     server = start_server(study_dir, port)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1280, "height": 600})
 
             def open_page(port: int) -> None:

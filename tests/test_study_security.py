@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import http.server
-import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -17,10 +15,9 @@ from click.testing import CliRunner
 from clipscore_sr.cli import main
 from clipscore_sr.human.study.store import COLUMNS, JudgementStore
 
+from .browser_support import launch, playwright_or_skip
 from .study_support import free_port, start_server
 from .test_study import make
-
-CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 
 
 def _client(study: Path, **kw):
@@ -149,9 +146,7 @@ def _serve_dir(folder: Path, port: int) -> http.server.ThreadingHTTPServer:
 @pytest.mark.slow
 @pytest.mark.parametrize("token", [None, "s3cret"])
 def test_forged_votes_from_a_second_local_origin_in_chromium(tmp_path: Path, token: str | None) -> None:
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright_or_skip()
     from clipscore_sr.human.study.manifest import load_study
     from clipscore_sr.human.study.store import shown_left
 
@@ -169,8 +164,7 @@ def test_forged_votes_from_a_second_local_origin_in_chromium(tmp_path: Path, tok
     evil = _serve_dir(evil_dir, evil_port)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch(p)
             page = browser.new_page()
             # the victim has the study open (with the token cookie when there is one) ...
             page.goto(f"{target}/" + (f"?token={token}" if token else ""))

@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ..browser_support import launch, playwright_or_skip
 from ..study_support import free_port, start_server
 
-CHROMIUM = os.environ.get("SRMETRICS_CHROMIUM", "/usr/bin/chromium")
 METHOD_ORDER = {"gt": -1, "good": 0, "mid": 1, "bad": 2, "degraded": 3}  # lower is closer to the GT in pixels
 N_TILES, TILE = 6, 64
 
@@ -99,9 +99,7 @@ def _make_inputs(root: Path, sample: Path) -> None:
 
 
 def test_study_journey(tmp_path: Path, shared_dir: Path) -> None:
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    sync_api = playwright_or_skip()
     work = tmp_path
     _make_inputs(work, shared_dir / "samples" / "landsat" / "rmnp-rgb.tif")
 
@@ -126,8 +124,7 @@ def test_study_journey(tmp_path: Path, shared_dir: Path) -> None:
     server = start_server("study", port, argv=_srmetrics(), cwd=work, log=log)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch(p)
 
             def session(name: str):
                 ctx = browser.new_context(viewport={"width": 1280, "height": 600})
