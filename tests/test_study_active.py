@@ -649,6 +649,8 @@ def test_audit_of_a_log_served_before_the_balanced_phase(tmp_path: Path, monkeyp
             t = live.next_trial(who)
             ch = "a" if methods.index(t.a_method) < methods.index(t.b_method) else "b"
             live.store.append(answer_row(study, t, who, ch, shown_left(study, who, t, live.trials), 500, f"{step:06d}"))
+    res = live_mod.audit(load_study(out))  # served greedy (its choices record bound 1.0): none in a balanced phase
+    assert res["mismatches"] == [] and res["balanced_phase"] == 0 and res["choices"] > 50
     lines = [json.loads(x) for x in (out / LOG).read_text().splitlines()]
     for e in lines:
         (e.get("choice") or {}).pop("bound", None)

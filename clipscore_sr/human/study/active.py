@@ -145,7 +145,6 @@ class ActiveSampler:
         self.spread, self.sentinels, self.repeats, self.gap = spread, sentinels, repeats, gap
         self.objective, self.balance_above = objective, balance_above
         self.bound = 1.0  # design_bound at the estimate: 1 before any vote (every design alike)
-        self._n_real = 0
         self.rng = np.random.default_rng(seed)
         self.iu, self.ju = np.triu_indices(m, 1)
         self.wins = np.zeros((m, m))  # pooled (k beat l)
@@ -276,8 +275,7 @@ class ActiveSampler:
         self.scene_count[sc] += 1
         self.a_count[k] += 1
         self.s = fit_scores(self.wins, model=self.model, prior_sd=self.prior_sd, tol=1e-8, init=self.s)
-        self._n_real += 1
-        if self.balance_above is not None and self._n_real % BOUND_EVERY == 0:  # a function of the votes only
+        if self.balance_above is not None and self.scene_count.sum() % BOUND_EVERY == 0:  # a function of the votes
             self.bound = design_bound(self.s, self.model, iters=20)
         self._refresh_pooled_only()
         self._refresh_scene(sc)

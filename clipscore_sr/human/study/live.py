@@ -410,10 +410,19 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
     ``judgements.csv`` at that moment (the file, with the answers the log's undo lines took back put where they
     stood; a posterior that lost an answer is rebuilt from the rest, as the server does) and the log lines before
     it. Returns ``(choices checked, mismatches)``."""
+    return _replay(study, _read_log(study))
+
+
+def _read_log(study: Study) -> AuditLog:
     if study.active is None:
         raise StudyError(f"{study.root}: not an active study (no audit log)")
     log = AuditLog(study.root)
     log.sync()
+    return log
+
+
+def _replay(study: Study, log: AuditLog) -> tuple[int, list[str]]:
+    """:func:`replay_log` on the log as read."""
     cells = _Cells(list(study.active["scenes"]), list(study.methods))
     check = GivenTrials(study, cells, str(log.path))
     for e in log.entries:  # every line fits the study (undo lines included) before any is used
@@ -459,18 +468,17 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
 def audit(study: Study) -> dict[str, Any]:
     """What ``srmetrics study audit`` reports: the log's trials and undos, and every real choice re-derived
     (:func:`replay_log`): ``choices``, ``mismatches`` (one line each), ``balanced_phase`` (choices made while the
-    pairs were kept balanced) and ``fallbacks`` (trials the sampler's rules could not give)."""
-    from .active import BALANCE_ABOVE
-
-    checked, problems = replay_log(study)
-    log = AuditLog(study.root)
-    log.sync()
+    pairs were kept balanced: the study's ``active.balance_above``) and ``fallbacks`` (trials the sampler's rules
+    could not give)."""
+    log = _read_log(study)
+    checked, problems = _replay(study, log)
+    limit = study.active.get("balance_above")
     given = [e for e in log.entries if not is_undo(e)]
     chosen = [e for e in given if e.get("kind") == "real"]
     bounds = [(e.get("choice") or {}).get("bound") for e in chosen]
     return {"log": str(log.path), "given": len(given), "undos": len(log.entries) - len(given), "choices": checked,
             "mismatches": problems, "fallbacks": sum(bool(e.get("fallback")) for e in chosen),
-            "balanced_phase": sum(b is not None and b > BALANCE_ABOVE for b in bounds)}
+            "balanced_phase": sum(b is not None and limit is not None and b > limit for b in bounds)}
 
 
 __all__ = ["LiveDesign", "audit", "choose", "replay_log"]
