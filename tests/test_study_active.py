@@ -361,6 +361,9 @@ def test_an_undo_cut_short_is_finished_at_the_next_start(tmp_path: Path, monkeyp
     assert quiet.post("/api/undo", json={"annotator": "alice"}).status_code == 500
     monkeypatch.undo()
     assert log_of(out)[-1]["event"] == "undo" and rows_of(out)[-1] == last  # logged, not yet removed
+    res = CliRunner().invoke(main, ["study", "audit", str(out)])  # read-only: says so, removes nothing
+    assert res.exit_code == 0 and "1 undo(s) in the log whose answer a stop left in judgements.csv" in res.output
+    assert rows_of(out)[-1] == last
     c = client(out)
     assert "finished 1 undo" in c.app.state.live.repaired and last not in rows_of(out)
     again = first(c, "alice")
@@ -414,6 +417,22 @@ def test_a_deleted_audit_log_with_answers_is_refused_not_served(tmp_path: Path) 
     res = CliRunner().invoke(main, ["study", "serve", str(out), "--port", "1"])
     assert res.exit_code == 2 and "restore the audit log" in res.output and res.output.count("\n") <= 2
     assert (out / "judgements.csv").read_bytes() == rows and not (out / LOG).exists()  # nothing written
+
+
+@pytest.mark.parametrize("keep", [0, 2])  # the log deleted, or cut to its first 2 lines
+def test_audit_fails_when_the_log_does_not_list_answered_trials(tmp_path: Path, keep: int) -> None:
+    out, c, nxt = answered(tmp_path, 6, 6)
+    assert nxt is None and len(log_of(out)) == len(rows_of(out)) == 6
+    lines = (out / LOG).read_text().splitlines(keepends=True)
+    assert json.loads(CliRunner().invoke(main, ["study", "audit", str(out), "--json"]).output)["mismatches"] == []
+    if keep:
+        (out / LOG).write_text("".join(lines[:keep]))
+    else:
+        (out / LOG).unlink()
+    res = CliRunner().invoke(main, ["study", "audit", str(out)])
+    assert res.exit_code == 1, res.output
+    assert f"answers {6 - keep} trial(s) that {LOG} does not list" in res.output
+    assert ("the log is missing" if not keep else "the log is cut short") in res.output
 
 
 @pytest.mark.slow  # a real server process, killed with SIGKILL

@@ -144,6 +144,9 @@ def audit_command(study_dir, as_json) -> None:
         click.echo(f"{res['choices']} real choice(s) re-derived from the answers before them: "
                    + (f"{len(bad)} differ from the log" if bad else "all agree with the log")
                    + f" ({res['balanced_phase']} in the balanced phase, {res['fallbacks']} fallback(s))")
+        if res["pending_undos"]:
+            click.echo(f"{res['pending_undos']} undo(s) in the log whose answer a stop left in judgements.csv: "
+                       "rank, agreement and status count it until `srmetrics study serve` starts again and removes it")
         for line in bad[:20]:
             click.echo(f"  {line}")
         if len(bad) > 20:

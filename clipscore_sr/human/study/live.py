@@ -467,18 +467,28 @@ def _replay(study: Study, log: AuditLog) -> tuple[int, list[str]]:
 
 def audit(study: Study) -> dict[str, Any]:
     """What ``srmetrics study audit`` reports: the log's trials and undos, and every real choice re-derived
-    (:func:`replay_log`): ``choices``, ``mismatches`` (one line each), ``balanced_phase`` (choices made while the
-    pairs were kept balanced: the study's ``active.balance_above``) and ``fallbacks`` (trials the sampler's rules
-    could not give)."""
+    (:func:`replay_log`): ``choices``, ``mismatches`` (one line each; an answer to a trial the log does not list,
+    as when the log is missing or cut short, is one too), ``balanced_phase`` (choices made while the pairs were
+    kept balanced: the study's ``active.balance_above``), ``fallbacks`` (trials the sampler's rules could not give)
+    and ``pending_undos`` (undo lines whose answer a stop left in ``judgements.csv``; the next ``study serve``
+    removes it, and until then ``rank``, ``agreement`` and ``status`` still count it)."""
     log = _read_log(study)
     checked, problems = _replay(study, log)
     limit = study.active.get("balance_above")
     given = [e for e in log.entries if not is_undo(e)]
+    rows = JudgementStore(study.root).answers()
+    unlisted = sorted({r["pair_id"] for r in rows} - {str(e.get("id")) for e in given})
+    if unlisted:
+        problems.append(f"{study.root / 'judgements.csv'}: answers {len(unlisted)} trial(s) that {log.path.name} "
+                        f"does not list (e.g. {unlisted[0]}): the log is {'missing' if not log.entries else 'cut short'}"
+                        "; their choices cannot be checked")
+    pending = sum(1 for e in log.entries if is_undo(e) and e.get("row") in rows)
     chosen = [e for e in given if e.get("kind") == "real"]
     bounds = [(e.get("choice") or {}).get("bound") for e in chosen]
     return {"log": str(log.path), "given": len(given), "undos": len(log.entries) - len(given), "choices": checked,
             "mismatches": problems, "fallbacks": sum(bool(e.get("fallback")) for e in chosen),
-            "balanced_phase": sum(b is not None and limit is not None and b > limit for b in bounds)}
+            "balanced_phase": sum(b is not None and limit is not None and b > limit for b in bounds),
+            "pending_undos": pending}
 
 
 __all__ = ["LiveDesign", "audit", "choose", "replay_log"]
