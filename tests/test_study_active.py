@@ -407,6 +407,30 @@ def test_objective_eig_is_kept_in_the_study_and_used_by_the_server(tmp_path: Pat
         load_study(out)
 
 
+def test_agreement_counts_one_pair_per_stimulus_in_an_active_study(tmp_path: Path) -> None:
+    """Every trial of an active study has its own id; agreement must pool the votes on one (scene, pair) cell."""
+    import pandas as pd
+
+    out = make_active(tmp_path, "--trials", "8", "-q", n=3)
+    c = client(out)
+    for who in ("alice", "bob", "carol"):
+        nxt = first(c, who)
+        while nxt:
+            nxt = answer(c, out, who, nxt)["next"]
+    rows = [r for r in rows_of(out) if r["trial_kind"] == "real"]
+    cells = {(r["gt"], frozenset((r["a"], r["b"]))) for r in rows}
+    assert len(cells) < len(rows) == 24  # three annotators over few cells: some cells judged more than once
+    res = CliRunner().invoke(main, ["agreement", str(out / "judgements.csv"), "--metrics", "psnr", "--bootstrap",
+                                    "50", "--pairs-out", str(tmp_path / "pairs.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    pairs = pd.read_csv(tmp_path / "pairs.csv", dtype=str, keep_default_na=False)
+    assert len(pairs) == len(cells) and sum(int(p.n_a) + int(p.n_b) + int(p.n_tie) for p in pairs.itertuples()) == 24
+    for p in pairs.itertuples():  # each pair's counts are the votes on its cell, in the first id's orientation
+        chosen = [r[r["choice"]] for r in rows if (r["gt"], frozenset((r["a"], r["b"]))) == (p.gt, {p.a, p.b})]
+        assert (int(p.n_a), int(p.n_b)) == (chosen.count(p.a), chosen.count(p.b)), p
+    assert max(int(p.n_a) + int(p.n_b) for p in pairs.itertuples()) >= 2
+
+
 def test_a_deleted_audit_log_with_answers_is_refused_not_served(tmp_path: Path) -> None:
     out, c, nxt = answered(tmp_path, 6, 3)
     rows = (out / "judgements.csv").read_bytes()

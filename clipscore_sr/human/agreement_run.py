@@ -17,7 +17,7 @@ from ..metrics.base import metric_direction
 from .agreement import agreement_from_scores, metric_preference, pair_agreement
 from .judgements import load_judgements
 from .ranking_agreement import RankingAgreement, ranking_agreement
-from .vote_tables import annotator_vote_table, unique_image_pairs, vote_table
+from .vote_tables import annotator_vote_table, merge_same_stimulus, unique_image_pairs, vote_table
 
 
 @dataclass
@@ -88,6 +88,7 @@ def run_agreement(
 
     judg = load_judgements(judgements, root=root, skip_invalid=skip_invalid, check_images=check_images,
                            allow_outside_root=allow_outside_root)
+    judg, _ = merge_same_stimulus(judg)  # an active study's votes on one stimulus carry one id each
     votes = vote_table(judg)
     uniq, ia, ib = unique_image_pairs(votes)
     scored = score_pairs(uniq, metrics, out=scores_out, batch_size=batch_size, workers=workers, bands=bands,

@@ -1,5 +1,5 @@
 """Per-pair vote counts from validated judgement rows: one row per pair, one row per (pair, annotator), and the
-unique (gt, image) combinations a vote table needs scored."""
+unique (gt, image) combinations a vote table needs scored. A pair is one stimulus (:func:`merge_same_stimulus`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,32 @@ import numpy as np
 import pandas as pd
 
 from .judgements import CHOICES
+
+
+def merge_same_stimulus(judgements: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Validated rows that show the same stimulus (dataset, gt and the two images, in either order) under
+    different ``pair_id`` values become one pair: the first of those ids, each ``vote`` mirrored onto that id's
+    orientation. An active study gives every trial its own id, so without this each vote would be a pair of its
+    own (no pair with two annotators, no human ceiling). Returns the rows (a copy) and how many ids were merged
+    into another."""
+    if judgements.empty:
+        return judgements, 0
+    firsts = judgements.drop_duplicates("pair_id", keep="first")
+    canon: dict[tuple[str, ...], tuple[str, str]] = {}  # stimulus -> (first pair_id, its a_path)
+    rename: dict[str, tuple[str, bool]] = {}  # pair_id -> (pair_id it joins, orientation swapped)
+    for pid, ds, gt, a, b in zip(firsts["pair_id"], firsts["dataset"].astype(str), firsts["gt_path"].astype(str),
+                                 firsts["a_path"].astype(str), firsts["b_path"].astype(str)):
+        ref = canon.setdefault((ds, gt, min(a, b), max(a, b)), (pid, a))
+        if ref[0] != pid:
+            rename[pid] = (ref[0], ref[1] != a)
+    if not rename:
+        return judgements, 0
+    out = judgements.copy()
+    target = out["pair_id"].map(lambda p: rename.get(p, (p, False)))
+    swapped = np.array([s for _, s in target], bool) & (out["vote"].astype(str).str.lower() != "tie").to_numpy()
+    out["pair_id"] = [p for p, _ in target]
+    out.loc[swapped, "vote"] = out.loc[swapped, "vote"].astype(str).str.lower().map({"a": "b", "b": "a"})
+    return out, len(rename)
 
 
 def vote_table(judgements: pd.DataFrame) -> pd.DataFrame:
@@ -74,4 +100,4 @@ def unique_image_pairs(pairs: pd.DataFrame) -> tuple[list[Any], np.ndarray, np.n
     return uniq, ia, ib
 
 
-__all__ = ["annotator_vote_table", "unique_image_pairs", "vote_table"]
+__all__ = ["annotator_vote_table", "merge_same_stimulus", "unique_image_pairs", "vote_table"]
