@@ -25,8 +25,6 @@ from clipscore_sr.human.resampling import (
     bootstrap_indices,
     bootstrap_p_value,
     bootstrap_sums,
-    expand_p_value,
-    expanded_level,
 )
 from clipscore_sr.metrics.base import Metric
 
@@ -177,18 +175,21 @@ def test_bootstrap_matches_naive_loop_on_the_same_resamples() -> None:
     has2 = (na + nb) >= 2
     boot = np.array([per[i].mean(axis=0) for i in idx])
     boot_ceil = np.array([ceil[i][has2[i]].mean() for i in idx])
-    # expanded percentile interval over n pairs (see clipscore_sr.human.resampling)
-    q = 50 * (1 - expanded_level(0.95, n - 1))
+    # estimate -/+ t_{n-1} se over n pairs, se = the resamples' sd x sqrt(n / (n - 1)) (clipscore_sr.human.resampling)
+    from scipy.stats import t as student
+
+    q, f = student.ppf(0.975, n - 1), np.sqrt(n / (n - 1))
+    acc = per.mean(axis=0)
     for j, name in enumerate("pqr"):
         r = _row(t, name, "default")
-        assert r["ci_low"] == pytest.approx(np.percentile(boot[:, j], q), abs=1e-12)
-        assert r["ci_high"] == pytest.approx(np.percentile(boot[:, j], 100 - q), abs=1e-12)
+        assert r["ci_low"] == pytest.approx(acc[j] - q * f * boot[:, j].std(), abs=1e-12)
+        assert r["ci_high"] == pytest.approx(acc[j] + q * f * boot[:, j].std(), abs=1e-12)
         assert _row(t, name, "all")["ci_low"] == pytest.approx(r["ci_low"], abs=1e-12)
     r0 = _row(t, "p", "default")
-    assert r0["ceiling_ci_low"] == pytest.approx(np.percentile(boot_ceil, q), abs=1e-12)
-    assert r0["ceiling_ci_high"] == pytest.approx(np.percentile(boot_ceil, 100 - q), abs=1e-12)
+    c0 = ceil[has2].mean()
+    assert r0["ceiling_ci_low"] == pytest.approx(c0 - q * f * boot_ceil.std(), abs=1e-12)
+    assert r0["ceiling_ci_high"] == pytest.approx(min(c0 + q * f * boot_ceil.std(), 1.0), abs=1e-12)
     # paired comparison on the same resamples
-    acc = per.mean(axis=0)
     best = int(np.argmax(acc))
     for j, name in enumerate("pqr"):
         r = _row(t, name, "default")
@@ -197,15 +198,13 @@ def test_bootstrap_matches_naive_loop_on_the_same_resamples() -> None:
             assert r["diff_vs_best"] == 0 and math.isnan(r["p_vs_best"])
             continue
         d = boot[:, best] - boot[:, j]
-        assert r["diff_vs_best"] == pytest.approx(acc[best] - acc[j], abs=1e-12)
-        assert r["diff_ci_low"] == pytest.approx(np.percentile(d, q), abs=1e-12)
-        assert r["diff_ci_high"] == pytest.approx(np.percentile(d, 100 - q), abs=1e-12)
-        k_le, k_ge = int((d <= 0).sum()), int((d >= 0).sum())
-        expect_p = float(expand_p_value(min(1.0, 2 * min((k_le + 1) / (b + 1), (k_ge + 1) / (b + 1))), n - 1))
-        assert r["p_vs_best"] == pytest.approx(expect_p, abs=1e-15)
+        dd = acc[best] - acc[j]
+        assert r["diff_vs_best"] == pytest.approx(dd, abs=1e-12)
+        assert r["diff_ci_low"] == pytest.approx(dd - q * f * d.std(), abs=1e-12)
+        assert r["diff_ci_high"] == pytest.approx(dd + q * f * d.std(), abs=1e-12)
+        assert r["p_vs_best"] == pytest.approx(2 * student.sf(abs(dd) / (f * d.std()), n - 1), rel=1e-9)
         # the p-value and the interval tell the same story
-        assert (r["p_vs_best"] < 0.05) == (r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0) or \
-            min(abs(r["diff_ci_low"]), abs(r["diff_ci_high"])) < 1e-12
+        assert (r["p_vs_best"] < 0.05) == (r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0)
 
 
 def test_stratified_bootstrap_pooled_row_is_union_of_dataset_resamples() -> None:
@@ -222,11 +221,14 @@ def test_stratified_bootstrap_pooled_row_is_union_of_dataset_resamples() -> None
     per = pair_agreement(metric_preference(va, vb, True), na, nb)
     pooled = (per[:n1][idx1].sum(1) + per[n1:][idx2].sum(1)) / (n1 + n2)
     r = _row(t, "m", "all")
-    q = 50 * (1 - expanded_level(0.95, n1 + n2 - 1))  # expanded percentiles (pairs are the units)
-    assert r["ci_low"] == pytest.approx(np.percentile(pooled, q), abs=1e-12)
-    assert r["ci_high"] == pytest.approx(np.percentile(pooled, 100 - q), abs=1e-12)
-    qb = 50 * (1 - expanded_level(0.95, n2 - 1))
-    assert _row(t, "m", "b")["ci_high"] == pytest.approx(np.percentile(per[n1:][idx2].mean(1), 100 - qb), abs=1e-12)
+    from scipy.stats import t as student
+
+    n = n1 + n2  # pairs are the units: estimate -/+ t_{n-1} sd sqrt(n / (n - 1))
+    half = student.ppf(0.975, n - 1) * pooled.std() * np.sqrt(n / (n - 1))
+    assert r["ci_low"] == pytest.approx(per.mean() - half, abs=1e-12)
+    assert r["ci_high"] == pytest.approx(per.mean() + half, abs=1e-12)
+    half_b = student.ppf(0.975, n2 - 1) * per[n1:][idx2].mean(1).std() * np.sqrt(n2 / (n2 - 1))
+    assert _row(t, "m", "b")["ci_high"] == pytest.approx(min(per[n1:].mean() + half_b, 1.0), abs=1e-12)
 
 
 def test_bootstrap_sums_and_indices() -> None:

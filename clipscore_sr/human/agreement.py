@@ -41,7 +41,6 @@ from .resampling import (
     Design,
     bootstrap_indices,
     design_of,
-    percentile_ci,
     pigeonhole_correction,
     resample_counts,
     unit_weights,
@@ -330,9 +329,9 @@ def agreement_from_scores(
             def acc_var(bb: np.ndarray) -> float:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     return float(np.nanmean(np.nanvar(bb[:, :m] / bb[:, [m + 2]], axis=0)))
-            k = pigeonhole_correction(acc_var(boot), acc_var(run(cw_part, False, n_part)),
-                                      acc_var(run(None, True, n_part)), des.n_scenes, des.n_annotators)
-            st["design"] = replace(des, scale=k)
+            k, df = pigeonhole_correction(acc_var(boot), acc_var(run(cw_part, False, n_part)),
+                                          acc_var(run(None, True, n_part)), des.n_scenes, des.n_annotators)
+            st["design"] = replace(des, scale=k, df_parts=df)
             st["scale_center"] = acc0
         st["boot"] = boot
 
@@ -344,7 +343,6 @@ def agreement_from_scores(
             n_ceil = st["sums"][m + 1]
             ceiling = st["sums"][m] / n_ceil if n_ceil > 0 else np.nan
         des: Design = st["design"]
-        level = des.level(confidence)
         if st["boot"] is not None:
             boot = st["boot"]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -353,9 +351,10 @@ def agreement_from_scores(
             if des.scale != 1.0:
                 boot_acc = acc + des.scale * (boot_acc - acc)
                 boot_ceil = ceiling + des.scale * (boot_ceil - ceiling)
-            lo, hi = percentile_ci(boot_acc, level)
+            lo, hi = (np.clip(v, 0.0, 1.0) for v in des.interval(acc, boot_acc, confidence))
             if n_ceil > 0:
-                c_lo, c_hi = (float(v[0]) for v in percentile_ci(boot_ceil[:, None], level))
+                c_lo, c_hi = (float(np.clip(v[0], 0.5, 1.0)) for v in des.interval(np.array([ceiling]),
+                                                                                   boot_ceil[:, None], confidence))
             else:
                 c_lo = c_hi = np.nan
         else:
@@ -370,8 +369,8 @@ def agreement_from_scores(
             diff = acc[best] - acc
             if boot_acc is not None:
                 bdiff = boot_acc[:, [best]] - boot_acc
-                d_lo, d_hi = percentile_ci(bdiff, level)
-                pval = des.p_value(bdiff)
+                d_lo, d_hi = des.interval(diff, bdiff, confidence)
+                pval = des.p_value(diff, bdiff)
             else:
                 d_lo = d_hi = pval = np.full(m, np.nan)
         else:

@@ -87,6 +87,29 @@ def fit_scores(wins: np.ndarray, *, model: str = "bt", prior_sd: float = DEFAULT
     return s[0] if single else s
 
 
+def one_step_scores(wins_b: np.ndarray, scores: np.ndarray, *, model: str = "bt",
+                    prior_sd: float = DEFAULT_PRIOR_SD) -> np.ndarray:
+    """Scores of resampled win counts ``wins_b`` ``[B, m, m]`` by one Newton step from the full-data fit
+    ``scores``: ``s* = s - H*(s)^-1 g*(s)``, with the resampled log-likelihood's gradient and Hessian at ``s``
+    (the one-step bootstrap; it equals the refit to first order). A resample that leaves a method winning every
+    vote moves it one step, not off to the prior's edge as a refit would: with few votes per pair refits made
+    bootstrap intervals several times wider than the estimate's spread. Centred."""
+    s = np.asarray(scores, np.float64)
+    m = len(s)
+    lam = 0.0 if not np.isfinite(prior_sd) else 1.0 / prior_sd ** 2
+    _, g, h = _link(s[:, None] - s[None, :], model)
+    w = np.asarray(wins_b, np.float64)
+    a = w * g
+    grad = a.sum(-1) - a.sum(-2) - lam * s  # [B, m]
+    c = w * h
+    c = c + np.swapaxes(c, -1, -2)
+    hess = c.sum(-1)[:, :, None] * np.eye(m) - c - lam * np.eye(m)
+    if lam == 0.0:
+        hess = hess - 1.0 / m
+    out = s - np.linalg.solve(hess, grad[..., None])[..., 0]
+    return out - out.mean(-1, keepdims=True)
+
+
 def _davidson_nll(x: np.ndarray, wins: np.ndarray, ties: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
     m = wins.shape[0]
     s, theta = x[:m], x[m]
@@ -134,4 +157,4 @@ def win_probability(diff: np.ndarray, model: str = "bt") -> np.ndarray:
 
 
 __all__ = ["DEFAULT_PRIOR_SD", "ELO_BASE", "ELO_SCALE", "JOD_SCALE", "MODELS", "fit_davidson", "fit_scores",
-           "win_probability"]
+           "one_step_scores", "win_probability"]

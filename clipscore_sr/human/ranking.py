@@ -11,13 +11,17 @@ Conventions
 * Confidence intervals: two-way (scenes x annotators) bootstrap, :mod:`.resampling`: scenes are resampled
   within each dataset and annotators among those of the group, independently; a vote weighs the product of its
   scene's and its annotator's multiplicities. A factor with one unit present is held fixed; with one scene and one
-  annotator there is no interval (``ci_note`` says why). Expanded percentile intervals (few units are not too
-  narrow). Columns ``resampled`` (``scenes x annotators``, ``scenes``, ``annotators`` or ``none``), ``n_scenes``
+  annotator there is no interval (``ci_note`` says why). Each resample is one Newton step from the fit
+  (:func:`~.fits.one_step_scores`: no refit running off to the prior's edge on a sparse resample; ``davidson``
+  refits); intervals are
+  ``score -/+ t_df se`` (:meth:`~.resampling.Design.interval`: ``se`` unbiased and freed of the two-way
+  bootstrap's surplus, ``df`` from the variance parts). Columns ``resampled`` (``scenes x annotators``, ``scenes``, ``annotators`` or ``none``), ``n_scenes``
   and ``n_annotators`` (0 = no annotator column) say what was resampled. ``numpy.random.default_rng(seed)``;
   every method, pair difference and p-value uses the same resamples. A scene is a (dataset, gt) combination.
 * Pair table: for every ordered pair (row, col): ``p_beats`` = the model's P(row beats col) at the point
-  estimate (Davidson: given no tie), ``diff = score_row - score_col`` with its CI, a two-sided bootstrap
-  p-value, ``significant = p < 1 - confidence``, and the exact win/loss/tie counts of row against col.
+  estimate (Davidson: given no tie), ``diff = score_row - score_col`` with its CI, a two-sided p-value with the
+  same ``se`` and ``df`` (below ``1 - confidence`` exactly when the CI excludes 0), ``significant = p < 1 -
+  confidence``, and the exact win/loss/tie counts of row against col.
 """
 
 from __future__ import annotations
@@ -30,13 +34,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RankingError, SRMetricsError
-from .fits import DEFAULT_PRIOR_SD, ELO_BASE, ELO_SCALE, MODELS, fit_davidson, fit_scores, win_probability
+from .fits import (
+    DEFAULT_PRIOR_SD,
+    ELO_BASE,
+    ELO_SCALE,
+    MODELS,
+    fit_davidson,
+    fit_scores,
+    one_step_scores,
+    win_probability,
+)
 from .judgements import OVERALL
 from .resampling import (
     Design,
     cell_weights,
     design_of,
-    percentile_ci,
+    effective_units,
     pigeonhole_correction,
     stratified_weights,
     unit_weights,
@@ -103,12 +116,13 @@ def scene_resample_weights(scene_dataset: np.ndarray, n_boot: int, rng: np.rando
 
 def group_design(votes: Votes, mask: np.ndarray, scene_ds: np.ndarray) -> Design:
     """Which factors the two-way bootstrap resamples for the votes in ``mask`` (see :mod:`.resampling`)."""
-    scenes = np.unique(votes.scene[mask])
+    scenes, per_scene = np.unique(votes.scene[mask], return_counts=True)
     n_ann = len(np.unique(votes.annotator[mask])) if votes.annotator is not None else 1
     d = design_of(scene_ds[scenes], n_ann)
     if votes.annotator is None:
-        d = Design(d.n_scenes, 0, d.scenes, False)  # annotators unknown: say so
-    return d
+        return Design(d.n_scenes, 0, d.scenes, False)  # annotators unknown: say so
+    per_ann = np.unique(votes.annotator[mask], return_counts=True)[1]
+    return replace(d, eff_scenes=effective_units(per_scene), eff_annotators=effective_units(per_ann))
 
 
 def group_annotator_weights(votes: Votes, mask: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -234,7 +248,7 @@ def rank_methods(
                 tb = np.asarray((t_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
                 tb = tb + np.swapaxes(tb, -1, -2)
                 return fit_davidson(wb, tb, prior_sd=prior_sd)[0]
-            return fit_scores(wb, model=model, prior_sd=prior_sd)
+            return one_step_scores(wb, f["s"], model=model, prior_sd=prior_sd)
 
         for start in range(0, bootstrap, _BOOT_CHUNK):
             nb = min(_BOOT_CHUNK, bootstrap - start)
@@ -251,9 +265,10 @@ def rank_methods(
                 v_s = resample(f, scene_resample_weights(scene_ds, n_part, rng), n_part, True, False).var(0).mean()
                 v_a = resample(f, None, n_part, False, True).var(0).mean()
                 main = np.concatenate(samples[f["name"]])
-                k = pigeonhole_correction(main.var(0).mean(), v_s, v_a, des.n_scenes, des.n_annotators)
+                k, df = pigeonhole_correction(main.var(0).mean(), v_s, v_a, des.n_scenes, des.n_annotators,
+                                              des.unit_df)
                 samples[f["name"]] = [f["s"] + k * (main - f["s"])]
-                f["design"] = replace(des, scale=k)
+                f["design"] = replace(des, scale=k, df_parts=df)
         boot = {k: np.concatenate(v) for k, v in samples.items()}
 
     rows: list[dict[str, Any]] = []
@@ -264,8 +279,7 @@ def rank_methods(
         m = len(methods)
         b = boot.get(f["name"])
         des = f["design"]
-        level = des.level(confidence)
-        lo, hi = percentile_ci(b, level) if b is not None else (np.full(m, np.nan), np.full(m, np.nan))
+        lo, hi = des.interval(s, b, confidence) if b is not None else (np.full(m, np.nan), np.full(m, np.nan))
         note = des.note if bootstrap > 0 else ""
         if b is not None and not (np.nanmax(b, axis=0) - np.nanmin(b, axis=0) > 1e-9).any():
             # every resample gave the same fit: no interval, which is not certainty
@@ -291,10 +305,9 @@ def rank_methods(
         else:
             p_beats = win_probability(diff, model)
         if b is not None:
-            bd = b[:, :, None] - b[:, None, :]
-            dlo, dhi = percentile_ci(bd.reshape(len(b), -1), level)
-            dlo, dhi = dlo.reshape(m, m), dhi.reshape(m, m)
-            pv = des.p_value(bd.reshape(len(b), -1)).reshape(m, m)
+            bd = (b[:, :, None] - b[:, None, :]).reshape(len(b), -1)
+            dlo, dhi = (v.reshape(m, m) for v in des.interval(diff.ravel(), bd, confidence))
+            pv = des.p_value(diff.ravel(), bd).reshape(m, m)
         else:
             dlo = dhi = pv = np.full((m, m), np.nan)
         for k in order:

@@ -11,7 +11,8 @@ A-optimal: what knowing the scores is worth; not a strict bound at small budgets
 matters). :func:`design_bound` gives the large-sample bound for the score variance.
 
 At every checkpoint the pooled fit (the one ``rank`` makes) is compared with the truth: ``ci_width`` (mean 95%
-Laplace-posterior interval width of the scores), ``p_neighbours`` (all neighbouring methods correctly ordered),
+Laplace-posterior interval width of the scores, votes taken as independent: ``rank``'s two-way bootstrap adds the
+spread of scenes and annotators), ``p_neighbours`` (all neighbouring methods correctly ordered),
 ``tau`` (Kendall's tau-b to the truth) and ``rmse`` (of the centred scores), averaged over ``reps`` simulated
 studies. The effects make the fitted scale shrink (the fit sees noise sd ``sqrt(c^2 + 2 scene_sd^2 + 2
 annotator_sd^2)`` where it assumes ``c``), so ``rmse`` has a floor that no number of votes removes (about
@@ -70,7 +71,8 @@ def _metrics(wins: np.ndarray, truth: np.ndarray, model: str, prior_sd: float = 
     sd = np.sqrt(np.clip(np.diag(centre @ np.linalg.inv(h) @ centre), 0, None))
     order = np.argsort(t)
     neighbours = bool((np.diff(s[order]) > 0).all())
-    return (float(2 * 1.96 * sd.mean()), float(neighbours), float(kendall_tau_b(s, t)),
+    tau = kendall_tau_b(s, t)  # NaN when the fit ties every method: not ordered, counted as 0
+    return (float(2 * 1.96 * sd.mean()), float(neighbours), float(tau) if np.isfinite(tau) else 0.0,
             float(np.sqrt(np.mean((s - t) ** 2))))
 
 
