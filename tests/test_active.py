@@ -115,6 +115,34 @@ def test_study_plan_cli_prints_votes_needed_per_design(tmp_path) -> None:
     assert bad.exit_code != 0 and "--methods" in bad.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--plot", "{tmp}/p.txt"], "unsupported figure format '.txt'"),
+    (["--scene-sd", "-1"], "'--scene-sd': -1.0 is not in the range"),
+    (["--value", "nan"], "finite numbers expected"),
+    (["--gap", "0"], "every method has the same score"),
+])
+def test_study_plan_refuses_bad_options_before_simulating(tmp_path, args, message) -> None:
+    from clipscore_sr.cli import main
+
+    res = CliRunner().invoke(main, ["study", "plan", "--methods", "4", "--reps", "2", "--budgets", "20,50",
+                                    "-o", str(tmp_path / "plan.csv"), *[a.format(tmp=tmp_path) for a in args]])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "plan.csv").exists()  # refused before any work
+
+
+def test_study_plan_two_methods_tied_fit_counts_as_unordered(tmp_path) -> None:
+    """A simulated study whose fit ties the two methods has tau-b NaN; it counts as not ordered (0), not NaN."""
+    from clipscore_sr.cli import main
+
+    out = tmp_path / "plan.csv"
+    res = CliRunner().invoke(main, ["study", "plan", "--methods", "2", "--reps", "3", "--budgets", "20,50",
+                                    "--plot", str(tmp_path / "new" / "plan.png"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    assert pd.read_csv(out)["tau"].notna().all() and (tmp_path / "new" / "plan.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("model", ["thurstone", "bt"])
 def test_fisher_information_matches_numerical_second_derivative(model: str) -> None:
     from clipscore_sr.human.study.active import fisher_information

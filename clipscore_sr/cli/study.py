@@ -195,8 +195,10 @@ def export_amt_command(study_dir, trials_per_hit, image_base_url, out, template_
               help="Pilot judgement file: its fitted scores are the truth of the simulation.")
 @click.option("--scenes", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--annotators", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--scene-sd", type=float, default=0.3, show_default=True, help="Sd of the scene effects.")
-@click.option("--annotator-sd", type=float, default=0.3, show_default=True, help="Sd of the annotator effects.")
+@click.option("--scene-sd", type=click.FloatRange(min=0), default=0.3, show_default=True,
+              help="Sd of the scene effects.")
+@click.option("--annotator-sd", type=click.FloatRange(min=0), default=0.3, show_default=True,
+              help="Sd of the annotator effects.")
 @click.option("--model", type=click.Choice(["thurstone", "bt"]), default="thurstone", show_default=True)
 @click.option("--budgets", default="100,200,400,800,1600", show_default=True, help="Vote counts to evaluate.")
 @click.option("--target", type=click.Choice(["ci_width", "p_neighbours", "tau", "rmse"]), default="tau",
@@ -231,6 +233,15 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
 
     if (n_methods is None) == (pilot is None):
         raise StudyError("give either --methods N (with --gap) or --pilot JUDGEMENTS_CSV")
+    if not np.isfinite(value) or not np.isfinite(gap):
+        raise StudyError(f"--value {value:g} / --gap {gap:g}: finite numbers expected")
+    from ..results import check_outputs
+
+    check_outputs({"--out": out, "--plot": plot}, {"--pilot": pilot}, tables=("--out",))  # before the simulation
+    if plot:
+        from ..figures.style import figure_format
+
+        figure_format(plot)
     try:
         checkpoints = sorted({int(x) for x in budgets.split(",")})
     except ValueError:
@@ -242,6 +253,9 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
     if bad or not chosen:
         raise StudyError(f"--designs '{designs}': names from {', '.join(DESIGNS)} separated by commas expected")
     truth = truth_from_pilot(pilot, model)[1] if pilot else np.arange(n_methods) * gap
+    if np.ptp(truth) < 1e-9:
+        raise StudyError(f"{pilot or f'--gap {gap:g}'}: every method has the same score, so there is no order to "
+                         "find and no number of votes reaches a target; give a gap or a pilot with differences")
     given = [int(x) for x in budgets.split(",")]
     if given != checkpoints:
         click.echo(f"Note: --budgets taken in increasing order without repeats: {','.join(map(str, checkpoints))}",
@@ -279,6 +293,8 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
         plt.close(fig)
     click.echo(f"SIMULATED: {len(truth)} methods, {scenes} scenes, {annotators} annotators, {reps} studies per design")
     click.echo(format_plan(table, target, value))
+    click.echo("ci_width: the model's 95% width with votes taken as independent; `rank`'s intervals add the spread "
+               "of scenes and annotators (wider where their effects are large)")
     click.echo(f"large-sample bound: a design that knew the scores would need {design_bound(truth, model):.2f}x the "
                f"votes of the balanced design for the same score variance (rmse, ci_width), "
                f"{design_bound(truth, model, kind='neighbours'):.2f}x for the neighbours' order (tau, p_neighbours)")
