@@ -431,6 +431,15 @@ def test_agreement_counts_one_pair_per_stimulus_in_an_active_study(tmp_path: Pat
     assert max(int(p.n_a) + int(p.n_b) for p in pairs.itertuples()) >= 2
 
 
+@pytest.mark.parametrize("opt", [["--objective", "eig"], ["--model", "bt"]])
+def test_sampler_options_without_design_active_are_refused_not_ignored(tmp_path: Path, opt) -> None:
+    gt_dir, dirs = make_folders(tmp_path, n=3)
+    res = CliRunner().invoke(main, ["study", "make", str(gt_dir), *[f"--method={m}={d}" for m, d in dirs.items()],
+                                    "--trials", "4", "--out", str(tmp_path / "s"), *opt])
+    assert res.exit_code == 2 and f"{opt[0]}: only with --design active" in res.output
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_deleted_audit_log_with_answers_is_refused_not_served(tmp_path: Path) -> None:
     out, c, nxt = answered(tmp_path, 6, 3)
     rows = (out / "judgements.csv").read_bytes()
@@ -457,6 +466,19 @@ def test_audit_fails_when_the_log_does_not_list_answered_trials(tmp_path: Path, 
     assert res.exit_code == 1, res.output
     assert f"answers {6 - keep} trial(s) that {LOG} does not list" in res.output
     assert ("the log is missing" if not keep else "the log is cut short") in res.output
+
+
+@pytest.mark.slow  # a real server process
+def test_ctrl_c_stops_the_server_with_exit_0(tmp_path: Path) -> None:
+    import signal
+
+    from .study_support import free_port, start_server
+
+    out = make_active(tmp_path, "--trials", "6", "-q")
+    server = start_server(out, free_port())
+    server.send_signal(signal.SIGINT)  # what Ctrl+C sends
+    text = server.communicate(timeout=60)[0].decode()
+    assert server.returncode == 0 and "Aborted" not in text, text
 
 
 @pytest.mark.slow  # a real server process, killed with SIGKILL

@@ -72,6 +72,14 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
     from ..human.study.manifest import StudyError
     from ..io import parse_bands
 
+    if design == "balanced":  # the options of the sampler mean nothing to a fixed design: say so, not ignore them
+        ctx = click.get_current_context()
+        given = [f"--{n}" for n in ("model", "objective")
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise StudyError(f"{' and '.join(given)}: only with --design active (a balanced design does not learn "
+                             "scores while it is answered)")
+
     try:
         pct = tuple(float(x) for x in percentiles.split(","))
     except ValueError:
@@ -119,6 +127,8 @@ def serve_command(study_dir, host, port, annotator, token) -> None:
         serve(study_dir, host=host, port=port, annotator=annotator, token=token, echo=click.echo)
     except BadRequest as exc:
         raise StudyError(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl+C is how a study is stopped: every answer is already on disk
+        click.echo("stopped; every answer given is in judgements.csv", err=True)
 
 
 @study_group.command("audit")
