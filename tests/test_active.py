@@ -277,3 +277,21 @@ def test_study_plan_cli_designs_objective_and_bound(tmp_path) -> None:
     assert "large-sample bound" in res.output
     bad = CliRunner().invoke(main, ["study", "plan", "--methods", "5", "--designs", "random,smart"])
     assert bad.exit_code == 2 and "--designs" in bad.output
+
+
+def test_study_plan_warns_when_a_pilot_method_won_every_vote(tmp_path) -> None:
+    from clipscore_sr.cli import main
+
+    rows = ["pair_id,dataset,gt,a,b,choice,annotator,a_method,b_method"]
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        k = i % 3
+        a, b = [("top", "x"), ("top", "y"), ("x", "y")][k]
+        choice = "a" if k < 2 else ("a" if rng.random() < 0.6 else "b")
+        rows.append(f"p{i},d,s{i % 5}.png,{a}/s{i % 5}.png,{b}/s{i % 5}.png,{choice},w{i % 3},{a},{b}")
+    (tmp_path / "pilot.csv").write_text("\n".join(rows) + "\n")
+    res = CliRunner().invoke(main, ["study", "plan", "--pilot", str(tmp_path / "pilot.csv"), "--reps", "2",
+                                    "--budgets", "20,50"])
+    assert res.exit_code == 0, res.output
+    assert "Warning: " in res.output and "top won all 20 of its pilot votes" in res.output
+    assert "x won all" not in res.output and "y lost all" not in res.output

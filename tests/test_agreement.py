@@ -445,3 +445,18 @@ def test_agreement_api_returns_the_table_and_refuses_bad_rows(tmp_path: Path) ->
     assert int(res.table["n_votes"].iat[-1]) + int(res.table["n_tie_votes"].iat[-1]) == len(df) - 1
     with pytest.raises(UnknownMetricError, match="did you mean"):
         agreement(tmp_path / "judgements.csv", ["psnrr"])
+
+
+def test_one_scene_says_its_pairs_are_the_units_and_a_constant_accuracy_has_no_interval() -> None:
+    rng = np.random.default_rng(4)
+    n = 30
+    va, vb = rng.normal(size=n), rng.normal(size=n)
+    na = np.where(va > vb, 3, 0)  # people always side with the higher score: the metric agrees on every pair
+    nb = 3 - na
+    t = agreement_from_scores({"m": va, "r": rng.normal(size=n)}, {"m": vb, "r": rng.normal(size=n)}, na, nb,
+                              higher_is_better=True, scenes=np.zeros(n), bootstrap=200, seed=0)
+    m, r = _row(t, "m", "all"), _row(t, "r", "all")
+    assert m["accuracy"] == 1.0 and np.isnan(m["ci_low"]) and m["ci_note"].startswith("no interval: every resample")
+    assert r["ci_note"].startswith(f"one scene: its {n} pairs are the units resampled") and r["ci_low"] < r["ci_high"]
+    text = format_table(t)
+    assert "100.0 [no interval]" in text and "n/a, n/a" not in text

@@ -55,7 +55,7 @@ GOOD = [
     ["p1", "s2", "images/gt.png", "images/a.png", "images/b.png", "B", "w2"],
     ["p1", "s2", "images/gt.png", "images/b.png", "images/a.png", "a", "w3"],  # swapped orientation
     ["p2", "s2", "images/gt.png", "images/a.png", "images/c.png", "tie", "w1"],
-    ["p3", "ws", "images/gt.png", "images/b.png", "images/c.png", "b", ""],
+    ["p3", "ws", "images/gt.png", "images/b.png", "images/c.png", "b", "w4"],
 ]
 
 
@@ -100,6 +100,8 @@ def test_root_option_and_absolute_paths(study: Path) -> None:
     (["p1", "s2", "images/gt.png", "images/a.png", "images/c.png", "b", "w7"], 3, "a", "compares"),
     (["p9", "all", "images/gt.png", "images/a.png", "images/b.png", "a", "w1"], 3, "dataset", "reserved"),
     (["", "s2", "images/gt.png", "images/a.png", "images/b.png", "a", "w1"], 3, "pair_id", "empty 'pair_id'"),
+    (["p9", "s2", "images/gt.png", "images/a.png", "images/b.png", "a", ""], 3, "annotator",
+     "empty 'annotator' while other rows name one"),
     (["p9", "s2", "images/gt.png", "images/a.png", "images/b.png", "a", "w1", "surplus"], 3, None,
      "1 more field(s)"),
 ])

@@ -291,3 +291,19 @@ def test_ranking_figure_is_deterministic(tmp_path: Path) -> None:
     ranking_figure(r.table, r.pairs, tmp_path / "b.svg")
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
     assert a["order"]["all"] == list(r.table["method"])
+
+
+def test_a_method_that_won_every_vote_is_said_to_rest_on_the_prior() -> None:
+    from clipscore_sr.human.ranking import format_ranking, rank_methods
+    from clipscore_sr.human.votes import Votes
+
+    rng = np.random.default_rng(0)
+    a = np.array(["top"] * 20 + ["x"] * 20, dtype=object)
+    b = np.array(["x"] * 10 + ["y"] * 10 + ["y"] * 20, dtype=object)
+    won = np.concatenate([np.ones(20), (rng.random(20) < 0.6).astype(float)])
+    r = rank_methods(Votes.from_arrays(a, b, won, scene=rng.integers(0, 5, 40), annotator=rng.integers(0, 3, 40)),
+                     bootstrap=100, prior_sd=10)
+    top = r.table[r.table["method"] == "top"].iloc[0]
+    assert "top won all 20 of its votes: its score and interval rest on the prior (--prior-sd 10)" in top["ci_note"]
+    assert "rest on the prior" not in r.table[r.table["method"] == "x"].iloc[0]["ci_note"]
+    assert "(top won all 20 of its votes" in format_ranking(r)

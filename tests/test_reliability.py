@@ -155,3 +155,15 @@ def test_cli_agreement_ranking_on_example_subset(tmp_path: Path) -> None:
     assert t.loc[0, "metric"] == "psnr" and t.loc[0, "tau_b"] == 1.0 and fig.stat().st_size > 0
     res = CliRunner().invoke(main, ["agreement", str(data / "blur.csv"), "--ranking-out", str(out)])
     assert res.exit_code == 2 and "need --ranking" in res.output
+
+
+def test_alpha_summary_says_why_a_resampled_alpha_has_no_interval() -> None:
+    import pandas as pd
+
+    from clipscore_sr.human.reliability import Reliability
+
+    r = Reliability(annotators=pd.DataFrame(), alpha=1.0, n_alpha_units=3, alpha_ci=(float("nan"), float("nan")),
+                    alpha_resampled="3 scenes x 2 annotators")
+    assert "no interval: every resample over 3 scenes x 2 annotators gives the same alpha" in r.summary()
+    r.alpha_resampled = "none"
+    assert "no interval: nothing to resample" in r.summary()

@@ -363,6 +363,8 @@ def test_an_undo_cut_short_is_finished_at_the_next_start(tmp_path: Path, monkeyp
     assert log_of(out)[-1]["event"] == "undo" and rows_of(out)[-1] == last  # logged, not yet removed
     res = CliRunner().invoke(main, ["study", "audit", str(out)])  # read-only: says so, removes nothing
     assert res.exit_code == 0 and "1 undo(s) in the log whose answer a stop left in judgements.csv" in res.output
+    res = CliRunner().invoke(main, ["study", "status", str(out)])
+    assert res.exit_code == 0 and "Warning: 1 answer(s) the audit log says were taken back" in res.output
     assert rows_of(out)[-1] == last
     c = client(out)
     assert "finished 1 undo" in c.app.state.live.repaired and last not in rows_of(out)

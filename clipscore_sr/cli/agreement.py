@@ -27,7 +27,8 @@ DEFAULT_METRICS = "psnr,ssim,cpsnr"
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder the image paths are relative to (default: the CSV's folder).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Bootstrap resamples of pairs for the confidence intervals (0 = none).")
+              help="Bootstrap resamples (scenes x annotators, two-way; pairs when there is one scene) for the "
+                   "confidence intervals (0 = none).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the bootstrap resampling.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Confidence level of the intervals.")

@@ -262,7 +262,10 @@ def plan_command(n_methods, gap, pilot, scenes, annotators, scene_sd, annotator_
     bad = [d for d in chosen if d not in DESIGNS]
     if bad or not chosen:
         raise StudyError(f"--designs '{designs}': names from {', '.join(DESIGNS)} separated by commas expected")
-    truth = truth_from_pilot(pilot, model)[1] if pilot else np.arange(n_methods) * gap
+    notes: list[str] = []
+    truth = truth_from_pilot(pilot, model, notes)[1] if pilot else np.arange(n_methods) * gap
+    for line in notes:
+        click.echo(f"Warning: {line}", err=True)
     if np.ptp(truth) < 1e-9:
         raise StudyError(f"{pilot or f'--gap {gap:g}'}: every method has the same score, so there is no order to "
                          "find and no number of votes reaches a target; give a gap or a pilot with differences")
@@ -340,6 +343,13 @@ def status_command(study_dir, judgements, min_sentinel_accuracy, min_agreement, 
     study = load_study(study_dir, check_files=False)
     df, table, rel = study_status(study, judgements, min_sentinel_accuracy=min_sentinel_accuracy,
                                   min_agreement=min_agreement)
+    if judgements is None and study.active is not None:
+        from ..human.study.live import pending_undos
+
+        if n := pending_undos(study):
+            click.echo(f"Warning: {n} answer(s) the audit log says were taken back are still in judgements.csv (a "
+                       "stop cut the undo short) and are counted here; `srmetrics study serve` removes them when it "
+                       "starts", err=True)
     if as_json:
         click.echo(json.dumps(status_json(table, rel), indent=1))
     else:

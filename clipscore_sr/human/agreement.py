@@ -268,12 +268,13 @@ def agreement_from_scores(
         n = int(sel.sum())
         sc = scene_codes[sel] if scene_codes is not None else None
         by_scene = sc is not None and len(np.unique(sc)) >= 2
+        one_scene = sc is not None and len(np.unique(sc)) == 1
         clusters[g] = pd.factorize(sc if by_scene else np.arange(n))[0]
         if bootstrap > 0 and n > 0:
             cl_w[g] = resample_counts(bootstrap_indices(int(clusters[g].max()) + 1, bootstrap, rng),
                                       int(clusters[g].max()) + 1)
         stats[g] = dict(
-            n=n, sel=sel, sums=x_all[sel].sum(axis=0), by_scene=by_scene,
+            n=n, sel=sel, sums=x_all[sel].sum(axis=0), by_scene=by_scene, one_scene=one_scene,
             n_votes=int(round(tot[sel].sum())), n_tie=int(nt[gmask].sum()),
             n_tie_only=int((gmask & ~voted).sum()), n_unscored=int((gmask & voted & ~scored).sum()),
             n_metric_ties=(pref[sel] == 0.5).sum(axis=0),
@@ -281,6 +282,7 @@ def agreement_from_scores(
     all_stats = dict(
         n=sum(s["n"] for s in stats.values()), sel=use.copy(),
         sums=sum(s["sums"] for s in stats.values()), by_scene=None,
+        one_scene=len(stats) == 1 and all(s["one_scene"] for s in stats.values()),
         n_votes=sum(s["n_votes"] for s in stats.values()), n_tie=sum(s["n_tie"] for s in stats.values()),
         n_tie_only=sum(s["n_tie_only"] for s in stats.values()),
         n_unscored=sum(s["n_unscored"] for s in stats.values()),
@@ -392,7 +394,10 @@ def agreement_from_scores(
                 p_vs_best=float(pval[j]) if not is_best else np.nan,
                 bootstrap=int(bootstrap), seed=int(seed), confidence=float(confidence),
                 resampled=des.label if st["boot"] is not None else "none", n_scenes=des.n_scenes,
-                n_annotators=des.n_annotators, ci_note=des.note if bootstrap > 0 else "",
+                n_annotators=des.n_annotators,
+                ci_note=("no interval: every resample gives the same accuracy, which is not certainty"
+                         if st["boot"] is not None and np.isnan(lo[j]) and n else
+                         _one_scene_note(des, st) if bootstrap > 0 else ""),
             ))
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     order = {name: i for i, name in enumerate(names)}
@@ -425,6 +430,15 @@ def agreement_from_pairs(pairs: pd.DataFrame, metrics: Sequence[str] | None = No
 
 
 
+def _one_scene_note(des: Design, st: dict[str, Any]) -> str:
+    """The design's note, led by what pairs as units mean when the judgements name a single scene."""
+    if not st.get("one_scene") or not des.scenes:
+        return des.note
+    lead = (f"one scene: its {des.n_scenes} pairs are the units resampled, so the interval says nothing about "
+            "other scenes")
+    return f"{lead}; {des.note}" if des.note else lead
+
+
 def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
     """A ranked plain-text table: one line per metric (pooled accuracy with CI, each dataset, the
     difference to the best metric with its p-value), best first, then the human ceiling."""
@@ -442,7 +456,9 @@ def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
     head += ["diff vs best [CI]", "p"]
     lines: list[list[str]] = []
     for _, r in pooled.iterrows():
-        cells = [str(r["rank"]), r["metric"], f"{fmt(r['accuracy'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"]
+        ci = "no interval" if pd.isna(r["ci_low"]) and str(r.get("ci_note", "")).startswith("no interval") else \
+            f"{fmt(r['ci_low'])}, {fmt(r['ci_high'])}"
+        cells = [str(r["rank"]), r["metric"], f"{fmt(r['accuracy'])} [{ci}]"]
         if len(datasets) > 1:
             for d in datasets:
                 sub = table[(table["metric"] == r["metric"]) & (table["dataset"] == d)]
@@ -469,8 +485,10 @@ def format_table(table: pd.DataFrame, *, percent: bool = True) -> str:
     elif "ci_note" in first and first["ci_note"]:
         tail += f"; {first['ci_note']}"
     if not pd.isna(first["human_ceiling"]):
-        tail += (f"; human ceiling {fmt(first['human_ceiling'])}{unit} [{fmt(first['ceiling_ci_low'])}, "
-                 f"{fmt(first['ceiling_ci_high'])}] over {int(first['n_ceiling_pairs'])} pairs with >= 2 votes")
+        cci = f"{fmt(first['ceiling_ci_low'])}, {fmt(first['ceiling_ci_high'])}" \
+            if not pd.isna(first["ceiling_ci_low"]) or first.get("resampled", "none") == "none" else "no interval"
+        tail += (f"; human ceiling {fmt(first['human_ceiling'])}{unit} [{cci}] over {int(first['n_ceiling_pairs'])} "
+                 "pairs with >= 2 votes")
     else:
         tail += "; no human ceiling (no pair has 2 or more non-tie votes)"
     out.append(tail)

@@ -256,6 +256,8 @@ def validate_judgements(
     lines = df["line"].to_numpy()
     has_annot = "annotator" in df.columns
     choices = [str(c).strip().lower() for c in cells["choice"]]
+    # an empty annotator among named ones would be resampled as one more person, and escape the one-vote rule
+    named = has_annot and any(str(v).strip() for v in cells["annotator"])
 
     # --- field-level checks
     for pos in range(n_rows):
@@ -268,6 +270,8 @@ def validate_judgements(
             shown = cells["choice"][pos]
             flag(pos, "choice", f"unknown choice '{shown}' (expected one of: {', '.join(CHOICES)})"
                  if shown else "empty 'choice' (expected one of: a, b, tie)")
+        if named and not str(cells["annotator"][pos]).strip():
+            flag(pos, "annotator", "empty 'annotator' while other rows name one (fill it in, or --skip-invalid)")
         if cells["dataset"][pos].lower() == OVERALL:
             flag(pos, "dataset", f"dataset name '{OVERALL}' is reserved for the pooled rows of agreement tables")
 

@@ -290,6 +290,12 @@ def rank_methods(
         rank = np.empty(m, np.int64)
         rank[order] = np.arange(1, m + 1)
         for k in order:
+            won, lost, tied = int(wins[k].sum()), int(wins[:, k].sum()), int(ties_m[k].sum())
+            lone = ""
+            if m > 1 and won + lost and not tied and not (won and lost):  # all one way: the prior sets the score
+                lone = (f"{methods[k]} {'won' if won else 'lost'} all {won + lost} of its votes: its score and "
+                        f"interval rest on the prior (--prior-sd {prior_sd:g}): the votes say only that it is "
+                        f"{'above' if won else 'below'} the methods it met")
             rows.append(dict(
                 dataset=f["name"], method=methods[k], score=float(s[k]), ci_low=float(lo[k]), ci_high=float(hi[k]),
                 elo=float(ELO_SCALE * s[k] + ELO_BASE) if model == "bt" else np.nan,
@@ -298,7 +304,8 @@ def rank_methods(
                 unit=unit, ties_mode=ties, nu=float(f["nu"]), n_scenes=f["n_scenes"],
                 n_annotators=des.n_annotators, resampled=des.label if b is not None else "none",
                 bootstrap=int(bootstrap),
-                seed=int(seed), confidence=float(confidence), prior_sd=float(prior_sd), ci_note=note))
+                seed=int(seed), confidence=float(confidence), prior_sd=float(prior_sd),
+                ci_note="; ".join(x for x in (note, lone) if x)))
         diff = s[:, None] - s[None, :]
         if ties == "davidson":
             p_beats = win_probability(diff, "bt")
@@ -359,9 +366,9 @@ def format_ranking(ranking: Ranking) -> str:
                    + (f"; CIs resample {res}" if res and res != "none" else ""))
         out.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
-        note = str(sub["ci_note"].iat[0]) if "ci_note" in sub else ""
-        if note:
-            out.append(f"  ({note})")
+        notes = dict.fromkeys(part for n in (sub["ci_note"] if "ci_note" in sub else ())
+                              for part in str(n).split("; ") if part and part != "nan")
+        out += [f"  ({n})" for n in notes]
     return "\n".join(out)
 
 

@@ -205,7 +205,10 @@ class Reliability:
         out = f"Krippendorff's alpha (nominal) {a} over {self.n_alpha_units} trial(s) with >= 2 annotators"
         if not np.isnan(self.alpha):
             out += (f" [95% CI {self.alpha_ci[0]:.3f}, {self.alpha_ci[1]:.3f}; bootstrap over {self.alpha_resampled}]"
-                    if not np.isnan(self.alpha_ci[0]) else " (no interval: nothing to resample)")
+                    if not np.isnan(self.alpha_ci[0]) else " (no interval: nothing to resample)"
+                    if self.alpha_resampled == "none" else
+                    f" (no interval: every resample over {self.alpha_resampled} gives the same alpha, which is not "
+                    "certainty)")
         if self.dropped:
             out += (f"; dropped {len(self.dropped)} annotator(s), {self.n_dropped_votes} vote(s): "
                     + "; ".join(f"{k} ({v})" for k, v in self.dropped.items()))

@@ -465,6 +465,18 @@ def _replay(study: Study, log: AuditLog) -> tuple[int, list[str]]:
     return checked, problems
 
 
+def _pending_undos(log: AuditLog, rows: list[dict[str, str]]) -> int:
+    return sum(1 for e in log.entries if is_undo(e) and e.get("row") in rows)
+
+
+def pending_undos(study: Study) -> int:
+    """Undo lines of an active study's log whose answer a stop left in ``judgements.csv`` (0 for a balanced
+    study): ``rank``, ``agreement`` and ``status`` count those answers until ``study serve`` starts again."""
+    if study.active is None:
+        return 0
+    return _pending_undos(_read_log(study), JudgementStore(study.root).answers())
+
+
 def audit(study: Study) -> dict[str, Any]:
     """What ``srmetrics study audit`` reports: the log's trials and undos, and every real choice re-derived
     (:func:`replay_log`): ``choices``, ``mismatches`` (one line each; an answer to a trial the log does not list,
@@ -482,7 +494,7 @@ def audit(study: Study) -> dict[str, Any]:
         problems.append(f"{study.root / 'judgements.csv'}: answers {len(unlisted)} trial(s) that {log.path.name} "
                         f"does not list (e.g. {unlisted[0]}): the log is {'missing' if not log.entries else 'cut short'}"
                         "; their choices cannot be checked")
-    pending = sum(1 for e in log.entries if is_undo(e) and e.get("row") in rows)
+    pending = _pending_undos(log, rows)
     chosen = [e for e in given if e.get("kind") == "real"]
     bounds = [(e.get("choice") or {}).get("bound") for e in chosen]
     return {"log": str(log.path), "given": len(given), "undos": len(log.entries) - len(given), "choices": checked,
@@ -491,4 +503,4 @@ def audit(study: Study) -> dict[str, Any]:
             "pending_undos": pending}
 
 
-__all__ = ["LiveDesign", "audit", "choose", "replay_log"]
+__all__ = ["LiveDesign", "audit", "choose", "pending_undos", "replay_log"]

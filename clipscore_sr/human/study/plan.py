@@ -204,12 +204,20 @@ def votes_needed(table: pd.DataFrame, target: str, value: float, *, interpolate:
             for d, g in table.groupby("design", sort=False)}
 
 
-def truth_from_pilot(path: str, model: str = "thurstone") -> tuple[list[str], np.ndarray]:
-    """Methods and scores fitted to a pilot judgement file (the truth of the simulation)."""
+def truth_from_pilot(path: str, model: str = "thurstone", notes: list[str] | None = None
+                     ) -> tuple[list[str], np.ndarray]:
+    """Methods and scores fitted to a pilot judgement file (the truth of the simulation). ``notes`` (a list)
+    receives a line for each method that won or lost every pilot vote: its score is the prior's, not the data's."""
     from ..ranking import rank_methods
 
     t = rank_methods(path, model=model, bootstrap=0).table
     t = t[t["dataset"] == "all"]
+    if notes is not None:
+        for r in t.itertuples():
+            if len(t) > 1 and r.wins + r.losses and not r.ties and not (r.wins and r.losses):
+                notes.append(f"{path}: {r.method} {'won' if r.wins else 'lost'} all {r.wins + r.losses} of its "
+                             f"pilot votes, so its score ({r.score:+.2f}) comes from the fit's prior, not the votes: "
+                             "the simulated gap to it is a guess")
     return list(t["method"]), t["score"].to_numpy(float)
 
 
