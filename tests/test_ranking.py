@@ -304,6 +304,26 @@ def test_a_method_that_won_every_vote_is_said_to_rest_on_the_prior() -> None:
     r = rank_methods(Votes.from_arrays(a, b, won, scene=rng.integers(0, 5, 40), annotator=rng.integers(0, 3, 40)),
                      bootstrap=100, prior_sd=10)
     top = r.table[r.table["method"] == "top"].iloc[0]
-    assert "top won all 20 of its votes: its score and interval rest on the prior (--prior-sd 10)" in top["ci_note"]
-    assert "rest on the prior" not in r.table[r.table["method"] == "x"].iloc[0]["ci_note"]
+    assert "top won all 20 of its votes: its score (and any interval) rests on the prior (--prior-sd 10)" in \
+        top["ci_note"]
+    assert "rests on the prior" not in r.table[r.table["method"] == "x"].iloc[0]["ci_note"]
     assert "(top won all 20 of its votes" in format_ranking(r)
+
+
+def test_ranking_figure_says_no_interval_only_where_there_is_none(tmp_path) -> None:
+    """A one-annotator study has intervals (over scenes) and a note: its panel must not read 'no interval'."""
+    from clipscore_sr.figures.ranking import ranking_figure
+    from clipscore_sr.human.ranking import rank_methods
+    from clipscore_sr.human.votes import Votes
+
+    rng = np.random.default_rng(1)
+    a = rng.choice(["p", "q", "r"], 120)
+    b = np.array([{"p": "q", "q": "r", "r": "p"}[x] for x in a], dtype=object)
+    won = (rng.random(120) < 0.6).astype(float)
+    one = rank_methods(Votes.from_arrays(a.astype(object), b, won, scene=rng.integers(0, 6, 120),
+                                         annotator=np.zeros(120, int)), bootstrap=100)
+    assert one.table["ci_note"].str.contains("interval over scenes only").all() and one.table["ci_low"].notna().all()
+    assert ranking_figure(one.table, one.pairs, tmp_path / "one.png")["no_interval"] == []
+    none = rank_methods(Votes.from_arrays(a.astype(object), b, won, scene=np.zeros(120, int),
+                                          annotator=np.zeros(120, int)), bootstrap=100)
+    assert ranking_figure(none.table, none.pairs, tmp_path / "none.png")["no_interval"] == ["all"]

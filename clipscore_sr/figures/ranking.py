@@ -19,7 +19,8 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
                    title: str | None = None, dpi: int = 150) -> dict[str, Any]:
     """One panel per dataset of ``table`` (:data:`~clipscore_sr.human.ranking.RANKING_COLUMNS`): methods
     ordered by score (best at the top) with their CIs; a ``*`` between two neighbours marks a significant
-    difference (``pairs['significant']``), ``n.s.`` one that is not. Returns the methods order per panel."""
+    difference (``pairs['significant']``), ``n.s.`` one that is not. Returns the path, the methods order per panel
+    and the panels titled "no interval" (only where no method has one)."""
     from matplotlib.figure import Figure
 
     figure_format(out_path)
@@ -31,6 +32,7 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
     fig = Figure(figsize=(4.2 * len(datasets), 0.8 + 0.38 * n_max), layout="constrained")
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     order_out: dict[str, list[str]] = {}
+    no_interval: list[str] = []  # panels titled "no interval"
     marked = False
     for ax, ds, color in zip(axes, datasets, PALETTE * 8):
         sub = table[table["dataset"] == ds].sort_values("score", ascending=True, kind="stable")
@@ -45,10 +47,13 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
         ax.set_xlabel("score (JOD)" if unit == "jod" else "Bradley-Terry score (log-strength)")
         ax.axvline(0.0, color="#BBBBBB", lw=0.8, zorder=0)
         ax.set_title(label(ds if len(datasets) > 1 else (title or ds)), fontsize=10)
-        note = str(sub["ci_note"].iat[0]) if "ci_note" in sub and isinstance(sub["ci_note"].iat[0], str) else ""
-        if note:  # a design that cannot give an interval: say so instead of drawing none silently
-            ax.set_title(ax.get_title() + "\nno interval: every bootstrap resample gives the same votes",
-                         fontsize=8, color="#AA3333")
+        notes = [str(n) for n in sub["ci_note"]] if "ci_note" in sub else []
+        why = next((part for n in notes for part in n.split("; ") if part.startswith("no interval")), "")
+        if not has_ci.any() and sub["bootstrap"].iat[0] > 0:  # no interval: say why instead of drawing none
+            short = "every bootstrap resample gives the same votes" if "alike" in why else \
+                "1 scene and 1 annotator: nothing to resample" if "nothing to resample" in why else "see ci_note"
+            ax.set_title(ax.get_title() + f"\nno interval: {short}", fontsize=8, color="#AA3333")
+            no_interval.append(ds)
         elif pairs is not None and len(pairs) and len(sub) > 1 and sub["bootstrap"].iat[0] > 0:
             p = pairs[pairs["dataset"] == ds].set_index(["row", "col"])
             names = sub["method"].tolist()
@@ -64,10 +69,9 @@ def ranking_figure(table: pd.DataFrame, pairs: pd.DataFrame | None, out_path: st
     if title and len(datasets) > 1:
         fig.suptitle(label(title))
     if marked:
-        fig.supxlabel("between neighbours: * = scores differ significantly (bootstrap), n.s. = not significant",
-                      fontsize=7, color="#555555")
+        fig.supxlabel("neighbours: * differ significantly, n.s. not significantly", fontsize=7, color="#555555")
     path = save_figure(fig, out_path, dpi=dpi)
-    return {"path": str(path), "order": order_out}
+    return {"path": str(path), "order": order_out, "no_interval": no_interval}
 
 
 def ranking_agreement_figure(methods: pd.DataFrame, summary: pd.DataFrame, out_path: str | os.PathLike, *,

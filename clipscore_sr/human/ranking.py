@@ -293,9 +293,9 @@ def rank_methods(
             won, lost, tied = int(wins[k].sum()), int(wins[:, k].sum()), int(ties_m[k].sum())
             lone = ""
             if m > 1 and won + lost and not tied and not (won and lost):  # all one way: the prior sets the score
-                lone = (f"{methods[k]} {'won' if won else 'lost'} all {won + lost} of its votes: its score and "
-                        f"interval rest on the prior (--prior-sd {prior_sd:g}): the votes say only that it is "
-                        f"{'above' if won else 'below'} the methods it met")
+                lone = (f"{methods[k]} {'won' if won else 'lost'} all {won + lost} of its votes: its score (and "
+                        f"any interval) rests on the prior (--prior-sd {prior_sd:g}), not on the votes, which say "
+                        f"only that it is {'above' if won else 'below'} the methods it met")
             rows.append(dict(
                 dataset=f["name"], method=methods[k], score=float(s[k]), ci_low=float(lo[k]), ci_high=float(hi[k]),
                 elo=float(ELO_SCALE * s[k] + ELO_BASE) if model == "bt" else np.nan,
