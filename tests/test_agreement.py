@@ -460,3 +460,23 @@ def test_one_scene_says_its_pairs_are_the_units_and_a_constant_accuracy_has_no_i
     assert r["ci_note"].startswith(f"one scene: its {n} pairs are the units resampled") and r["ci_low"] < r["ci_high"]
     text = format_table(t)
     assert "100.0 [no interval]" in text and "n/a, n/a" not in text
+
+
+def test_merge_same_stimulus_pools_people_but_keeps_a_persons_repeat_apart() -> None:
+    from clipscore_sr.human.vote_tables import merge_same_stimulus, vote_table
+
+    rows = pd.DataFrame({
+        "pair_id": ["t1", "t2", "t3", "t4", "t5"],
+        "dataset": ["d"] * 5, "gt_path": ["/g.png"] * 5,
+        "a_path": ["/x.png", "/y.png", "/x.png", "/y.png", "/x.png"],
+        "b_path": ["/y.png", "/x.png", "/y.png", "/x.png", "/y.png"],
+        "annotator": ["ann", "bob", "cat", "ann", "dan"],  # t4: ann again (a repeat, sides swapped)
+        "vote": ["a", "a", "tie", "b", "b"], "choice": ["a", "a", "tie", "b", "b"], "gt": ["g"] * 5,
+        "a": ["x", "y", "x", "y", "x"], "b": ["y", "x", "y", "x", "y"],
+    })
+    merged, n = merge_same_stimulus(rows)
+    assert n == 3 and list(merged["pair_id"]) == ["t1", "t1", "t1", "t4", "t1"]
+    assert list(merged["vote"]) == ["a", "b", "tie", "b", "b"]  # bob chose y, in t1's orientation that is 'b'
+    t = vote_table(merged).set_index("pair_id")
+    assert (t.loc["t1", "n_a"], t.loc["t1", "n_b"], t.loc["t1", "n_tie"]) == (1, 2, 1)
+    assert (t.loc["t4", "n_a"], t.loc["t4", "n_b"]) == (0, 1)  # ann's repeat: its own pair, not self-agreement

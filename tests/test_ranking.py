@@ -327,3 +327,23 @@ def test_ranking_figure_says_no_interval_only_where_there_is_none(tmp_path) -> N
     none = rank_methods(Votes.from_arrays(a.astype(object), b, won, scene=np.zeros(120, int),
                                           annotator=np.zeros(120, int)), bootstrap=100)
     assert ranking_figure(none.table, none.pairs, tmp_path / "none.png")["no_interval"] == ["all"]
+
+
+def test_a_resample_without_a_methods_scenes_leaves_it_missing_not_at_the_prior_mean() -> None:
+    from clipscore_sr.human.ranking import rank_methods
+    from clipscore_sr.human.votes import Votes
+
+    rng = np.random.default_rng(3)
+    n = 600
+    scene = rng.integers(0, 20, n)
+    a = rng.choice(["p", "q", "r"], n).astype(object)
+    b = np.array([{"p": "q", "q": "r", "r": "p"}[x] for x in a], dtype=object)
+    rare = scene < 2  # method "z" is shown only on scenes 0 and 1
+    b[rare] = "z"
+    won = (rng.random(n) < 0.5).astype(float)
+    r = rank_methods(Votes.from_arrays(a, b, won, scene=scene, annotator=rng.integers(0, 8, n)), bootstrap=300)
+    j = list(r.table[r.table["dataset"] == "all"]["method"]).index("z")
+    z = r.boot["all"][:, j]
+    assert np.isnan(z).mean() > 0.05 and not (z == 0.0).any()  # (18/20)^20 = 12% of resamples draw neither scene
+    row = r.table[r.table["method"] == "z"].iloc[0]
+    assert np.isfinite(row["ci_low"]) and row["ci_low"] < row["score"] < row["ci_high"]

@@ -1,4 +1,4 @@
-"""``srmetrics rank``: which methods people prefer, with scene-bootstrap CIs, and how reliable the annotators are."""
+"""``srmetrics rank``: which methods people prefer, with two-way (scenes x annotators) bootstrap CIs, and how reliable the annotators are."""
 
 from __future__ import annotations
 

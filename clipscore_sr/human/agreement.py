@@ -14,19 +14,22 @@ Conventions
   the pooled row (dataset ``all``) is the mean over all pairs of all datasets.
 * ``human_ceiling`` = mean over pairs with at least 2 non-tie votes of ``max(h, 1-h)``: the best any
   metric could score on those pairs.
-* Confidence intervals: percentile bootstrap over pairs, resampled within each dataset (the pooled
-  row is the union of the per-dataset resamples), ``bootstrap`` resamples from ``numpy.random.default_rng(seed)``.
-  Every metric, the ceiling and the paired differences use the same resamples.
+* Confidence intervals: two-way bootstrap (:mod:`.resampling`): the scenes of each dataset (their pairs
+  together; the pairs themselves where a dataset has one scene) and the annotators (each pair's votes re-weighted
+  by its annotators' multiplicities), ``bootstrap`` resamples from ``numpy.random.default_rng(seed)``; the pooled
+  row is the union of the per-dataset resamples. Intervals are ``estimate -/+ t_df se``, clipped to [0, 1]; every
+  metric, the ceiling and the paired differences use the same resamples.
 * Paired comparison: in each dataset (and pooled), the metric with the highest accuracy is ``best_metric``;
-  for every other metric, ``diff_vs_best`` = accuracy(best) - accuracy(metric) with its bootstrap CI and a
-  two-sided bootstrap p-value ``p_vs_best = min(1, 2*min(P*(d <= 0), P*(d >= 0)))`` with the ``(k+1)/(B+1)``
-  correction: ``p_vs_best < 1 - confidence`` exactly when the CI of the difference excludes 0.
+  for every other metric, ``diff_vs_best`` = accuracy(best) - accuracy(metric) with its CI and a two-sided
+  p-value ``p_vs_best`` from the same ``se`` and ``df``: ``p_vs_best < 1 - confidence`` exactly when the CI of
+  the difference excludes 0.
 * Pairs whose metric values are missing (NaN: the image could not be scored) are left out for every
   metric, so all metrics are compared on the same pairs (``n_pairs_unscored``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -41,6 +44,7 @@ from .resampling import (
     Design,
     bootstrap_indices,
     design_of,
+    effective_units,
     pigeonhole_correction,
     resample_counts,
     unit_weights,
@@ -311,6 +315,12 @@ def agreement_from_scores(
         pair_cl = np.concatenate([clusters[d] + offs[i] for i, d in enumerate(gs) if stats[d]["n"]])
         order = np.concatenate([np.flatnonzero(stats[d]["sel"]) for d in gs if stats[d]["n"]])
         cw = np.concatenate([cl_w[d] for d in gs if stats[d]["n"]], axis=1)
+        eff_a = None
+        if ann is not None:  # votes per annotator on the group's pairs: how many people they are worth
+            keep = sel[ann[0]]
+            eff_a = effective_units(np.bincount(ann[1][keep], weights=(ann[2] + ann[3])[keep]))
+        des = replace(des, eff_scenes=effective_units(np.bincount(pair_cl)), eff_annotators=eff_a)
+        st["design"] = des
 
         def run(cw_: np.ndarray | None, annotators: bool, nb: int, sel: np.ndarray = sel, order: np.ndarray = order,
                 pair_cl: np.ndarray = pair_cl) -> np.ndarray:
@@ -331,9 +341,14 @@ def agreement_from_scores(
             def acc_var(bb: np.ndarray) -> float:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     return float(np.nanmean(np.nanvar(bb[:, :m] / bb[:, [m + 2]], axis=0)))
-            k, df = pigeonhole_correction(acc_var(boot), acc_var(run(cw_part, False, n_part)),
-                                          acc_var(run(None, True, n_part)), des.n_scenes, des.n_annotators)
-            st["design"] = replace(des, scale=k, df_parts=df)
+            k, _ = pigeonhole_correction(acc_var(boot), acc_var(run(cw_part, False, n_part)),
+                                         acc_var(run(None, True, n_part)), des.n_scenes, des.n_annotators,
+                                         des.unit_df)
+            # a pair's agreement is a ratio of its annotators' votes, far from linear in their weights: the surplus
+            # estimate is kept conservative (at most half the variance removed; df of the fewer effective units), as
+            # measured coverage needs (with the full correction and Satterthwaite's df: 0.92 in the test's world
+            # over 2,000 studies, 0.85 with 2 annotators; with this 0.945 and 1.00)
+            st["design"] = replace(des, scale=max(k, math.sqrt(0.5)))
             st["scale_center"] = acc0
         st["boot"] = boot
 
@@ -371,7 +386,7 @@ def agreement_from_scores(
             diff = acc[best] - acc
             if boot_acc is not None:
                 bdiff = boot_acc[:, [best]] - boot_acc
-                d_lo, d_hi = des.interval(diff, bdiff, confidence)
+                d_lo, d_hi = (np.clip(v, -1.0, 1.0) for v in des.interval(diff, bdiff, confidence))
                 pval = des.p_value(diff, bdiff)
             else:
                 d_lo = d_hi = pval = np.full(m, np.nan)

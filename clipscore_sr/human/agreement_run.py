@@ -196,7 +196,7 @@ def agreement(
     returns :func:`agreement_from_scores`'s table (one row per metric and dataset plus pooled ``all``
     rows). ``metrics`` are ids (``psnr``, ``clipscore:clip-rn50``) or :class:`Metric` instances.
     ``root``: image paths are relative to it and must stay inside it unless ``allow_outside_root``
-    (default: the CSV's folder; the current folder for a DataFrame). ``bootstrap``/``seed``/``confidence``: the percentile bootstrap over pairs. ``tie_tol``:
+    (default: the CSV's folder; the current folder for a DataFrame). ``bootstrap``/``seed``/``confidence``: the two-way bootstrap (scenes x annotators; see :mod:`.agreement`). ``tie_tol``:
     metric values closer than this are a tie. ``human_ties``: ``exclude`` (default) or ``half``.
     ``pairs_out``/``scores_out``: write the per-pair / per-image tables. The remaining options go to
     :func:`~clipscore_sr.pipeline.score_pairs`. :func:`run_agreement` also returns the per-pair table.

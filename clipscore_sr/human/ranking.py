@@ -179,7 +179,8 @@ def rank_methods(
     """Rank the methods of ``votes`` (a :class:`Votes`, or a judgements CSV/DataFrame with methods).
 
     Returns a :class:`Ranking`: the pooled ranking (dataset ``all``) and, with ``by_dataset``, one per
-    dataset, with scene-bootstrap CIs (``bootstrap`` resamples; 0 = none). See the module docstring.
+    dataset, with two-way (scenes x annotators) bootstrap CIs (``bootstrap`` resamples; 0 = none). See the
+    module docstring.
     """
     if model not in MODELS:
         raise SRMetricsError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -248,7 +249,9 @@ def rank_methods(
                 tb = np.asarray((t_sc.T @ rr.T).T).reshape(nb, m_all, m_all)[:, f["idx"]][:, :, f["idx"]]
                 tb = tb + np.swapaxes(tb, -1, -2)
                 return fit_davidson(wb, tb, prior_sd=prior_sd)[0]
-            return one_step_scores(wb, f["s"], model=model, prior_sd=prior_sd)
+            out = one_step_scores(wb, f["s"], model=model, prior_sd=prior_sd)
+            # a method none of whose scenes was drawn has no votes in that resample: missing, not the prior's 0
+            return np.where((wb.sum(-1) + wb.sum(-2)) > 0, out, np.nan)
 
         for start in range(0, bootstrap, _BOOT_CHUNK):
             nb = min(_BOOT_CHUNK, bootstrap - start)

@@ -87,7 +87,7 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
     paired with each other (that would be agreement with oneself): the within-unit pairing weight of values ``i``
     and ``j`` of different coders is ``w_i w_j``, so the unit's disagreement fraction is
     ``(W^2 - sum_c n_c^2) / (W^2 - sum_i w_i^2)`` with ``W = sum_i w_i``, ``n_c`` the weighted count of value c.
-    At unit weights this is :func:`krippendorff_alpha_nominal`. Expanded percentile interval.
+    At unit weights this is :func:`krippendorff_alpha_nominal`. Interval ``alpha -/+ t_df se``, within [-1, 1].
 
     The cost is resamples x pairable votes: past ``max_resample_votes`` fewer resamples are drawn (never below
     :data:`ALPHA_MIN_BOOTSTRAP`, enough for a 95% percentile interval), so 1M one-annotator votes take seconds."""
@@ -165,7 +165,7 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
     if des.scenes and des.annotators:
         boot = a0 + k * (boot - a0)
     lo, hi = des.interval(np.array([a0]), boot[:, None], confidence)
-    hi = np.minimum(hi, 1.0)
+    lo, hi = np.maximum(lo, -1.0), np.minimum(hi, 1.0)
     return float(lo[0]), float(hi[0]), des.describe().removeprefix("bootstrap over ")  # '12 scenes x 8 annotators'
 
 

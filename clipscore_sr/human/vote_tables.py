@@ -14,19 +14,30 @@ from .judgements import CHOICES
 def merge_same_stimulus(judgements: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Validated rows that show the same stimulus (dataset, gt and the two images, in either order) under
     different ``pair_id`` values become one pair: the first of those ids, each ``vote`` mirrored onto that id's
-    orientation. An active study gives every trial its own id, so without this each vote would be a pair of its
+    orientation; an id whose annotator already voted on that stimulus (a repeat trial) stays a pair of its own. An active study gives every trial its own id, so without this each vote would be a pair of its
     own (no pair with two annotators, no human ceiling). Returns the rows (a copy) and how many ids were merged
     into another."""
     if judgements.empty:
         return judgements, 0
     firsts = judgements.drop_duplicates("pair_id", keep="first")
-    canon: dict[tuple[str, ...], tuple[str, str]] = {}  # stimulus -> (first pair_id, its a_path)
+    who: dict[str, set[str]] = {}  # pair_id -> its annotators
+    if "annotator" in judgements.columns:
+        for pid, ann in zip(judgements["pair_id"], judgements["annotator"].fillna("").astype(str)):
+            who.setdefault(pid, set()).add(ann.strip())
+    canon: dict[tuple[str, ...], list[tuple[str, str, set[str]]]] = {}  # stimulus -> [(first id, a_path, people)]
     rename: dict[str, tuple[str, bool]] = {}  # pair_id -> (pair_id it joins, orientation swapped)
     for pid, ds, gt, a, b in zip(firsts["pair_id"], firsts["dataset"].astype(str), firsts["gt_path"].astype(str),
                                  firsts["a_path"].astype(str), firsts["b_path"].astype(str)):
-        ref = canon.setdefault((ds, gt, min(a, b), max(a, b)), (pid, a))
-        if ref[0] != pid:
-            rename[pid] = (ref[0], ref[1] != a)
+        mine = who.get(pid, set()) - {""}
+        groups = canon.setdefault((ds, gt, min(a, b), max(a, b)), [])
+        # the first group of this stimulus none of whose annotators voted under this id: a repeat trial (the same
+        # person again) stays its own pair, so that no one is counted as agreeing with themself
+        g = next((g for g in groups if not (g[2] & mine)), None)
+        if g is None:
+            groups.append((pid, a, set(mine)))
+        else:
+            g[2].update(mine)
+            rename[pid] = (g[0], g[1] != a)
     if not rename:
         return judgements, 0
     out = judgements.copy()
