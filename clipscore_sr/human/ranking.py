@@ -13,10 +13,9 @@ Conventions
   scene's and its annotator's multiplicities. A factor with one unit present is held fixed; with one scene and one
   annotator there is no interval (``ci_note`` says why). Each resample is one Newton step from the fit
   (:func:`~.fits.one_step_scores`: no refit running off to the prior's edge on a sparse resample; ``davidson``
-  refits); intervals are
-  ``score -/+ t_df se`` (:meth:`~.resampling.Design.interval`: ``se`` unbiased and freed of the two-way
-  bootstrap's surplus, ``df`` from the variance parts). Columns ``resampled`` (``scenes x annotators``, ``scenes``, ``annotators`` or ``none``), ``n_scenes``
-  and ``n_annotators`` (0 = no annotator column) say what was resampled. ``numpy.random.default_rng(seed)``;
+  refits); intervals are ``score -/+ t_df se`` (:meth:`~.resampling.Design.interval`: ``se`` unbiased and freed
+  of the two-way bootstrap's surplus, ``df`` from the variance parts). Columns ``resampled`` (``scenes x
+  annotators``, ``scenes``, ``annotators`` or ``none``), ``n_scenes`` and ``n_annotators`` (0 = no annotator column) say what was resampled. ``numpy.random.default_rng(seed)``;
   every method, pair difference and p-value uses the same resamples. A scene is a (dataset, gt) combination.
 * Pair table: for every ordered pair (row, col): ``p_beats`` = the model's P(row beats col) at the point
   estimate (Davidson: given no tie), ``diff = score_row - score_col`` with its CI, a two-sided p-value with the

@@ -22,7 +22,8 @@ Rules that say which factors are resampled (:func:`design_of`):
 Intervals: ``estimate -/+ t_df se`` (:meth:`Design.interval`). ``se`` is the resamples' standard deviation,
 made unbiased: a bootstrap over ``n`` units has ``(n-1)/n`` of the variance (one factor: times ``sqrt(n/(n-1))``;
 two factors: :func:`pigeonhole_correction`, which also removes the pigeonhole's surplus). ``df`` is ``n - 1`` of
-the one factor resampled, or Satterthwaite's from the scene, annotator and noise parts of the variance: with
+the one factor resampled (effective units), or with both Satterthwaite's from the scene, annotator and noise
+parts of the variance (``rank``; ``agreement`` and alpha, far from linear, keep the fewer units' df): with
 2-5 units of a factor whose effects dominate, ``t_df`` is what keeps coverage near nominal (percentile
 intervals cannot reach past the most extreme resample, and with 3 x 3 units they covered 87-90%), and where vote
 noise dominates ``df`` is large and nothing is widened for nothing. p-values use the same ``se`` and ``df``
@@ -119,9 +120,9 @@ class Design:
 
     @property
     def df(self) -> float:
-        """Degrees of freedom of the expansion: ``n - 1`` of the one factor resampled; with both, the
-        Satterthwaite df of the variance parts (:func:`pigeonhole_correction`), or ``min(n_scenes, n_annotators)
-        - 1`` (the least it can be) where the parts were not measured."""
+        """Degrees of freedom of ``t``: :attr:`unit_df` of the one factor resampled; with both, the Satterthwaite df
+        of the variance parts (:func:`pigeonhole_correction`) where set (``rank``), else the smaller of
+        :attr:`unit_df` (``agreement`` and alpha, whose parts are not estimated well enough to do better)."""
         if self.scenes and self.annotators:
             return self.df_parts if self.df_parts is not None else min(self.unit_df)
         return self.unit_df[0] if self.scenes else self.unit_df[1]
@@ -310,31 +311,6 @@ def expanded_level(confidence: float, df: float) -> float:
     return float(2 * ndtr(z) - 1)
 
 
-def expand_p_value(p: np.ndarray, df: float) -> np.ndarray:
-    """Map a two-sided percentile-bootstrap p-value onto the expanded scale (the inverse of
-    :func:`expanded_level`): ``z = Phi^{-1}(1 - p/2)``, ``p' = 2 t_df.sf(z / sqrt((df+1)/df))``."""
-    from scipy.special import ndtri
-    from scipy.stats import t
-
-    p = np.asarray(p, np.float64)
-    if df <= 0:
-        return p
-    z = ndtri(1 - np.clip(p, 0, 1) / 2)
-    return np.minimum(1.0, 2 * t.sf(z / math.sqrt((df + 1) / df), df))
-
-
-def bootstrap_p_value(diffs: np.ndarray) -> np.ndarray:
-    """Two-sided bootstrap p-value of ``H0: difference = 0`` from resampled differences (axis 0).
-
-    ``min(1, 2 * min((1 + #{d <= 0}) / (B + 1), (1 + #{d >= 0}) / (B + 1)))``.
-    """
-    d = np.asarray(diffs, dtype=np.float64)
-    b = d.shape[0]
-    le = (1.0 + (d <= 0).sum(axis=0)) / (b + 1.0)
-    ge = (1.0 + (d >= 0).sum(axis=0)) / (b + 1.0)
-    return np.minimum(1.0, 2.0 * np.minimum(le, ge))
-
-
-__all__ = ["Design", "bootstrap_indices", "bootstrap_p_value", "bootstrap_sums", "cell_weights", "design_of",
-           "effective_units", "expand_p_value", "expanded_level", "percentile_ci", "pigeonhole_correction", "resample_counts",
+__all__ = ["Design", "bootstrap_indices", "bootstrap_sums", "cell_weights", "design_of",
+           "effective_units", "expanded_level", "percentile_ci", "pigeonhole_correction", "resample_counts",
            "stratified_weights", "t_interval", "t_p_value", "unit_weights"]
