@@ -154,8 +154,8 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
         from .resampling import pigeonhole_correction
 
         n_part = max(100, bootstrap // 4)
-        k, df = pigeonhole_correction(float(np.nanvar(boot)), float(np.nanvar(run(True, False, n_part))),
-                                      float(np.nanvar(run(False, True, n_part))), des.n_scenes, des.n_annotators)
+        k, _ = pigeonhole_correction(float(np.nanvar(boot)), float(np.nanvar(run(True, False, n_part))),
+                                     float(np.nanvar(run(False, True, n_part))), des.n_scenes, des.n_annotators)
         # alpha is a ratio of agreement sums, far from linear in the weights: the surplus estimate is kept
         # conservative (at most half the variance removed, df of the fewer units), as measured coverage needs
         # (60 units x 8 coders: 0.90 with the full correction and Satterthwaite's df, 0.93-0.94 with this)
