@@ -79,6 +79,8 @@ def test_report_in_chromium(browser, tmp_path: Path) -> None:
     assert best == {m: summary[summary["metric"] == m].set_index("method")["mean"].idxmax() for m in ("psnr", "ssim")}
     acc = page.eval_on_selector_all("table.agreement td.acc", "els => els.map(e => Number(e.dataset.v))")
     assert acc == list(read_table(tmp_path / "agreement.csv")["accuracy"])
+    # each row says what its interval is about (or why there is none), as the rank table does
+    assert page.inner_text("table.agreement").count("one scene: its 40 pairs are the units resampled") == 2
     assert page.eval_on_selector_all("table.rank td.score", "els => els.map(e => Number(e.dataset.v))") == \
         list(read_table(tmp_path / "ranking.csv")["score"])
     # per image: rows equal the table; sort by psnr (both directions); filter by method; worst N

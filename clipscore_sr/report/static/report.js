@@ -158,7 +158,8 @@
         { label: "accuracy", td: (r) => tdv(r[ix("accuracy")], 4, "acc") }, { label: "CI low", td: (r) => tdv(r[ix("ci_low")], 4) },
         { label: "CI high", td: (r) => tdv(r[ix("ci_high")], 4) }, { label: "human ceiling", td: (r) => tdv(r[ix("human_ceiling")], 4) },
         { label: "rank", td: (r) => tdv(r[ix("rank")], 0) }, { label: "diff vs best", td: (r) => tdv(r[ix("diff_vs_best")], 4) },
-        { label: "p vs best", td: (r) => tdv(r[ix("p_vs_best")], 3) }, { label: "pairs", td: (r) => tdv(r[ix("n_pairs")], 0) }],
+        { label: "p vs best", td: (r) => tdv(r[ix("p_vs_best")], 3) }, { label: "pairs", td: (r) => tdv(r[ix("n_pairs")], 0) },
+        { label: "note", td: (r) => `<td>${esc((ix("ci_note") >= 0 && r[ix("ci_note")]) || "")}</td>` }],
       rows, (r) => r).replace("<table>", `<table class="agreement" data-file="${esc(t.file)}">`);
     }
     for (const t of D.rank || []) h += `<h2>Ranking from the judgements (${esc(t.file)})</h2>` + rankTable(t, "rank");
