@@ -170,20 +170,16 @@ def alpha_bootstrap(units: Sequence[Any], coders: Sequence[Any], values: Sequenc
 
 
 def _unit_and_value(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Unit key, value (first/second/tie) and the raw choice of each row."""
-    a = df["a_path"] if "a_path" in df.columns else df["a"]
-    b = df["b_path"] if "b_path" in df.columns else df["b"]
-    gt = df["gt_path"] if "gt_path" in df.columns else df["gt"]
-    a, b = a.astype(str), b.astype(str)
-    lo = np.where(a <= b, a, b)
-    hi = np.where(a <= b, b, a)
-    unit = df["dataset"].astype(str) + "\x1f" + gt.astype(str) + "\x1f" + pd.Series(lo, index=df.index) + \
-        "\x1f" + pd.Series(hi, index=df.index)
+    """Unit key (the stimulus, :func:`~.vote_tables.stimulus_keys`), value (first/second/tie) and the raw choice of
+    each row."""
+    from .vote_tables import stimulus_keys
+
+    unit, a_first = stimulus_keys(df)
     ch = df["choice"].astype(str).str.lower()
-    chosen = np.where(ch == "a", a, b)
     # the value is relative to the unit (the first or second file in sorted order), so that the categories
     # are the same in every unit, as nominal alpha needs
-    value = pd.Series(np.where(ch == "tie", "tie", np.where(chosen == lo, "first", "second")), index=df.index)
+    value = pd.Series(np.where(ch == "tie", "tie", np.where((ch == "a").to_numpy() == a_first, "first", "second")),
+                      index=df.index)
     return unit, value, ch
 
 

@@ -11,6 +11,18 @@ import pandas as pd
 from .judgements import CHOICES
 
 
+def stimulus_keys(rows: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """The stimulus each row shows, as one key: dataset, gt and the two images in sorted order (the resolved
+    ``*_path`` columns where validation added them), and whether the row's ``a`` is the first of the two."""
+    a = (rows["a_path"] if "a_path" in rows.columns else rows["a"]).astype(str)
+    b = (rows["b_path"] if "b_path" in rows.columns else rows["b"]).astype(str)
+    gt = (rows["gt_path"] if "gt_path" in rows.columns else rows["gt"]).astype(str)
+    a_first = (a <= b).to_numpy()
+    lo = pd.Series(np.where(a_first, a, b), index=rows.index)
+    hi = pd.Series(np.where(a_first, b, a), index=rows.index)
+    return rows["dataset"].astype(str) + "\x1f" + gt + "\x1f" + lo + "\x1f" + hi, a_first
+
+
 def merge_same_stimulus(judgements: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Validated rows that show the same stimulus (dataset, gt and the two images, in either order) under
     different ``pair_id`` values become one pair: the first of those ids, each ``vote`` mirrored onto that id's
@@ -24,20 +36,19 @@ def merge_same_stimulus(judgements: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     if "annotator" in judgements.columns:
         for pid, ann in zip(judgements["pair_id"], judgements["annotator"].fillna("").astype(str)):
             who.setdefault(pid, set()).add(ann.strip())
-    canon: dict[tuple[str, ...], list[tuple[str, str, set[str]]]] = {}  # stimulus -> [(first id, a_path, people)]
+    canon: dict[str, list[tuple[str, bool, set[str]]]] = {}  # stimulus -> [(first id, its a first?, people)]
     rename: dict[str, tuple[str, bool]] = {}  # pair_id -> (pair_id it joins, orientation swapped)
-    for pid, ds, gt, a, b in zip(firsts["pair_id"], firsts["dataset"].astype(str), firsts["gt_path"].astype(str),
-                                 firsts["a_path"].astype(str), firsts["b_path"].astype(str)):
+    for pid, key, a_first in zip(firsts["pair_id"], *stimulus_keys(firsts)):
         mine = who.get(pid, set()) - {""}
-        groups = canon.setdefault((ds, gt, min(a, b), max(a, b)), [])
+        groups = canon.setdefault(key, [])
         # the first group of this stimulus none of whose annotators voted under this id: a repeat trial (the same
         # person again) stays its own pair, so that no one is counted as agreeing with themself
         g = next((g for g in groups if not (g[2] & mine)), None)
         if g is None:
-            groups.append((pid, a, set(mine)))
+            groups.append((pid, bool(a_first), set(mine)))
         else:
             g[2].update(mine)
-            rename[pid] = (g[0], g[1] != a)
+            rename[pid] = (g[0], g[1] != bool(a_first))
     if not rename:
         return judgements, 0
     out = judgements.copy()
@@ -111,4 +122,4 @@ def unique_image_pairs(pairs: pd.DataFrame) -> tuple[list[Any], np.ndarray, np.n
     return uniq, ia, ib
 
 
-__all__ = ["annotator_vote_table", "merge_same_stimulus", "unique_image_pairs", "vote_table"]
+__all__ = ["annotator_vote_table", "merge_same_stimulus", "stimulus_keys", "unique_image_pairs", "vote_table"]
