@@ -410,7 +410,7 @@ def replay_log(study: Study) -> tuple[int, list[str]]:
     ``judgements.csv`` at that moment (the file, with the answers the log's undo lines took back put where they
     stood; a posterior that lost an answer is rebuilt from the rest, as the server does) and the log lines before
     it. Returns ``(choices checked, mismatches)``."""
-    return _replay(study, _read_log(study))
+    return _replay(study, _read_log(study), JudgementStore(study.root).answers())
 
 
 def _read_log(study: Study) -> AuditLog:
@@ -421,14 +421,14 @@ def _read_log(study: Study) -> AuditLog:
     return log
 
 
-def _replay(study: Study, log: AuditLog) -> tuple[int, list[str]]:
-    """:func:`replay_log` on the log as read."""
+def _replay(study: Study, log: AuditLog, rows: list[dict[str, str]]) -> tuple[int, list[str]]:
+    """:func:`replay_log` on the log and the answer rows as read."""
     cells = _Cells(list(study.active["scenes"]), list(study.methods))
     check = GivenTrials(study, cells, str(log.path))
     for e in log.entries:  # every line fits the study (undo lines included) before any is used
         check.apply(e)
     given = GivenTrials(study, cells, str(log.path))
-    ever = _answers_ever([r for r in JudgementStore(study.root).answers() if r["trial_kind"] == "real"], log.entries)
+    ever = _answers_ever([r for r in rows if r["trial_kind"] == "real"], log.entries)
     sampler, fed, snaps = new_sampler(study, cells), [], _Snapshots()  # fed: indices into ever, in order
     checked, problems = 0, []
     for e in log.entries:
@@ -485,10 +485,10 @@ def audit(study: Study) -> dict[str, Any]:
     and ``pending_undos`` (undo lines whose answer a stop left in ``judgements.csv``; the next ``study serve``
     removes it, and until then ``rank``, ``agreement`` and ``status`` still count it)."""
     log = _read_log(study)
-    checked, problems = _replay(study, log)
+    rows = JudgementStore(study.root).answers()
+    checked, problems = _replay(study, log, rows)
     limit = study.active.get("balance_above")
     given = [e for e in log.entries if not is_undo(e)]
-    rows = JudgementStore(study.root).answers()
     unlisted = sorted({r["pair_id"] for r in rows} - {str(e.get("id")) for e in given})
     if unlisted:
         problems.append(f"{study.root / 'judgements.csv'}: answers {len(unlisted)} trial(s) that {log.path.name} "
