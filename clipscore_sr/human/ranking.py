@@ -163,6 +163,12 @@ def _fit(wins_split: np.ndarray, wins: np.ndarray, ties_m: np.ndarray, model: st
     return s, np.full(s.shape[:-1], np.nan)
 
 
+def one_sided(wins: int, losses: int, ties: int) -> bool:
+    """Whether a method's votes all went one way (it won every one, or lost every one, and tied none): its
+    penalised-ML score is then set by the prior, not by the votes."""
+    return bool(wins + losses) and not ties and not (wins and losses)
+
+
 def rank_methods(
     votes: Votes | pd.DataFrame | str | os.PathLike,
     *,
@@ -294,7 +300,7 @@ def rank_methods(
         for k in order:
             won, lost, tied = int(wins[k].sum()), int(wins[:, k].sum()), int(ties_m[k].sum())
             lone = ""
-            if m > 1 and won + lost and not tied and not (won and lost):  # all one way: the prior sets the score
+            if m > 1 and one_sided(won, lost, tied):  # the prior sets the score
                 lone = (f"{methods[k]} {'won' if won else 'lost'} all {won + lost} of its votes: its score (and "
                         f"any interval) rests on the prior (--prior-sd {prior_sd:g}), not on the votes, which say "
                         f"only that it is {'above' if won else 'below'} the methods it met")
@@ -375,4 +381,4 @@ def format_ranking(ranking: Ranking) -> str:
 
 
 __all__ = ["PAIR_COLUMNS", "RANKING_COLUMNS", "Ranking", "TIES", "format_ranking", "group_annotator_weights",
-           "group_design", "rank_methods", "scene_resample_weights", "scene_win_counts", "vote_cells"]
+           "group_design", "one_sided", "rank_methods", "scene_resample_weights", "scene_win_counts", "vote_cells"]

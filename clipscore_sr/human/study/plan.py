@@ -208,13 +208,13 @@ def truth_from_pilot(path: str, model: str = "thurstone", notes: list[str] | Non
                      ) -> tuple[list[str], np.ndarray]:
     """Methods and scores fitted to a pilot judgement file (the truth of the simulation). ``notes`` (a list)
     receives a line for each method that won or lost every pilot vote: its score is the prior's, not the data's."""
-    from ..ranking import rank_methods
+    from ..ranking import one_sided, rank_methods
 
     t = rank_methods(path, model=model, bootstrap=0).table
     t = t[t["dataset"] == "all"]
     if notes is not None:
         for r in t.itertuples():
-            if len(t) > 1 and r.wins + r.losses and not r.ties and not (r.wins and r.losses):
+            if len(t) > 1 and one_sided(r.wins, r.losses, r.ties):
                 notes.append(f"{path}: {r.method} {'won' if r.wins else 'lost'} all {r.wins + r.losses} of its "
                              f"pilot votes, so its score ({r.score:+.2f}) comes from the fit's prior, not the votes: "
                              "the simulated gap to it is a guess")
