@@ -92,13 +92,12 @@ def make_command(gt_dir, methods, n_trials, seed, out, sentinels, repeats, allow
                        echo=lambda s: click.echo(s, err=True), design=design, model=model, objective=objective)
     if quiet:
         return
+    kinds = study.slot_kinds
     if study.active is not None:
-        kinds = study.slot_kinds
         click.echo(f"{study.n_trials} trials per annotator ({kinds['real']} real, chosen by the server while the study "
                    f"is answered; {kinds['sentinel']} sentinel, {kinds['repeat']} repeat) over "
                    f"{len(study.active['scenes'])} scenes and {len(study.methods)} methods -> {Path(out) / 'study.json'}")
     else:
-        kinds = study.slot_kinds
         click.echo(f"{len(study.trials)} trials ({kinds['real']} real, {kinds['sentinel']} sentinel, "
                    f"{kinds['repeat']} repeat) over {len({t.scene for t in study.trials})} scenes and "
                    f"{len(study.methods)} methods -> {Path(out) / 'study.json'}")
